@@ -1,0 +1,291 @@
+"""`Agent`: one immutable instance that serves every tenant.
+
+The tenant is an argument of each run, never an attribute set per request (the seed's
+`sharedAgent.UserID = req.UserID` race). A turn:
+
+1. takes the scope's turn lock (turns of one scope never overlap; other scopes run in parallel),
+2. reads the newest `history_window` messages and the session state in one snapshot,
+3. calls the model, runs the tools it asks for, up to `max_loops` model calls,
+4. writes the user message, tool messages, the reply and the changed state in ONE atomic
+   `add_many`, after the model answered. A failure anywhere before that stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, NoReturn
+
+from tenantry._runner import run_sync
+from tenantry.errors import (
+    InvalidInput,
+    InvalidMessage,
+    MaxLoopsExceeded,
+    ModelError,
+    TenantryError,
+)
+from tenantry.models.base import Model, ModelResponse
+from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
+from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
+from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
+from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
+
+
+def _positive(name: str, value: int, *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInput(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _window(history: list[Message]) -> list[Message]:
+    """Drop leading messages that cannot open a conversation (a tool result whose call fell
+    outside the window would be rejected by the model's API)."""
+    for start, message in enumerate(history):
+        if message.role == "user":
+            return history[start:] if start else history
+    return []
+
+
+class Agent:
+    """One agent for many users. Immutable: derive a variant with `agent.replace(...)`."""
+
+    __slots__ = (
+        "history_window",
+        "instructions",
+        "lock_timeout",
+        "max_loops",
+        "model",
+        "name",
+        "store",
+        "tools",
+        "user_id",
+    )
+
+    name: str
+    model: Model
+    store: Store
+    instructions: str
+    tools: tuple[Tool, ...]
+    max_loops: int
+    history_window: int
+    user_id: str
+    lock_timeout: float
+
+    def __init__(
+        self,
+        name: str = "agent",
+        model: Model | None = None,
+        store: Store | None = None,
+        instructions: str = "",
+        tools: Iterable[Tool | ToolFunction] = (),
+        max_loops: int = 10,
+        history_window: int = 50,
+        user_id: str = DEFAULT_USER_ID,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> None:
+        if model is None:
+            from tenantry.models import model_from_settings
+
+            model = model_from_settings()
+        if store is None:
+            from tenantry.storage.memory import InMemoryStore
+
+            store = InMemoryStore()
+        converted = tuple(as_tool(t) for t in tools)
+        names = [t.name for t in converted]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InvalidInput(f"two tools share the name(s) {', '.join(duplicates)}")
+        values: dict[str, Any] = {
+            "name": name,
+            "model": model,
+            "store": store,
+            "instructions": instructions,
+            "tools": converted,
+            "max_loops": _positive("max_loops", max_loops),
+            "history_window": _positive("history_window", history_window, allow_zero=True),
+            "user_id": validate_user_id(user_id),
+            "lock_timeout": float(lock_timeout),
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: object) -> NoReturn:
+        hint = " pass user_id=... to run()/arun() instead" if key == "user_id" else ""
+        raise AttributeError(
+            f"Agent is immutable, so one instance can serve many users safely: cannot set "
+            f"{key!r};{hint or ' use agent.replace(' + key + '=...) to derive a new agent'}"
+        )
+
+    def replace(self, **changes: Any) -> Agent:
+        """Give a new agent with some settings changed."""
+        current = {key: getattr(self, key) for key in self.__slots__}
+        current.update(changes)
+        return Agent(**current)
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model.name!r}, tools={len(self.tools)})"
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        deps: Any = None,
+    ) -> RunOutput:
+        """Run one turn for the scope and give its output."""
+        output: RunOutput | None = None
+        async for item in self._turn(message, user_id, session_id, deps, streaming=False):
+            if isinstance(item, RunOutput):
+                output = item
+        assert output is not None
+        return output
+
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        deps: Any = None,
+    ) -> RunOutput:
+        """Blocking `arun`, for scripts and notebooks; safe to call from many threads."""
+        return run_sync(self.arun(message, user_id=user_id, session_id=session_id, deps=deps))
+
+    async def astream(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        deps: Any = None,
+    ) -> AsyncIterator[str | RunOutput]:
+        """Run one turn, yielding text deltas as the model produces them, then the RunOutput.
+
+        The turn holds its scope's lock until the generator finishes or is closed.
+        """
+        async for item in self._turn(message, user_id, session_id, deps, streaming=True):
+            yield item
+
+    # --- the turn -----------------------------------------------------------------------------
+
+    def _scope(self, user_id: str | None, session_id: str | None) -> Scope:
+        return Scope.of(self.user_id if user_id is None else user_id, session_id)
+
+    async def _turn(
+        self,
+        text: str,
+        user_id: str | None,
+        session_id: str | None,
+        deps: Any,
+        *,
+        streaming: bool,
+    ) -> AsyncIterator[str | RunOutput]:
+        if not isinstance(text, str):
+            raise InvalidMessage(f"the message must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise InvalidMessage("the message must not be empty")
+        scope = self._scope(user_id, session_id)
+        store = self.store
+        async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
+            snapshot = await store.snapshot(
+                scope.user_id, scope.session_id, limit=self.history_window
+            )
+            ctx = RunContext(scope=scope, run_id=new_id(), state=snapshot.state, deps=deps)
+            loaded_state = dict(snapshot.state)
+            prompt = [Message.system(self.instructions)] if self.instructions else []
+            prompt.extend(_window(snapshot.messages))
+            turn = [Message.user(text)]
+            usage = Usage()
+            specs = [t.spec for t in self.tools]
+            for _ in range(self.max_loops):
+                response: ModelResponse | None = None
+                if streaming:
+                    async for item in self._stream_model(prompt + turn, specs):
+                        if isinstance(item, str):
+                            yield item
+                        else:
+                            response = item
+                else:
+                    response = await self._call_model(prompt + turn, specs)
+                assert response is not None
+                usage += response.usage
+                turn.append(Message.assistant(response.content, response.tool_calls))
+                if not response.tool_calls:
+                    break
+                turn.extend(await self._run_tools(response, ctx))
+            else:
+                raise MaxLoopsExceeded(
+                    f"the model still asked for tools after {self.max_loops} calls "
+                    f"(max_loops={self.max_loops}); nothing of this turn was stored"
+                )
+            changed = ctx.state != loaded_state
+            await store.add_many(
+                turn,
+                user_id=scope.user_id,
+                session_id=scope.session_id,
+                state=ctx.state if changed else None,
+            )
+        yield RunOutput(
+            content=turn[-1].content,
+            user_id=scope.user_id,
+            session_id=scope.session_id,
+            run_id=ctx.run_id,
+            messages=tuple(turn),
+            usage=usage,
+            state=dict(ctx.state),
+        )
+
+    async def _call_model(
+        self, messages: Sequence[Message], specs: Sequence[ToolSpec]
+    ) -> ModelResponse:
+        try:
+            return await self.model.complete(messages, specs)
+        except TenantryError:
+            raise
+        except Exception as exc:
+            self._model_failed(exc)
+
+    async def _stream_model(
+        self, messages: Sequence[Message], specs: Sequence[ToolSpec]
+    ) -> AsyncIterator[str | ModelResponse]:
+        response: ModelResponse | None = None
+        try:
+            async for item in self.model.stream(messages, specs):
+                if isinstance(item, ModelResponse):
+                    response = item
+                else:
+                    yield item
+        except TenantryError:
+            raise
+        except Exception as exc:
+            self._model_failed(exc)
+        if response is None:
+            raise ModelError(f"model {self.model.name!r} ended its stream without a response")
+        yield response
+
+    def _model_failed(self, exc: Exception) -> NoReturn:
+        raise ModelError(
+            f"model {self.model.name!r} failed: {type(exc).__name__}: {exc}; "
+            "nothing of this turn was stored"
+        ) from exc
+
+    async def _run_tools(self, response: ModelResponse, ctx: RunContext) -> list[Message]:
+        by_name = {t.name: t for t in self.tools}
+        results = []
+        for call in response.tool_calls:
+            found = by_name.get(call.name)
+            if found is None:
+                known = ", ".join(sorted(by_name)) or "none"
+                content = f"Unknown tool {call.name!r}; available tools: {known}."
+            else:
+                content = await found.run(call.arguments, ctx)
+            results.append(Message.tool(content, tool_call_id=call.id, name=call.name))
+        return results
+
+
+__all__ = ["Agent"]

@@ -1,0 +1,117 @@
+"""Every error tenantry raises: one base class, one subclass per cause.
+
+Each message says what went wrong and what to do about it. The server maps each class to one
+HTTP status in one place, so new subclasses must pick the right parent.
+"""
+
+from __future__ import annotations
+
+
+class TenantryError(Exception):
+    """Base class of every error raised by tenantry."""
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+class InvalidInput(TenantryError, ValueError):
+    """A value given by the caller is not acceptable (HTTP 400/422)."""
+
+
+class InvalidScope(InvalidInput):
+    """A user id or session id is not acceptable."""
+
+
+class InvalidUserId(InvalidScope):
+    """A user id is empty, too long, or holds control characters."""
+
+
+class InvalidSessionId(InvalidScope):
+    """A session id is empty, too long, or holds control characters."""
+
+
+class InvalidMessage(InvalidInput):
+    """A message cannot be stored or sent (wrong type, empty user text, bad role)."""
+
+
+class InvalidState(InvalidInput):
+    """Session state is not a JSON-serialisable dict with string keys."""
+
+
+class InvalidStoreURL(InvalidInput):
+    """A store URL names no known backend or carries bad options."""
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+class StoreError(TenantryError):
+    """The store failed to carry out an operation."""
+
+
+class StoreClosed(StoreError):
+    """The store was closed; open a new one."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached right now; retry later (HTTP 503)."""
+
+
+class ScopeBusy(StoreError):
+    """Another turn of the same scope held the scope's lock for longer than the timeout."""
+
+
+class MissingDependency(TenantryError, ImportError):
+    """An optional dependency (an extra) is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package!r} is not installed; install it with: pip install 'tenantry[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+# --- models and tools -----------------------------------------------------------------------
+
+
+class ModelError(TenantryError):
+    """The model call failed; nothing of the turn was stored."""
+
+
+class ModelHTTPError(ModelError):
+    """The model's API answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, message: str, *, model: str = "") -> None:
+        where = f" from model {model!r}" if model else ""
+        super().__init__(f"HTTP {status_code}{where}: {message}")
+        self.status_code = status_code
+        self.body_message = message
+        self.model = model
+
+
+class ModelUnreachable(ModelError):
+    """The model's API could not be reached or timed out."""
+
+
+class ToolError(TenantryError):
+    """A tool raised an exception; the turn was abandoned and nothing was stored."""
+
+    def __init__(self, tool_name: str, cause: BaseException) -> None:
+        super().__init__(f"tool {tool_name!r} failed: {type(cause).__name__}: {cause}")
+        self.tool_name = tool_name
+
+
+class ToolDefinitionError(TenantryError, TypeError):
+    """A function cannot be turned into a tool (missing type hints, bad parameters)."""
+
+
+class MaxLoopsExceeded(TenantryError):
+    """The model kept calling tools for more than `max_loops` rounds; nothing was stored."""
+
+
+class ModelRetry(Exception):
+    """Raised by a tool to send its message back to the model so it can try again.
+
+    Not a failure of the turn: the message becomes the tool's result.
+    """

@@ -1,0 +1,65 @@
+"""The model protocol: given the messages (and the tools on offer), give the next reply.
+
+A model is stateless towards tenants: everything it may use arrives in `messages`, built per
+turn by the agent from the scope's history. `stream` yields text deltas and ends with the
+whole `ModelResponse`; models without native streaming can inherit `ModelBase.stream`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from tenantry.types import Message, ToolCall, ToolSpec, Usage
+
+_ONE_REQUEST = Usage(requests=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse:
+    """One model answer: text, and the tools it wants called (if any)."""
+
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = _ONE_REQUEST
+
+
+StreamItem = str | ModelResponse
+"""What `Model.stream` yields: text deltas, then exactly one `ModelResponse`, last."""
+
+
+@runtime_checkable
+class Model(Protocol):
+    """Anything that answers a list of messages. Must not keep per-tenant state."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse: ...
+
+    def stream(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[StreamItem]: ...
+
+
+class ModelBase(ABC):
+    """Convenience base: implement `complete`; `stream` then yields the reply in one delta."""
+
+    name: str = "model"
+
+    @abstractmethod
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse: ...
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[StreamItem]:
+        response = await self.complete(messages, tools)
+        if response.content:
+            yield response.content
+        yield response

@@ -1,0 +1,31 @@
+"""All configuration read from the environment, in one place.
+
+Variables use the prefix `TENANTRY_` (`TENANTRY_STORE_URL`, `TENANTRY_MODEL`); the OpenAI key
+and base URL are also read from the SDK's usual `OPENAI_API_KEY` / `OPENAI_BASE_URL`.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Core settings; the server extends them."""
+
+    model_config = SettingsConfigDict(env_prefix="TENANTRY_", extra="ignore")
+
+    store_url: str = Field(
+        "sqlite:///tenantry.db", description="Where conversations live (memory://, sqlite:///...)"
+    )
+    model: str | None = Field(
+        None,
+        description="'offline', or an OpenAI-compatible model name such as 'gpt-4o-mini' "
+        "(also 'openai:<name>'). Default: OpenAI when a key or base URL is set, else offline.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TENANTRY_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("TENANTRY_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )

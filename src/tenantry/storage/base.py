@@ -1,0 +1,414 @@
+"""The store contract and what every backend shares.
+
+`Store` is the protocol the agent and the server program against. `BaseStore` implements its
+public methods once — id validation, message and state checks, the closed check — on top of a
+handful of scope-level primitives that each backend provides (`_append`, `_read`, ...). So every
+backend rejects bad input the same way, and a new backend is one module of primitives.
+
+Semantics shared by every backend:
+
+- A scope is (user_id, session_id); None means the default user or the default session, except
+  in `clear`, where `session_id=None` means every session of the user.
+- `add_many` is atomic: all messages (and the state, if given) or nothing. When a scope holds
+  more than `max_messages`, the oldest are dropped in the same transaction.
+- Session state is a JSON-serialisable dict per scope; it round-trips through JSON, so callers
+  always get a fresh copy and can never change what is stored by editing it.
+- A scope's last activity is the time of its last write (add, add_many, set_state);
+  `prune_inactive` deletes every scope idle for longer than the given age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
+from tenantry.tenancy import Scope, validate_user_id
+from tenantry.types import Message
+
+DEFAULT_LOCK_TIMEOUT = 30.0
+"""Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
+
+PRUNE_BATCH = 500
+"""Scopes deleted per batch (one transaction each) by `prune_inactive`."""
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A scope's newest messages and its session state, read together."""
+
+    messages: list[Message]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the agent and the server need of a store. See the module docstring."""
+
+    @property
+    def max_messages(self) -> int | None: ...
+
+    async def add(
+        self, message: Message, *, user_id: str | None = None, session_id: str | None = None
+    ) -> None: ...
+
+    async def add_many(
+        self,
+        messages: Iterable[Message],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    async def get_messages(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> list[Message]: ...
+
+    async def snapshot(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> Snapshot: ...
+
+    async def size(self, user_id: str | None = None, session_id: str | None = None) -> int: ...
+
+    async def clear(self, user_id: str | None = None, session_id: str | None = None) -> None: ...
+
+    async def clear_all(self) -> None: ...
+
+    async def list_users(self) -> list[str]: ...
+
+    async def list_sessions(self, user_id: str | None = None) -> list[str]: ...
+
+    async def prune_inactive(self, older_than: timedelta) -> int: ...
+
+    async def get_state(
+        self, user_id: str | None = None, session_id: str | None = None
+    ) -> dict[str, Any]: ...
+
+    async def set_state(
+        self,
+        state: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None: ...
+
+    def lock(
+        self, user_id: str | None = None, session_id: str | None = None, *, timeout: float = ...
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def encode_state(state: Mapping[str, Any]) -> str:
+    """Give the JSON text of a session state, or raise InvalidState saying why it is not one."""
+    if not isinstance(state, Mapping):
+        raise InvalidState(f"session state must be a dict, got {type(state).__name__}")
+    for key in state:
+        if not isinstance(key, str):
+            raise InvalidState(f"session state keys must be strings, got {key!r}")
+    try:
+        return json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"session state must be JSON-serialisable: {exc}") from exc
+
+
+def decode_state(text: str | None) -> dict[str, Any]:
+    """Give the dict a stored state text stands for ({} when there is none)."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def check_messages(messages: Iterable[Message]) -> list[Message]:
+    """Give the messages as a list, or raise InvalidMessage for anything that is not one."""
+    if isinstance(messages, Message):
+        raise InvalidMessage("add_many takes a list of messages; use add for one message")
+    checked = list(messages)
+    for message in checked:
+        if not isinstance(message, Message):
+            raise InvalidMessage(f"expected a Message, got {type(message).__name__}")
+    return checked
+
+
+def check_limit(limit: int | None) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise InvalidInput(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
+
+
+def check_max_messages(max_messages: int | None) -> int | None:
+    if max_messages is None:
+        return None
+    if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
+        raise InvalidInput(f"max_messages must be a positive integer or None, got {max_messages!r}")
+    return max_messages
+
+
+def check_age(older_than: timedelta) -> float:
+    if not isinstance(older_than, timedelta) or older_than.total_seconds() < 0:
+        raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
+    return older_than.total_seconds()
+
+
+class LocalScopeLocks:
+    """Per-scope asyncio locks for one process. An entry lives only while someone holds or
+    waits for it, so the table never grows beyond the number of scopes in flight."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Scope, _LockEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @asynccontextmanager
+    async def hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+        entry = self._entries.get(scope)
+        if entry is None:
+            entry = self._entries[scope] = _LockEntry()
+        entry.users += 1
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    await entry.lock.acquire()
+            except TimeoutError:
+                raise ScopeBusy(
+                    f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
+                ) from None
+            try:
+                yield
+            finally:
+                entry.lock.release()
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._entries[scope]
+
+
+class _LockEntry:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class BaseStore(ABC):
+    """Implements the public `Store` API on top of a backend's scope-level primitives."""
+
+    def __init__(self, *, max_messages: int | None = None, clock: Clock = time.time) -> None:
+        self._max_messages = check_max_messages(max_messages)
+        self._clock = clock
+        self._closed = False
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def max_messages(self) -> int | None:
+        """The most messages a scope keeps; None for no limit."""
+        return self._max_messages
+
+    async def add(
+        self, message: Message, *, user_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        """Append one message to the scope's history."""
+        await self.add_many(check_messages([message]), user_id=user_id, session_id=session_id)
+
+    async def add_many(
+        self,
+        messages: Iterable[Message],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append messages, and replace the session state if given, in one atomic write."""
+        scope = self._scope(user_id, session_id)
+        checked = check_messages(messages)
+        state_text = None if state is None else encode_state(state)
+        if not checked and state_text is None:
+            return
+        await self._append(scope, checked, state_text, self._clock())
+
+    async def get_messages(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> list[Message]:
+        """Give the scope's messages, oldest first; with `limit`, only the newest `limit`."""
+        scope = self._scope(user_id, session_id)
+        checked = check_limit(limit)
+        if checked == 0:
+            return []
+        return await self._read(scope, checked)
+
+    async def snapshot(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> Snapshot:
+        """Give the newest `limit` messages and the session state, read consistently."""
+        scope = self._scope(user_id, session_id)
+        return await self._snapshot(scope, check_limit(limit))
+
+    async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
+        """Give the number of messages the scope holds."""
+        return await self._size(self._scope(user_id, session_id))
+
+    async def clear(self, user_id: str | None = None, session_id: str | None = None) -> None:
+        """Delete a session (messages and state); with session_id None, every session of the
+        user. Other users and sessions are untouched."""
+        self._check_open()
+        if session_id is None:
+            await self._clear_user(validate_user_id(user_id))
+        else:
+            await self._clear_scope(Scope.of(user_id, session_id))
+
+    async def clear_all(self) -> None:
+        """Delete everything of every user."""
+        self._check_open()
+        await self._clear_all()
+
+    async def list_users(self) -> list[str]:
+        """Give the ids of users that have at least one session, sorted."""
+        self._check_open()
+        return await self._list_users()
+
+    async def list_sessions(self, user_id: str | None = None) -> list[str]:
+        """Give the ids of the user's sessions, sorted."""
+        self._check_open()
+        return await self._list_sessions(validate_user_id(user_id))
+
+    async def prune_inactive(self, older_than: timedelta) -> int:
+        """Delete every scope idle for longer than `older_than`; give how many were deleted."""
+        self._check_open()
+        cutoff = self._clock() - check_age(older_than)
+        return await self._prune(cutoff)
+
+    async def get_state(
+        self, user_id: str | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
+        """Give a copy of the scope's session state ({} when none was set)."""
+        return decode_state(await self._get_state(self._scope(user_id, session_id)))
+
+    async def set_state(
+        self,
+        state: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Replace the scope's session state."""
+        scope = self._scope(user_id, session_id)
+        await self._append(scope, [], encode_state(state), self._clock())
+
+    def lock(
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold the scope's turn lock: turns of one scope never overlap. Raises ScopeBusy
+        after `timeout` seconds of waiting."""
+        return self._lock(self._scope(user_id, session_id), timeout)
+
+    async def ping(self) -> None:
+        """Raise if the store cannot serve requests right now."""
+        self._check_open()
+
+    async def close(self) -> None:
+        """Release connections and threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- shared helpers -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"{type(self).__name__} is closed; open a new store")
+
+    def _scope(self, user_id: str | None, session_id: str | None) -> Scope:
+        self._check_open()
+        return Scope.of(user_id, session_id)
+
+    def _keep(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """Give the tail of `messages` that fits max_messages (a batch larger than the cap)."""
+        cap = self._max_messages
+        return messages if cap is None or len(messages) <= cap else messages[-cap:]
+
+    async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
+        """Default: two reads. Backends override it to read both in one round trip."""
+        messages = [] if limit == 0 else await self._read(scope, limit)
+        return Snapshot(messages, decode_state(await self._get_state(scope)))
+
+    # --- backend primitives -------------------------------------------------------------------
+
+    @abstractmethod
+    async def _append(
+        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
+    ) -> None:
+        """Atomically append `messages`, trim to max_messages, set `state` if not None and
+        mark the scope active at `now`."""
+
+    @abstractmethod
+    async def _read(self, scope: Scope, limit: int | None) -> list[Message]: ...
+
+    @abstractmethod
+    async def _size(self, scope: Scope) -> int: ...
+
+    @abstractmethod
+    async def _get_state(self, scope: Scope) -> str | None: ...
+
+    @abstractmethod
+    async def _clear_scope(self, scope: Scope) -> None: ...
+
+    @abstractmethod
+    async def _clear_user(self, user_id: str) -> None: ...
+
+    @abstractmethod
+    async def _clear_all(self) -> None: ...
+
+    @abstractmethod
+    async def _list_users(self) -> list[str]: ...
+
+    @abstractmethod
+    async def _list_sessions(self, user_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def _prune(self, cutoff: float) -> int:
+        """Delete scopes last active before `cutoff`, in batches; give how many."""
+
+    @abstractmethod
+    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""`InMemoryStore`: every scope in a dict of the process. Fast; lost when the process ends.
+
+Users map to their sessions, sessions to a bounded deque of immutable messages, so reading a
+scope's newest N messages never touches another tenant's data. A threading lock guards the
+maps, so the store is safe to share between event loops and threads (the sync facade).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from itertools import islice
+
+from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot, decode_state
+from tenantry.tenancy import Scope
+from tenantry.types import Message
+
+
+class _Session:
+    __slots__ = ("messages", "state", "updated_at")
+
+    def __init__(self, max_messages: int | None, now: float) -> None:
+        self.messages: deque[Message] = deque(maxlen=max_messages)
+        self.state: str | None = None
+        self.updated_at = now
+
+
+def _newest(history: deque[Message], limit: int | None) -> list[Message]:
+    """Give the newest `limit` messages of a history, oldest first, touching only those."""
+    if limit is None or limit >= len(history):
+        return list(history)
+    newest = list(islice(reversed(history), limit))
+    newest.reverse()
+    return newest
+
+
+class InMemoryStore(BaseStore):
+    """The seed's `NewInMemory(100)`: `InMemoryStore(max_messages=100)`."""
+
+    def __init__(self, max_messages: int | None = None, *, clock: Clock = time.time) -> None:
+        super().__init__(max_messages=max_messages, clock=clock)
+        self._users: dict[str, dict[str, _Session]] = {}
+        self._mutex = threading.Lock()
+        self._locks = LocalScopeLocks()
+
+    def _session(self, scope: Scope) -> _Session | None:
+        sessions = self._users.get(scope.user_id)
+        return None if sessions is None else sessions.get(scope.session_id)
+
+    async def _append(
+        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
+    ) -> None:
+        with self._mutex:
+            sessions = self._users.setdefault(scope.user_id, {})
+            session = sessions.get(scope.session_id)
+            if session is None:
+                session = sessions[scope.session_id] = _Session(self._max_messages, now)
+            session.messages.extend(self._keep(messages))
+            if state is not None:
+                session.state = state
+            session.updated_at = now
+
+    async def _read(self, scope: Scope, limit: int | None) -> list[Message]:
+        with self._mutex:
+            session = self._session(scope)
+            return [] if session is None else _newest(session.messages, limit)
+
+    async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
+        with self._mutex:
+            session = self._session(scope)
+            if session is None:
+                return Snapshot([], {})
+            messages, state = _newest(session.messages, limit), session.state
+        return Snapshot(messages, decode_state(state))
+
+    async def _size(self, scope: Scope) -> int:
+        with self._mutex:
+            session = self._session(scope)
+            return 0 if session is None else len(session.messages)
+
+    async def _get_state(self, scope: Scope) -> str | None:
+        with self._mutex:
+            session = self._session(scope)
+            return None if session is None else session.state
+
+    async def _clear_scope(self, scope: Scope) -> None:
+        with self._mutex:
+            sessions = self._users.get(scope.user_id)
+            if sessions is not None:
+                sessions.pop(scope.session_id, None)
+                if not sessions:
+                    del self._users[scope.user_id]
+
+    async def _clear_user(self, user_id: str) -> None:
+        with self._mutex:
+            self._users.pop(user_id, None)
+
+    async def _clear_all(self) -> None:
+        with self._mutex:
+            self._users.clear()
+
+    async def _list_users(self) -> list[str]:
+        with self._mutex:
+            return sorted(self._users)
+
+    async def _list_sessions(self, user_id: str) -> list[str]:
+        with self._mutex:
+            return sorted(self._users.get(user_id, ()))
+
+    async def _prune(self, cutoff: float) -> int:
+        with self._mutex:
+            idle = [
+                (user_id, session_id)
+                for user_id, sessions in self._users.items()
+                for session_id, session in sessions.items()
+                if session.updated_at < cutoff
+            ]
+            for user_id, session_id in idle:
+                sessions = self._users[user_id]
+                del sessions[session_id]
+                if not sessions:
+                    del self._users[user_id]
+        return len(idle)
+
+    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(scope, timeout)
+
+    async def _close(self) -> None:
+        with self._mutex:
+            self._users.clear()
+
+
+__all__ = ["InMemoryStore"]

@@ -1,0 +1,413 @@
+"""`SQLiteStore`: the embedded default. One file, WAL mode, no server.
+
+Why the standard library's `sqlite3` on our own threads rather than aiosqlite: aiosqlite hops
+to its thread once per statement, and a transaction spread over several awaits can interleave
+with another coroutine's statements on the same connection. Here each store operation is one
+function that runs as one transaction on a thread: writes on a single writer thread (SQLite
+allows one writer at a time anyway), reads on a small pool of reader threads with their own
+connections (WAL lets them read while the writer writes). The event loop never blocks on disk.
+
+Durability: with the default `synchronous=NORMAL`, a committed turn survives a crash of the
+process; after a power loss the last transactions may be lost. Pass `synchronous="FULL"` (or
+`?synchronous=FULL` in the URL) to survive that too, at a cost per write.
+
+Turn locks are per process: several processes may share one file safely (SQLite serialises
+their writes), but only PostgreSQL or Redis serialise turns of one scope across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, TypeVar
+
+from tenantry.errors import InvalidInput, StoreClosed, StoreError
+from tenantry.storage.base import (
+    PRUNE_BATCH,
+    BaseStore,
+    Clock,
+    LocalScopeLocks,
+    Snapshot,
+    decode_state,
+)
+from tenantry.tenancy import Scope
+from tenantry.types import Message, ToolCall
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS scopes (
+    scope_id INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    state TEXT,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    UNIQUE (user_id, session_id)
+);
+CREATE INDEX IF NOT EXISTS scopes_by_activity ON scopes (updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY,
+    scope_id INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tool_calls TEXT,
+    tool_call_id TEXT,
+    name TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_scope ON messages (scope_id, seq);
+"""
+_COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
+_Row = tuple[str, str, str, str | None, str | None, str | None, float]
+
+
+def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
+    calls = (
+        json.dumps([c.to_dict() for c in message.tool_calls], ensure_ascii=False)
+        if message.tool_calls
+        else None
+    )
+    return (
+        scope_id,
+        message.id,
+        message.role,
+        message.content,
+        calls,
+        message.tool_call_id,
+        message.name,
+        message.created_at,
+    )
+
+
+def _from_row(row: _Row) -> Message:
+    message_id, role, content, calls, tool_call_id, name, created_at = row
+    return Message(
+        role=role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
+        content=content,
+        tool_calls=tuple(ToolCall.from_dict(c) for c in json.loads(calls)) if calls else (),
+        tool_call_id=tool_call_id,
+        name=name,
+        id=message_id,
+        created_at=created_at,
+    )
+
+
+class SQLiteStore(BaseStore):
+    """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "tenantry.db",
+        *,
+        max_messages: int | None = None,
+        clock: Clock = time.time,
+        readers: int = 2,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(max_messages=max_messages, clock=clock)
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise InvalidInput(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous!r}")
+        if readers < 1:
+            raise InvalidInput(f"readers must be at least 1, got {readers}")
+        self.path = os.fspath(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tenantry-sqlite-writer")
+        self._readers = (
+            self._writer
+            if self._in_memory
+            else ThreadPoolExecutor(readers, thread_name_prefix="tenantry-sqlite-reader")
+        )
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._init_lock = threading.Lock()
+        self._init: Future[None] | None = None
+        self._ready = False
+        self._locks = LocalScopeLocks()
+
+    # --- threads and connections --------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _open(self) -> None:
+        """Runs on the writer thread, once: connect, switch to WAL, create the schema."""
+        conn = self._connect()
+        if not self._in_memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(_SCHEMA)
+        version = conn.execute("SELECT version FROM tenantry_schema").fetchone()
+        if version is None:
+            conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version[0] > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"{self.path} has schema version {version[0]}, newer than this tenantry "
+                f"({SCHEMA_VERSION}); upgrade tenantry"
+            )
+        self._write_conn = conn
+
+    async def _ensure_open(self) -> None:
+        if self._ready:
+            return
+        with self._init_lock:
+            if self._init is None:
+                self._init = self._writer.submit(self._open)
+            init = self._init
+        try:
+            await asyncio.wrap_future(init)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._ready = True
+
+    async def _run(
+        self,
+        executor: ThreadPoolExecutor,
+        runner: Callable[[Callable[[sqlite3.Connection], T]], T],
+        fn: Callable[[sqlite3.Connection], T],
+    ) -> T:
+        await self._ensure_open()
+        self._check_open()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, runner, fn)
+        except RuntimeError as exc:  # the executor was shut down under us
+            if self._closed:
+                raise StoreClosed(f"{type(self).__name__} is closed; open a new store") from exc
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` as one IMMEDIATE transaction on the writer thread."""
+        return await self._run(self._writer, self._transact, fn)
+
+    def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._write_conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` as one read transaction (one consistent snapshot) on a reader thread."""
+        if self._in_memory:
+            return await self._write(fn)
+        return await self._run(self._readers, self._snapshot_of, fn)
+
+    def _snapshot_of(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            conn = self._read_pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            with self._init_lock:
+                self._read_conns.append(conn)
+        try:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._read_pool.put(conn)
+
+    # --- primitives ---------------------------------------------------------------------------
+
+    async def _append(
+        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
+    ) -> None:
+        batch = self._keep(messages)
+        cap = self._max_messages
+
+        def append(conn: sqlite3.Connection) -> None:
+            scope_id, count = conn.execute(
+                "INSERT INTO scopes (user_id, session_id, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at "
+                "RETURNING scope_id, message_count",
+                (scope.user_id, scope.session_id, now),
+            ).fetchone()
+            if batch:
+                conn.executemany(
+                    f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_to_row(scope_id, m) for m in batch],
+                )
+            count += len(batch)
+            if cap is not None and count > cap:
+                conn.execute(
+                    "DELETE FROM messages WHERE seq IN "
+                    "(SELECT seq FROM messages WHERE scope_id = ? ORDER BY seq LIMIT ?)",
+                    (scope_id, count - cap),
+                )
+                count = cap
+            conn.execute(
+                "UPDATE scopes SET message_count = ?, state = coalesce(?, state) "
+                "WHERE scope_id = ?",
+                (count, state, scope_id),
+            )
+
+        await self._write(append)
+
+    @staticmethod
+    def _newest(conn: sqlite3.Connection, scope_id: int, limit: int | None) -> list[Message]:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE scope_id = ? ORDER BY seq DESC LIMIT ?",
+            (scope_id, -1 if limit is None else limit),
+        ).fetchall()
+        rows.reverse()
+        return [_from_row(row) for row in rows]
+
+    @staticmethod
+    def _find(conn: sqlite3.Connection, scope: Scope) -> tuple[int, str | None] | None:
+        row: tuple[int, str | None] | None = conn.execute(
+            "SELECT scope_id, state FROM scopes WHERE user_id = ? AND session_id = ?",
+            (scope.user_id, scope.session_id),
+        ).fetchone()
+        return row
+
+    async def _read(self, scope: Scope, limit: int | None) -> list[Message]:
+        def read(conn: sqlite3.Connection) -> list[Message]:
+            found = self._find(conn, scope)
+            return [] if found is None else self._newest(conn, found[0], limit)
+
+        return await self._query(read)
+
+    async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None]:
+            found = self._find(conn, scope)
+            if found is None:
+                return [], None
+            messages = [] if limit == 0 else self._newest(conn, found[0], limit)
+            return messages, found[1]
+
+        messages, state = await self._query(read)
+        return Snapshot(messages, decode_state(state))
+
+    async def _size(self, scope: Scope) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT message_count FROM scopes WHERE user_id = ? AND session_id = ?",
+                (scope.user_id, scope.session_id),
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._query(count)
+
+    async def _get_state(self, scope: Scope) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            found = self._find(conn, scope)
+            return None if found is None else found[1]
+
+        return await self._query(read)
+
+    async def _clear_scope(self, scope: Scope) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            found = self._find(conn, scope)
+            if found is not None:
+                _delete_scopes(conn, [found[0]])
+
+        await self._write(clear)
+
+    async def _clear_user(self, user_id: str) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM messages WHERE scope_id IN "
+                "(SELECT scope_id FROM scopes WHERE user_id = ?)",
+                (user_id,),
+            )
+            conn.execute("DELETE FROM scopes WHERE user_id = ?", (user_id,))
+
+        await self._write(clear)
+
+    async def _clear_all(self) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM messages")
+            conn.execute("DELETE FROM scopes")
+
+        await self._write(clear)
+
+    async def _list_users(self) -> list[str]:
+        def users(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT user_id FROM scopes ORDER BY user_id")
+            return [row[0] for row in rows]
+
+        return await self._query(users)
+
+    async def _list_sessions(self, user_id: str) -> list[str]:
+        def sessions(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT session_id FROM scopes WHERE user_id = ? ORDER BY session_id", (user_id,)
+            )
+            return [row[0] for row in rows]
+
+        return await self._query(sessions)
+
+    async def _prune(self, cutoff: float) -> int:
+        def prune_batch(conn: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT scope_id FROM scopes WHERE updated_at < ? LIMIT ?",
+                    (cutoff, PRUNE_BATCH),
+                )
+            ]
+            _delete_scopes(conn, ids)
+            return len(ids)
+
+        total = 0
+        while True:
+            deleted = await self._write(prune_batch)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
+
+    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(scope, timeout)
+
+    async def ping(self) -> None:
+        await self._query(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def _close(self) -> None:
+        def shutdown() -> None:
+            self._writer.shutdown(wait=True)
+            if self._readers is not self._writer:
+                self._readers.shutdown(wait=True)
+            for conn in [*self._read_conns, self._write_conn]:
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.to_thread(shutdown)
+
+
+def _delete_scopes(conn: sqlite3.Connection, scope_ids: list[int]) -> None:
+    if not scope_ids:
+        return
+    marks = ",".join("?" * len(scope_ids))
+    conn.execute(f"DELETE FROM messages WHERE scope_id IN ({marks})", scope_ids)
+    conn.execute(f"DELETE FROM scopes WHERE scope_id IN ({marks})", scope_ids)
+
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]

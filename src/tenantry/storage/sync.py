@@ -1,0 +1,102 @@
+"""`SyncStore`: the store API without `await`, for scripts, notebooks and threads.
+
+It wraps any async store and runs each call on tenantry's background loop, so calls from many
+threads are safe and share the store's per-scope locks:
+
+    store = SyncStore(InMemoryStore(max_messages=100))
+    store.add(Message.user("Hello from Alice"), user_id="user-a")
+    store.size("user-a")  # 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from tenantry._runner import run_sync
+from tenantry.storage.base import Snapshot, Store
+from tenantry.types import Message
+
+
+class SyncStore:
+    """Blocking twin of a `Store`; every method has the same meaning as the async one."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def max_messages(self) -> int | None:
+        return self.store.max_messages
+
+    def add(
+        self, message: Message, *, user_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        run_sync(self.store.add(message, user_id=user_id, session_id=session_id))
+
+    def add_many(
+        self,
+        messages: Iterable[Message],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        run_sync(self.store.add_many(messages, user_id=user_id, session_id=session_id, state=state))
+
+    def get_messages(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> list[Message]:
+        return run_sync(self.store.get_messages(user_id, session_id, limit=limit))
+
+    def snapshot(
+        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+    ) -> Snapshot:
+        return run_sync(self.store.snapshot(user_id, session_id, limit=limit))
+
+    def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
+        return run_sync(self.store.size(user_id, session_id))
+
+    def clear(self, user_id: str | None = None, session_id: str | None = None) -> None:
+        run_sync(self.store.clear(user_id, session_id))
+
+    def clear_all(self) -> None:
+        run_sync(self.store.clear_all())
+
+    def list_users(self) -> list[str]:
+        return run_sync(self.store.list_users())
+
+    def list_sessions(self, user_id: str | None = None) -> list[str]:
+        return run_sync(self.store.list_sessions(user_id))
+
+    def prune_inactive(self, older_than: timedelta) -> int:
+        return run_sync(self.store.prune_inactive(older_than))
+
+    def get_state(
+        self, user_id: str | None = None, session_id: str | None = None
+    ) -> dict[str, Any]:
+        return run_sync(self.store.get_state(user_id, session_id))
+
+    def set_state(
+        self,
+        state: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        run_sync(self.store.set_state(state, user_id=user_id, session_id=session_id))
+
+    def close(self) -> None:
+        run_sync(self.store.close())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

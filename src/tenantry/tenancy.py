@@ -1,0 +1,103 @@
+"""Scopes: who a piece of data belongs to, and the rules every user and session id obeys.
+
+A scope is (user_id, session_id). Every stored message and every session state belongs to
+exactly one scope. Ids are validated once, here, at the edge of every store call.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from tenantry.errors import InvalidScope, InvalidSessionId, InvalidUserId
+
+DEFAULT_USER_ID = "default"
+DEFAULT_SESSION_ID = "default"
+MAX_ID_LENGTH = 255
+
+# Cc: C0/C1 control characters (NUL, newline, ESC ...); Cs: lone surrogates, which no
+# database can store as UTF-8.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
+def _problem(value: object) -> str | None:
+    """Give what is wrong with an id, or None when it is acceptable."""
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value or value.isspace():
+        return "must not be empty or blank"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
+    if not value.isprintable():
+        for position, char in enumerate(value):
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                return (
+                    f"must not contain control characters, found U+{ord(char):04X} "
+                    f"at position {position}"
+                )
+    return None
+
+
+def validate_user_id(user_id: str | None) -> str:
+    """Give the user id to use: the default when None, else the id itself if it is valid."""
+    if user_id is None:
+        return DEFAULT_USER_ID
+    problem = _problem(user_id)
+    if problem is not None:
+        raise InvalidUserId(f"user id {_shown(user_id)} {problem}")
+    return user_id
+
+
+def validate_session_id(session_id: str | None) -> str:
+    """Give the session id to use: the default when None, else the id itself if it is valid."""
+    if session_id is None:
+        return DEFAULT_SESSION_ID
+    problem = _problem(session_id)
+    if problem is not None:
+        raise InvalidSessionId(f"session id {_shown(session_id)} {problem}")
+    return session_id
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The owner of a conversation: one user's one session. Validated on creation."""
+
+    user_id: str = DEFAULT_USER_ID
+    session_id: str = DEFAULT_SESSION_ID
+
+    def __post_init__(self) -> None:
+        problem = _problem(self.user_id)
+        if problem is not None:
+            raise InvalidUserId(f"user id {_shown(self.user_id)} {problem}")
+        problem = _problem(self.session_id)
+        if problem is not None:
+            raise InvalidSessionId(f"session id {_shown(self.session_id)} {problem}")
+
+    @classmethod
+    def of(cls, user_id: str | None = None, session_id: str | None = None) -> Scope:
+        """Build a scope; None stands for the default user or session."""
+        return cls(
+            DEFAULT_USER_ID if user_id is None else user_id,
+            DEFAULT_SESSION_ID if session_id is None else session_id,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.session_id}"
+
+
+__all__ = [
+    "DEFAULT_SESSION_ID",
+    "DEFAULT_USER_ID",
+    "MAX_ID_LENGTH",
+    "InvalidScope",
+    "InvalidSessionId",
+    "InvalidUserId",
+    "Scope",
+    "validate_session_id",
+    "validate_user_id",
+]

@@ -1,0 +1,183 @@
+"""Pure data: messages, tool calls, usage and run output. No I/O.
+
+Messages are frozen and slotted: a caller that holds a message cannot change what a store
+keeps, and a stored message costs little more than its text (see tests/test_types.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, cast, get_args
+
+from tenantry.errors import InvalidMessage
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
+
+
+def new_id() -> str:
+    """Give a fresh random id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to call one tool; `arguments` is the JSON text the model produced."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        return cls(id=str(data["id"]), name=str(data["name"]), arguments=str(data["arguments"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a conversation. Immutable; use `dataclasses.replace` to derive one."""
+
+    role: Role
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    id: str = field(default_factory=new_id)
+    created_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InvalidMessage(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
+        if not isinstance(self.content, str):
+            raise InvalidMessage(f"content must be a str, got {type(self.content).__name__}")
+        if not isinstance(self.tool_calls, tuple):
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        if not self.id:
+            object.__setattr__(self, "id", new_id())
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        return cls(role="system", content=content)
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        return cls(role="user", content=content)
+
+    @classmethod
+    def assistant(cls, content: str, tool_calls: tuple[ToolCall, ...] = ()) -> Message:
+        return cls(role="assistant", content=content, tool_calls=tool_calls)
+
+    @classmethod
+    def tool(cls, content: str, *, tool_call_id: str, name: str | None = None) -> Message:
+        return cls(role="tool", content=content, tool_call_id=tool_call_id, name=name)
+
+    @property
+    def created(self) -> datetime:
+        """The creation time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.created_at, UTC)
+
+    def with_id(self, message_id: str) -> Message:
+        return replace(self, id=message_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Give a JSON-ready dict; keys with empty values are left out."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "created_at": self.created_at,
+        }
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """Build a message from `to_dict` output; raises InvalidMessage on bad data."""
+        try:
+            calls = tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ())
+            return cls(
+                role=cast(Role, data["role"]),
+                content=data["content"],
+                tool_calls=calls,
+                tool_call_id=data.get("tool_call_id"),
+                name=data.get("name"),
+                id=str(data.get("id") or new_id()),
+                created_at=float(data.get("created_at") or time.time()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidMessage):
+                raise
+            raise InvalidMessage(f"not a message: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """What a model is told about one tool: its name, what it does, its JSON-schema arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts and request count of one or more model calls."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            requests=self.requests + other.requests,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutput:
+    """The result of one turn: the reply and every message the turn stored."""
+
+    content: str
+    user_id: str
+    session_id: str
+    run_id: str
+    messages: tuple[Message, ...]
+    usage: Usage = Usage()
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+            "messages": [m.to_dict() for m in self.messages],
+            "usage": self.usage.to_dict(),
+            "state": dict(self.state),
+        }
