@@ -82,9 +82,19 @@ async def test_messages_come_back_oldest_first_and_limit_gives_the_newest(
     assert len(await store.get_messages("u", limit=100)) == 10
 
 
-async def test_negative_limit_is_rejected(store: BaseStore) -> None:
+async def test_offset_pages_backwards_from_the_newest(store: BaseStore) -> None:
+    await store.add_many([Message.user(f"m{i}") for i in range(10)], user_id="u")
+    page = await store.get_messages("u", limit=3, offset=3)
+    assert [m.content for m in page] == ["m4", "m5", "m6"]
+    assert [m.content for m in await store.get_messages("u", limit=4, offset=8)] == ["m0", "m1"]
+    assert [m.content for m in await store.get_messages("u", offset=7)] == ["m0", "m1", "m2"]
+    assert await store.get_messages("u", limit=5, offset=10) == []
+
+
+@pytest.mark.parametrize("bad", [{"limit": -1}, {"offset": -1}, {"limit": True}, {"offset": 1.5}])
+async def test_bad_paging_is_rejected(store: BaseStore, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
-        await store.get_messages("u", limit=-1)
+        await store.get_messages("u", **bad)
 
 
 async def test_messages_round_trip_with_every_field(store: BaseStore) -> None:

@@ -72,7 +72,12 @@ class Store(Protocol):
     ) -> None: ...
 
     async def get_messages(
-        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Message]: ...
 
     async def snapshot(
@@ -144,11 +149,11 @@ def check_messages(messages: Iterable[Message]) -> list[Message]:
     return checked
 
 
-def check_limit(limit: int | None) -> int | None:
+def check_limit(limit: int | None, name: str = "limit") -> int | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidInput(f"limit must be a non-negative integer or None, got {limit!r}")
+        raise InvalidInput(f"{name} must be a non-negative integer or None, got {limit!r}")
     return limit
 
 
@@ -246,14 +251,24 @@ class BaseStore(ABC):
         await self._append(scope, checked, state_text, self._clock())
 
     async def get_messages(
-        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Message]:
-        """Give the scope's messages, oldest first; with `limit`, only the newest `limit`."""
+        """Give the scope's messages, oldest first; with `limit`, only the newest `limit`.
+
+        `offset` skips that many of the newest messages first, for paging backwards:
+        `limit=50, offset=50` is the second-newest page of 50.
+        """
         scope = self._scope(user_id, session_id)
         checked = check_limit(limit)
+        skipped = check_limit(offset, "offset") or 0
         if checked == 0:
             return []
-        return await self._read(scope, checked)
+        return await self._read(scope, checked, skipped)
 
     async def snapshot(
         self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
@@ -367,7 +382,7 @@ class BaseStore(ABC):
 
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
         """Default: two reads. Backends override it to read both in one round trip."""
-        messages = [] if limit == 0 else await self._read(scope, limit)
+        messages = [] if limit == 0 else await self._read(scope, limit, 0)
         return Snapshot(messages, decode_state(await self._get_state(scope)))
 
     # --- backend primitives -------------------------------------------------------------------
@@ -380,7 +395,9 @@ class BaseStore(ABC):
         mark the scope active at `now`."""
 
     @abstractmethod
-    async def _read(self, scope: Scope, limit: int | None) -> list[Message]: ...
+    async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
+        """Give the scope's messages oldest first: the newest `limit` (all when None) after
+        skipping the newest `offset`."""
 
     @abstractmethod
     async def _size(self, scope: Scope) -> int: ...

@@ -28,11 +28,13 @@ class _Session:
         self.updated_at = now
 
 
-def _newest(history: deque[Message], limit: int | None) -> list[Message]:
-    """Give the newest `limit` messages of a history, oldest first, touching only those."""
-    if limit is None or limit >= len(history):
+def _newest(history: deque[Message], limit: int | None, offset: int = 0) -> list[Message]:
+    """Give the newest `limit` messages of a history after skipping the newest `offset`,
+    oldest first, touching only those."""
+    if offset == 0 and (limit is None or limit >= len(history)):
         return list(history)
-    newest = list(islice(reversed(history), limit))
+    stop = None if limit is None else offset + limit
+    newest = list(islice(reversed(history), offset, stop))
     newest.reverse()
     return newest
 
@@ -63,10 +65,10 @@ class InMemoryStore(BaseStore):
                 session.state = state
             session.updated_at = now
 
-    async def _read(self, scope: Scope, limit: int | None) -> list[Message]:
+    async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         with self._mutex:
             session = self._session(scope)
-            return [] if session is None else _newest(session.messages, limit)
+            return [] if session is None else _newest(session.messages, limit, offset)
 
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
         with self._mutex:

@@ -272,10 +272,13 @@ class SQLiteStore(BaseStore):
         await self._write(append)
 
     @staticmethod
-    def _newest(conn: sqlite3.Connection, scope_id: int, limit: int | None) -> list[Message]:
+    def _newest(
+        conn: sqlite3.Connection, scope_id: int, limit: int | None, offset: int = 0
+    ) -> list[Message]:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE scope_id = ? ORDER BY seq DESC LIMIT ?",
-            (scope_id, -1 if limit is None else limit),
+            f"SELECT {_COLUMNS} FROM messages WHERE scope_id = ? "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (scope_id, -1 if limit is None else limit, offset),
         ).fetchall()
         rows.reverse()
         return [_from_row(row) for row in rows]
@@ -288,10 +291,10 @@ class SQLiteStore(BaseStore):
         ).fetchone()
         return row
 
-    async def _read(self, scope: Scope, limit: int | None) -> list[Message]:
+    async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         def read(conn: sqlite3.Connection) -> list[Message]:
             found = self._find(conn, scope)
-            return [] if found is None else self._newest(conn, found[0], limit)
+            return [] if found is None else self._newest(conn, found[0], limit, offset)
 
         return await self._query(read)
 

@@ -46,9 +46,14 @@ class SyncStore:
         run_sync(self.store.add_many(messages, user_id=user_id, session_id=session_id, state=state))
 
     def get_messages(
-        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Message]:
-        return run_sync(self.store.get_messages(user_id, session_id, limit=limit))
+        return run_sync(self.store.get_messages(user_id, session_id, limit=limit, offset=offset))
 
     def snapshot(
         self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None

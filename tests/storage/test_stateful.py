@@ -1,0 +1,185 @@
+"""Every backend against a plain-dict model, under random interleavings of every operation.
+
+Hypothesis drives the store through its synchronous facade; after each step the answers of the
+store and of the model must agree. Users include ids with separators and unicode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tenantry import Message, SyncStore
+from tenantry.storage.base import BaseStore
+from tests.conftest import FakeClock, MakeStore
+
+USERS = st.sampled_from(["u0", "u1", "u2", "a:b", "ü{*}", "default"])
+SESSIONS = st.sampled_from(["default", "s1", "s:2"])
+TEXTS = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=12
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+STATES = st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3)
+CAP = 6
+
+Key = tuple[str, str]
+
+
+class _ScopeModel:
+    def __init__(self, now: float) -> None:
+        self.messages: list[Message] = []
+        self.state: dict[str, Any] = {}
+        self.updated = now
+
+
+def machine_for(make_store: MakeStore) -> type[RuleBasedStateMachine]:
+    class StoreMachine(RuleBasedStateMachine):
+        store: SyncStore
+        clock: FakeClock
+        model: dict[Key, _ScopeModel]
+
+        @initialize()
+        def open(self) -> None:
+            self.clock = FakeClock()
+            backend: BaseStore = make_store(max_messages=CAP, clock=self.clock)
+            self.store = SyncStore(backend)
+            self.store.clear_all()
+            self.model = {}
+
+        def teardown(self) -> None:
+            if hasattr(self, "store"):
+                self.store.close()
+
+        def _touch(self, key: Key) -> _ScopeModel:
+            scope = self.model.setdefault(key, _ScopeModel(self.clock()))
+            scope.updated = self.clock()
+            return scope
+
+        @rule(user=USERS, session=SESSIONS, text=TEXTS)
+        def add(self, user: str, session: str, text: str) -> None:
+            message = Message.user(text)
+            self.store.add(message, user_id=user, session_id=session)
+            scope = self._touch((user, session))
+            scope.messages = ([*scope.messages, message])[-CAP:]
+
+        @rule(
+            user=USERS,
+            session=SESSIONS,
+            texts=st.lists(TEXTS, max_size=8),
+            state=st.none() | STATES,
+        )
+        def add_many(
+            self, user: str, session: str, texts: list[str], state: dict[str, Any] | None
+        ) -> None:
+            batch = [
+                Message.assistant(t) if i % 2 else Message.user(t) for i, t in enumerate(texts)
+            ]
+            self.store.add_many(batch, user_id=user, session_id=session, state=state)
+            if not batch and state is None:
+                return
+            scope = self._touch((user, session))
+            scope.messages = (scope.messages + batch)[-CAP:]
+            if state is not None:
+                scope.state = state
+
+        @rule(user=USERS, session=SESSIONS, state=STATES)
+        def set_state(self, user: str, session: str, state: dict[str, Any]) -> None:
+            self.store.set_state(state, user_id=user, session_id=session)
+            self._touch((user, session)).state = state
+
+        @rule(
+            user=USERS,
+            session=SESSIONS,
+            limit=st.none() | st.integers(0, CAP + 2),
+            offset=st.integers(0, CAP),
+        )
+        def get_messages(self, user: str, session: str, limit: int | None, offset: int) -> None:
+            got = self.store.get_messages(user, session, limit=limit, offset=offset)
+            scope = self.model.get((user, session))
+            expected = [] if scope is None else scope.messages
+            end = len(expected) - offset
+            expected = (
+                expected[max(0, end - limit) : max(0, end)]
+                if limit is not None
+                else (expected[: max(0, end)])
+            )
+            assert got == expected
+
+        @rule(user=USERS, session=SESSIONS)
+        def snapshot_and_size(self, user: str, session: str) -> None:
+            scope = self.model.get((user, session))
+            snap = self.store.snapshot(user, session, limit=3)
+            assert snap.messages == ([] if scope is None else scope.messages[-3:])
+            assert snap.state == ({} if scope is None else scope.state)
+            assert self.store.size(user, session) == (0 if scope is None else len(scope.messages))
+            assert self.store.get_state(user, session) == snap.state
+
+        @rule(user=USERS, session=SESSIONS)
+        def clear_session(self, user: str, session: str) -> None:
+            self.store.clear(user, session)
+            self.model.pop((user, session), None)
+
+        @rule(user=USERS)
+        def clear_user(self, user: str) -> None:
+            self.store.clear(user)
+            for key in [k for k in self.model if k[0] == user]:
+                del self.model[key]
+
+        @precondition(lambda self: len(self.model) > 3)
+        @rule()
+        def clear_all(self) -> None:
+            self.store.clear_all()
+            self.model.clear()
+
+        @rule(seconds=st.integers(0, 100))
+        def time_passes(self, seconds: int) -> None:
+            self.clock.advance(seconds)
+
+        @rule(age=st.integers(0, 150))
+        def prune(self, age: int) -> None:
+            cutoff = self.clock() - age
+            idle = [k for k, v in self.model.items() if v.updated < cutoff]
+            assert self.store.prune_inactive(timedelta(seconds=age)) == len(idle)
+            for key in idle:
+                del self.model[key]
+
+        @invariant()
+        def users_and_sessions_agree(self) -> None:
+            if not hasattr(self, "store"):
+                return
+            users = sorted({u for u, _ in self.model})
+            assert self.store.list_users() == users
+            for user in users:
+                sessions = sorted(s for u, s in self.model if u == user)
+                assert self.store.list_sessions(user) == sessions
+
+    return StoreMachine
+
+
+def test_store_behaves_like_a_dict_under_random_operations(make_store: MakeStore) -> None:
+    machine: Callable[[], RuleBasedStateMachine] = machine_for(make_store)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
