@@ -3,11 +3,17 @@
 A backend is one entry in BACKENDS: a function that, given a per-test namespace (a tmp dir,
 a schema name, a key prefix ...), gives a new store over that namespace. Calling `make_store`
 twice in one test gives two stores over the same data, which is how reopening is tested.
+
+PostgreSQL and Redis run when TENANTRY_TEST_POSTGRES_URL / TENANTRY_TEST_REDIS_URL are set
+(`.ci/run` sets both); each test then gets its own schema / key prefix, dropped afterwards.
+Unset, their tests skip and say which variable to set.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +47,75 @@ def _sqlite(namespace: Path, **options: Any) -> BaseStore:
     return SQLiteStore(namespace / "tenantry.db", **options)
 
 
-BACKENDS: dict[str, Callable[..., BaseStore]] = {"memory": _memory, "sqlite": _sqlite}
-PERSISTENT = {"sqlite"}
+POSTGRES_URL_VARIABLE = "TENANTRY_TEST_POSTGRES_URL"
+REDIS_URL_VARIABLE = "TENANTRY_TEST_REDIS_URL"
+
+
+def server_url(variable: str) -> str:
+    """Give the test server URL in `variable`, or skip the test saying what to set."""
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{variable} is not set; set it to run this test against a real server")
+    return url
+
+
+def namespace_name(namespace: Path) -> str:
+    """Give a short name, unique to this test, for a schema or a key prefix."""
+    return "tenantry_test_" + hashlib.blake2b(str(namespace).encode(), digest_size=8).hexdigest()
+
+
+def _postgres(namespace: Path, **options: Any) -> BaseStore:
+    from tenantry.storage.postgres import PostgresStore
+
+    url = server_url(POSTGRES_URL_VARIABLE)
+    return PostgresStore(url, schema=namespace_name(namespace), **options)
+
+
+async def drop_postgres_schema(schema: str) -> None:
+    import psycopg
+
+    conn = await psycopg.AsyncConnection.connect(os.environ[POSTGRES_URL_VARIABLE], autocommit=True)
+    async with conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _redis(namespace: Path, **options: Any) -> BaseStore:
+    from tenantry.storage.redis import RedisStore
+
+    url = server_url(REDIS_URL_VARIABLE)
+    return RedisStore(url, prefix=namespace_name(namespace), **options)
+
+
+async def delete_redis_prefix(prefix: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(os.environ[REDIS_URL_VARIABLE])
+    async with client:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+
+
+async def _cleanup_postgres(namespace: Path) -> None:
+    await drop_postgres_schema(namespace_name(namespace))
+
+
+async def _cleanup_redis(namespace: Path) -> None:
+    await delete_redis_prefix(namespace_name(namespace))
+
+
+BACKENDS: dict[str, Callable[..., BaseStore]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+    "redis": _redis,
+}
+CLEANUPS: dict[str, Callable[[Path], Awaitable[None]]] = {
+    "postgres": _cleanup_postgres,
+    "redis": _cleanup_redis,
+}
+"""What to drop after a test that made stores of that backend (their data outlives them)."""
+PERSISTENT = {"sqlite", "postgres", "redis"}
 """Backends whose data outlives the store object (a second `make_store()` sees it)."""
 
 
@@ -63,6 +136,8 @@ async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[MakeStore]:
     yield make
     for store in created:
         await store.close()
+    if created and backend in CLEANUPS:
+        await CLEANUPS[backend](tmp_path)
 
 
 @pytest.fixture

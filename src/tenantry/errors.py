@@ -61,6 +61,15 @@ class ScopeBusy(StoreError):
     """Another turn of the same scope held the scope's lock for longer than the timeout."""
 
 
+class ScopeLockLost(ScopeBusy):
+    """A turn's scope lock expired or its connection broke before the turn was written; the
+    turn was not stored, so run it again."""
+
+
+class StoreSchemaError(StoreError):
+    """The database holds a tenantry schema this version cannot use, or cannot create it."""
+
+
 class MissingDependency(TenantryError, ImportError):
     """An optional dependency (an extra) is not installed."""
 

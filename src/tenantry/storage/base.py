@@ -138,6 +138,17 @@ def decode_state(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def encode_message(message: Message) -> str:
+    """Give a message as compact JSON text. Control characters come out escaped, so any
+    database's text type can hold it (PostgreSQL's cannot hold a NUL character)."""
+    return json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_message(text: str | bytes) -> Message:
+    """Give the message that `encode_message` turned into `text`."""
+    return Message.from_dict(json.loads(text))
+
+
 def check_messages(messages: Iterable[Message]) -> list[Message]:
     """Give the messages as a list, or raise InvalidMessage for anything that is not one."""
     if isinstance(messages, Message):

@@ -4,16 +4,20 @@
     sqlite:///tenantry.db              SQLiteStore, path relative to the working directory
     sqlite:////var/lib/tenantry.db     SQLiteStore, absolute path
     sqlite:///:memory:                 SQLiteStore in memory (tests)
+    postgresql://user@host:5432/db     PostgresStore (also postgres://), tenantry[postgres]
+    redis://host:6379/0                RedisStore (rediss:// for TLS), tenantry[redis]
 
 Options go in the query string (`sqlite:///t.db?max_messages=100&synchronous=FULL`) or as
-keyword arguments, which win over the query string.
+keyword arguments, which win over the query string. For PostgreSQL and Redis, query
+parameters that are not tenantry's (`sslmode`, `application_name`, `socket_timeout` ...) are
+passed on to the driver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL
 from tenantry.storage.base import BaseStore
@@ -21,7 +25,15 @@ from tenantry.storage.base import BaseStore
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
 _INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size", "prune_batch"})
-_FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout"})
+_FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
+_BOOL_OPTIONS = frozenset({"rls"})
+_BOOLS = {"true": True, "on": True, "1": True, "yes": True}
+_BOOLS |= {"false": False, "off": False, "0": False, "no": False}
+_POSTGRES_OPTIONS = frozenset(
+    {"max_messages", "clock", "schema", "pool_size", "pool_timeout", "connect_timeout"}
+    | {"rls", "tenant_role"}
+)
+_REDIS_OPTIONS = frozenset({"max_messages", "clock", "prefix", "pool_size", "lock_ttl"})
 
 
 def _coerce(name: str, value: str) -> Any:
@@ -32,6 +44,10 @@ def _coerce(name: str, value: str) -> Any:
             return float(value)
     except ValueError:
         raise InvalidStoreURL(f"store option {name} must be a number, got {value!r}") from None
+    if name in _BOOL_OPTIONS:
+        if value.lower() not in _BOOLS:
+            raise InvalidStoreURL(f"store option {name} must be true or false, got {value!r}")
+        return _BOOLS[value.lower()]
     return value
 
 
@@ -72,9 +88,38 @@ def _sqlite(url: str, overrides: dict[str, Any]) -> BaseStore:
     return SQLiteStore(path, **options)
 
 
+def _split(url: str, ours: frozenset[str], scheme: str) -> tuple[str, str]:
+    """Give (the URL for the driver, with `scheme` and without tenantry's options, and the
+    query string of tenantry's options)."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    driver = urlencode([(k, v) for k, v in pairs if k not in ours])
+    tenantry = urlencode([(k, v) for k, v in pairs if k in ours])
+    return urlunsplit(parts._replace(scheme=scheme, query=driver)), tenantry
+
+
+def _postgres(url: str, overrides: dict[str, Any]) -> BaseStore:
+    from tenantry.storage.postgres import PostgresStore
+
+    driver_url, query = _split(url, _POSTGRES_OPTIONS, "postgresql")
+    return PostgresStore(driver_url, **_options(query, overrides, _POSTGRES_OPTIONS))
+
+
+def _redis(url: str, overrides: dict[str, Any]) -> BaseStore:
+    from tenantry.storage.redis import RedisStore
+
+    scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
+    driver_url, query = _split(url, _REDIS_OPTIONS, scheme)
+    return RedisStore(driver_url, **_options(query, overrides, _REDIS_OPTIONS))
+
+
 _BACKENDS: dict[str, Callable[[str, dict[str, Any]], BaseStore]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+    "redis": _redis,
+    "rediss": _redis,
 }
 
 

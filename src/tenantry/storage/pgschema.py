@@ -1,0 +1,133 @@
+"""The PostgreSQL schema of `PostgresStore`: tables, indexes, row-level security, versioning.
+
+Created on first use by whichever replica gets there first: the DDL runs in one transaction
+under a transaction-scoped advisory lock, so replicas starting together wait for each other
+instead of racing, and a schema newer than this code is refused rather than misread.
+
+Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
+
+- `scopes`: one row per (user_id, session_id), holding the session state, the message count
+  (so `size` reads one row) and the time of the last write (indexed, for pruning).
+- `messages`: one row per message, keyed (scope_id, seq): a scope's newest N messages are one
+  backward range scan of the primary key, whatever other tenants store. `user_id` is repeated
+  on each row for the row-level-security policy; `body` is the message as JSON text.
+- Row-level security on both tables, for the NOLOGIN role `tenant_role`: it sees and writes
+  only rows whose user_id equals the transaction's `tenantry.user_id` setting. The store runs
+  every single-tenant query as that role; the connecting role (the tables' owner) is used only
+  for the operations that span tenants (list_users, prune_inactive, clear_all).
+- `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
+  `key`, so a turn's append can be fenced by its lock.
+
+User and session ids use the "C" collation, so ordering is by code point, as in Python.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tenantry.errors import InvalidInput
+
+SCHEMA_VERSION = 1
+
+DDL_LOCK_KEY = 0x74656E616E747279
+"""The advisory-lock key that serialises tenantry's DDL in one database ("tenantry")."""
+
+LOCK_LOST_SQLSTATE = "TL001"
+"""The SQLSTATE `check_turn_lock` raises when a turn's lock is gone."""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_identifier(kind: str, name: str) -> str:
+    """Give `name` double-quoted, or raise InvalidInput if it is not a plain identifier."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise InvalidInput(
+            f"{kind} must be a plain identifier (letters, digits, _; at most 63), got {name!r}"
+        )
+    return f'"{name}"'
+
+
+def tables_ddl(schema: str) -> str:
+    """Give the statements that create every table, index and function in `schema`."""
+    return f"""
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE {schema}.schema_version (version integer NOT NULL);
+CREATE TABLE {schema}.scopes (
+    scope_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    state text,
+    message_count integer NOT NULL DEFAULT 0,
+    updated_at double precision NOT NULL,
+    UNIQUE (user_id, session_id)
+);
+CREATE INDEX scopes_by_activity ON {schema}.scopes (updated_at);
+CREATE TABLE {schema}.messages (
+    scope_id bigint NOT NULL,
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    user_id text COLLATE "C" NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (scope_id, seq)
+);
+CREATE FUNCTION {schema}.check_turn_lock(holder integer, lock_key bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_locks
+        WHERE locktype = 'advisory' AND pid = holder AND granted AND objsubid = 1
+          AND classid = ((lock_key >> 32) & 4294967295)::oid
+          AND objid = (lock_key & 4294967295)::oid
+    ) THEN
+        RAISE EXCEPTION 'tenantry turn lock % is no longer held', lock_key
+            USING ERRCODE = '{LOCK_LOST_SQLSTATE}';
+    END IF;
+END $$;
+INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
+"""
+
+
+def rls_ddl(schema: str, role: str) -> str:
+    """Give the statements that confine `role` to the rows of the transaction's tenant."""
+    policy = "user_id = current_setting('tenantry.user_id', true)"
+    statements = [f"GRANT USAGE ON SCHEMA {schema} TO {role}"]
+    for table in ("scopes", "messages"):
+        statements += [
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{table} TO {role}",
+            f"ALTER TABLE {schema}.{table} ENABLE ROW LEVEL SECURITY",
+            f"DROP POLICY IF EXISTS tenant_rows ON {schema}.{table}",
+            f"CREATE POLICY tenant_rows ON {schema}.{table} TO {role} "
+            f"USING ({policy}) WITH CHECK ({policy})",
+        ]
+    return ";\n".join(statements)
+
+
+def role_ddl(role: str, role_name: str) -> str:
+    """Give a block that creates the NOLOGIN tenant role if missing and lets the connecting
+    role switch to it; concurrent creation by another database is not an error."""
+    literal = "'" + role_name + "'"
+    return f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal}) THEN
+        BEGIN
+            CREATE ROLE {role} NOLOGIN NOINHERIT;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, {literal}, 'MEMBER') THEN
+        EXECUTE format('GRANT %I TO %I', {literal}, current_user);
+    END IF;
+END $$
+"""
+
+
+__all__ = [
+    "DDL_LOCK_KEY",
+    "LOCK_LOST_SQLSTATE",
+    "SCHEMA_VERSION",
+    "check_identifier",
+    "rls_ddl",
+    "role_ddl",
+    "tables_ddl",
+]

@@ -1,0 +1,524 @@
+"""`PostgresStore`: many stateless replicas share one PostgreSQL database.
+
+Driver: psycopg 3 (async) with psycopg_pool, rather than asyncpg, because it is typed through
+and through (mypy strict without stubs), its pipeline mode sends a whole turn — tenant
+setting, upsert, insert, trim, commit — in one round trip, and it uses no server-side prepared
+statements unless a query repeats, so it also works behind PgBouncer in transaction mode.
+asyncpg decodes rows faster, but a turn's cost here is round trips and locks, not decoding.
+
+Design (tables in `pgschema`):
+
+- The pool belongs to the store, is created on first use, and is closed by `close()`. The
+  first use also creates the schema (see `pgschema`) on a dedicated connection, which then
+  stays open to hold this process's turn locks.
+- A turn (`add_many`) is one transaction: upsert the scope row (which row-locks the scope, so
+  concurrent appends to one scope queue), insert the messages in order, trim to max_messages,
+  set the state. Reads of one scope are one statement, so messages and state are consistent.
+- Row-level security, on by default (`rls=False` turns it off): every single-tenant transaction
+  switches to the NOLOGIN `tenant_role` and sets `tenantry.user_id`, so even a query that
+  forgets its WHERE clause sees only that tenant's rows. Superusers and table owners bypass
+  row-level security, which is why the switch of role is needed. Only list_users,
+  prune_inactive and clear_all run as the connecting role, which must own the schema.
+- Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
+  dedicated lock connection, after the in-process lock (see `turnlock`). One connection holds
+  every lock of the process, so waiting and holding cost no pool connection and a turn can
+  always get one to write. If the process dies, its session ends and PostgreSQL frees its
+  locks at once. A turn's append checks, in its own transaction, that the lock connection
+  still holds the lock; if that connection broke, the turn is refused (`ScopeLockLost`).
+
+Durability: a turn is acknowledged after PostgreSQL committed it, so it is as durable as the
+server's settings make a commit (with the defaults, it survives a crash of the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+from tenantry.errors import (
+    InvalidInput,
+    InvalidStoreURL,
+    MissingDependency,
+    StoreError,
+    StoreSchemaError,
+    StoreUnavailable,
+)
+from tenantry.storage.base import (
+    PRUNE_BATCH,
+    BaseStore,
+    Clock,
+    LocalScopeLocks,
+    Snapshot,
+    decode_message,
+    decode_state,
+    encode_message,
+)
+from tenantry.storage.homeloop import HomeLoop
+from tenantry.storage.pgschema import (
+    DDL_LOCK_KEY,
+    LOCK_LOST_SQLSTATE,
+    SCHEMA_VERSION,
+    check_identifier,
+    rls_ddl,
+    role_ddl,
+    tables_ddl,
+)
+from tenantry.storage.turnlock import held_lock, hold_turn, lost
+from tenantry.tenancy import Scope
+from tenantry.types import Message
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("psycopg", "postgres") from exc
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[Any]
+LockProof = tuple[int, int]
+"""(backend pid of the lock connection, advisory-lock key)."""
+
+
+class _Queries:
+    """The store's SQL, with the schema name filled in once."""
+
+    def __init__(self, s: str) -> None:
+        scope = "user_id = %(u)s AND session_id = %(s)s"
+        self.become_tenant = (
+            "SELECT set_config('role', %s, true), set_config('tenantry.user_id', %s, true)"
+        )
+        self.check_lock = f"SELECT {s}.check_turn_lock(%s, %s)"
+        self.upsert = (
+            f"INSERT INTO {s}.scopes AS sc (user_id, session_id, state, updated_at, message_count)"
+            " VALUES (%(u)s, %(s)s, %(state)s, %(now)s, %(n)s)"
+            " ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,"
+            " state = coalesce(excluded.state, sc.state),"
+            " message_count = least(sc.message_count + excluded.message_count, %(cap)s)"
+        )
+        self.insert = (
+            f"INSERT INTO {s}.messages (scope_id, user_id, body)"
+            f" SELECT sc.scope_id, sc.user_id, b.body FROM {s}.scopes sc,"
+            " unnest(%(bodies)s::text[]) WITH ORDINALITY AS b(body, n)"
+            f" WHERE sc.{scope} ORDER BY b.n"
+        )
+        self.trim = (
+            f"DELETE FROM {s}.messages m USING {s}.scopes sc"
+            f" WHERE sc.{scope} AND m.scope_id = sc.scope_id AND m.seq < ("
+            f"SELECT seq FROM {s}.messages WHERE scope_id = sc.scope_id"
+            " ORDER BY seq DESC OFFSET %(cap)s - 1 LIMIT 1)"
+        )
+        self.newest = (
+            f"SELECT sc.state, m.body FROM {s}.scopes sc LEFT JOIN LATERAL ("
+            f"SELECT seq, body FROM {s}.messages WHERE scope_id = sc.scope_id"
+            " ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s) m ON true"
+            f" WHERE sc.{scope} ORDER BY m.seq"
+        )
+        self.size = f"SELECT message_count FROM {s}.scopes WHERE {scope}"
+        self.state = f"SELECT state FROM {s}.scopes WHERE {scope}"
+        self.delete_scope = f"DELETE FROM {s}.scopes WHERE {scope} RETURNING scope_id"
+        self.delete_user = f"DELETE FROM {s}.scopes WHERE user_id = %(u)s RETURNING scope_id"
+        self.delete_idle = (
+            f"DELETE FROM {s}.scopes WHERE scope_id IN (SELECT scope_id FROM {s}.scopes"
+            " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
+            " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
+        )
+        self.delete_messages = f"DELETE FROM {s}.messages WHERE scope_id = ANY(%s)"
+        self.truncate = f"TRUNCATE {s}.messages, {s}.scopes"
+        self.users = f"SELECT DISTINCT user_id FROM {s}.scopes ORDER BY user_id"
+        self.sessions = (
+            f"SELECT session_id FROM {s}.scopes WHERE user_id = %(u)s ORDER BY session_id"
+        )
+
+
+class PostgresStore(BaseStore):
+    """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "tenantry",
+        max_messages: int | None = None,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        rls: bool = True,
+        tenant_role: str = "tenantry_tenant",
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(max_messages=max_messages, clock=clock)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise InvalidStoreURL(f"not a PostgreSQL URL: {exc}") from None
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
+        self.schema = schema
+        self._s = check_identifier("schema", schema)
+        self._role_name = tenant_role
+        self._role = check_identifier("tenant_role", tenant_role)
+        self._url = url
+        self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+        self._where += f"/{params.get('dbname', '')}"
+        self._pool_size = pool_size
+        self._pool_timeout = float(pool_timeout)
+        self._connect_timeout = float(connect_timeout)
+        self._rls = rls
+        self._q = _Queries(self._s)
+        self._home = HomeLoop()
+        self._locks = LocalScopeLocks()
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._lock_conn: Connection | None = None
+        self._opening: asyncio.Lock | None = None
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def _connect(self) -> Connection:
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        )
+
+    async def _ready(self) -> AsyncConnectionPool[Connection]:
+        """Give the pool, creating the schema, the lock connection and the pool on first use."""
+        if self._pool is not None:
+            return self._pool
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                conn = await self._connect()
+                try:
+                    await self._create_schema(conn)
+                except BaseException:
+                    await conn.close()
+                    raise
+                self._lock_conn = conn
+                pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+                    self._url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self._pool_timeout,
+                    kwargs={"autocommit": True},
+                    open=False,
+                    name=f"tenantry-{self.schema}",
+                )
+                await pool.open(wait=False)
+                self._pool = pool
+        return self._pool
+
+    async def _create_schema(self, conn: Connection) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+            cur = await conn.execute("SELECT to_regclass(%s)", (f"{self._s}.schema_version",))
+            row = await cur.fetchone()
+            created = row is None or row[0] is None
+            if created:
+                await conn.execute(tables_ddl(self._s).encode())
+            else:
+                cur = await conn.execute(f"SELECT max(version) FROM {self._s}.schema_version")
+                found = await cur.fetchone()
+                version = found[0] if found else None
+                if version is None or version > SCHEMA_VERSION:
+                    raise StoreSchemaError(
+                        f"schema {self.schema!r} at {self._where} has tenantry schema version "
+                        f"{version}, which this tenantry (version {SCHEMA_VERSION}) cannot use; "
+                        "upgrade tenantry or use another schema"
+                    )
+            if self._rls:
+                await self._secure(conn, created)
+
+    async def _secure(self, conn: Connection, created: bool) -> None:
+        try:
+            await conn.execute(role_ddl(self._role, self._role_name).encode())
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StoreSchemaError(
+                f"cannot create the row-level-security role {self._role_name!r}: {exc}. "
+                f"Create it once as an administrator (CREATE ROLE {self._role_name} NOLOGIN; "
+                f"GRANT {self._role_name} TO <this user>), or open the store with rls=false"
+            ) from None
+        if not created:
+            cur = await conn.execute(
+                "SELECT count(*) = 2 AND bool_and(has_table_privilege(%s, "
+                "format('%%I.%%I', schemaname, tablename), 'INSERT')) FROM pg_policies "
+                "WHERE schemaname = %s AND policyname = 'tenant_rows' AND %s = ANY(roles)",
+                (self._role_name, self.schema, self._role_name),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+        await conn.execute(rls_ddl(self._s, self._role).encode())
+
+    async def _lock_connection(self) -> Connection:
+        await self._ready()
+        conn = self._lock_conn
+        if conn is not None and not conn.closed:
+            return conn
+        assert self._opening is not None
+        async with self._opening:
+            if self._lock_conn is None or self._lock_conn.closed:
+                self._lock_conn = await self._connect()
+            return self._lock_conn
+
+    @asynccontextmanager
+    async def _tenant(self, user_id: str) -> AsyncIterator[Connection]:
+        """One pipelined transaction confined to `user_id`'s rows."""
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+            if self._rls:
+                await conn.execute(self._q.become_tenant, (self._role_name, user_id))
+            yield conn
+
+    @asynccontextmanager
+    async def _admin(self) -> AsyncIterator[Connection]:
+        """One transaction as the connecting role: for operations that span tenants."""
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def tenant_transaction(self, user_id: str) -> AbstractAsyncContextManager[Connection]:
+        """Give a psycopg connection inside a transaction confined to one tenant, for your own
+        queries on the store's tables: row-level security shows and accepts only that user's
+        rows, even for a query with no WHERE clause. Use it on the store's event loop."""
+        return self._tenant(Scope.of(user_id).user_id)
+
+    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
+        """Run `work` on the store's loop, turning driver errors into tenantry's."""
+        try:
+            return await self._home.run(work)
+        except psycopg.Error as exc:
+            raise self._translate(exc, scope) from exc
+
+    def _translate(self, exc: psycopg.Error, scope: Scope | None) -> StoreError:
+        if isinstance(exc, PoolTimeout):
+            return StoreUnavailable(
+                f"no PostgreSQL connection to {self._where} was free within "
+                f"{self._pool_timeout:g}s; raise pool_size or check that the server is up"
+            )
+        if exc.sqlstate == LOCK_LOST_SQLSTATE and scope is not None:
+            return lost(scope)
+        state = exc.sqlstate or ""
+        if isinstance(exc, psycopg.InterfaceError) or (
+            isinstance(exc, psycopg.OperationalError)
+            and (not state or state.startswith(("08", "57P")))
+        ):
+            return StoreUnavailable(
+                f"PostgreSQL at {self._where} is unreachable: {exc}; check that the server "
+                "runs and the store URL is right"
+            )
+        return StoreError(f"PostgreSQL error at {self._where}: {exc}")
+
+    # --- primitives ---------------------------------------------------------------------------
+
+    async def _append(
+        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
+    ) -> None:
+        held = held_lock(self, scope)
+        fence: LockProof | None = None if held is None else held.proof
+        bodies = [encode_message(m) for m in self._keep(messages)]
+        cap = self._max_messages
+        params = {
+            "u": scope.user_id,
+            "s": scope.session_id,
+            "state": state,
+            "now": now,
+            "n": len(bodies),
+            "cap": cap if cap is not None else 2**31 - 1,
+            "bodies": bodies,
+        }
+
+        async def write() -> None:
+            async with self._tenant(scope.user_id) as conn:
+                if fence is not None:
+                    await conn.execute(self._q.check_lock, fence)
+                await conn.execute(self._q.upsert, params)
+                if bodies:
+                    await conn.execute(self._q.insert, params)
+                    if cap is not None:
+                        await conn.execute(self._q.trim, params)
+
+        await self._run(write, scope)
+
+    async def _newest(
+        self, scope: Scope, limit: int | None, offset: int
+    ) -> tuple[list[Message], str | None]:
+        params = {"u": scope.user_id, "s": scope.session_id, "limit": limit, "offset": offset}
+
+        async def read() -> list[tuple[str | None, str | None]]:
+            async with self._tenant(scope.user_id) as conn:
+                cur = await conn.execute(self._q.newest, params)
+                return await cur.fetchall()
+
+        rows = await self._run(read)
+        if not rows:
+            return [], None
+        return [decode_message(body) for _, body in rows if body is not None], rows[0][0]
+
+    async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
+        return (await self._newest(scope, limit, offset))[0]
+
+    async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
+        messages, state = await self._newest(scope, limit, 0)
+        return Snapshot(messages, decode_state(state))
+
+    async def _one(self, scope: Scope, query: str) -> Any:
+        async def read() -> Any:
+            async with self._tenant(scope.user_id) as conn:
+                cur = await conn.execute(query, {"u": scope.user_id, "s": scope.session_id})
+                row = await cur.fetchone()
+                return None if row is None else row[0]
+
+        return await self._run(read)
+
+    async def _size(self, scope: Scope) -> int:
+        return int(await self._one(scope, self._q.size) or 0)
+
+    async def _get_state(self, scope: Scope) -> str | None:
+        state: str | None = await self._one(scope, self._q.state)
+        return state
+
+    async def _delete(self, conn: Connection, query: str, params: dict[str, Any]) -> int:
+        """Delete the scope rows `query` picks (which locks them against concurrent appends
+        first), then their messages; give how many scopes."""
+        cur = await conn.execute(query, params)
+        ids = [row[0] for row in await cur.fetchall()]
+        if ids:
+            await conn.execute(self._q.delete_messages, (ids,))
+        return len(ids)
+
+    async def _clear_scope(self, scope: Scope) -> None:
+        async def clear() -> None:
+            async with self._tenant(scope.user_id) as conn:
+                params = {"u": scope.user_id, "s": scope.session_id}
+                await self._delete(conn, self._q.delete_scope, params)
+
+        await self._run(clear)
+
+    async def _clear_user(self, user_id: str) -> None:
+        async def clear() -> None:
+            async with self._tenant(user_id) as conn:
+                await self._delete(conn, self._q.delete_user, {"u": user_id})
+
+        await self._run(clear)
+
+    async def _clear_all(self) -> None:
+        async def clear() -> None:
+            async with self._admin() as conn:
+                await conn.execute(self._q.truncate)
+
+        await self._run(clear)
+
+    async def _list_users(self) -> list[str]:
+        async def users() -> list[str]:
+            async with self._admin() as conn:
+                cur = await conn.execute(self._q.users)
+                return [row[0] for row in await cur.fetchall()]
+
+        return await self._run(users)
+
+    async def _list_sessions(self, user_id: str) -> list[str]:
+        async def sessions() -> list[str]:
+            async with self._tenant(user_id) as conn:
+                cur = await conn.execute(self._q.sessions, {"u": user_id})
+                return [row[0] for row in await cur.fetchall()]
+
+        return await self._run(sessions)
+
+    async def _prune(self, cutoff: float) -> int:
+        async def prune_batch() -> int:
+            async with self._admin() as conn:
+                params = {"cutoff": cutoff, "batch": PRUNE_BATCH}
+                return await self._delete(conn, self._q.delete_idle, params)
+
+        total = 0
+        while True:
+            deleted = await self._run(prune_batch)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
+
+    # --- the turn lock ------------------------------------------------------------------------
+
+    def lock_key(self, scope: Scope) -> int:
+        """Give the advisory-lock key of a scope: 64 bits of a hash of schema and ids. Two
+        scopes that shared a key would only queue behind each other, never mix."""
+        text = "\0".join((self.schema, scope.user_id, scope.session_id)).encode()
+        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
+
+    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
+        return self._hold(scope, self.lock_key(scope), timeout)
+
+    @asynccontextmanager
+    async def _hold(
+        self,
+        scope: Scope,
+        key: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> AsyncIterator[None]:
+        async def try_acquire() -> LockProof | None:
+            return await self._run(lambda: self._try_lock(key))
+
+        async def release(proof: LockProof) -> None:
+            await self._home.run(lambda: self._unlock(proof))
+
+        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
+            yield
+
+    async def _try_lock(self, key: int) -> LockProof | None:
+        conn = await self._lock_connection()
+        try:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cur.fetchone()
+        except psycopg.Error:
+            await self._drop_lock_connection(conn)
+            raise
+        return (conn.info.backend_pid, key) if row is not None and row[0] else None
+
+    async def _unlock(self, proof: LockProof) -> None:
+        pid, key = proof
+        conn = self._lock_conn
+        if conn is None or conn.closed or conn.info.backend_pid != pid:
+            return  # that session is gone, and its locks with it
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except psycopg.Error:
+            # Ending the session is the one sure way to free a lock we failed to release.
+            await self._drop_lock_connection(conn)
+
+    async def _drop_lock_connection(self, conn: Connection) -> None:
+        if self._lock_conn is conn:
+            self._lock_conn = None
+        await conn.close()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        self._check_open()
+
+        async def select_one() -> None:
+            pool = await self._ready()
+            async with pool.connection(timeout=self._connect_timeout) as conn:
+                await conn.execute("SELECT 1")
+
+        await self._run(select_one)
+
+    async def _close(self) -> None:
+        async def shutdown() -> None:
+            pool, conn = self._pool, self._lock_conn
+            self._pool = self._lock_conn = None
+            if pool is not None:
+                await pool.close()
+            if conn is not None:
+                await conn.close()
+
+        loop = self._home.loop
+        if loop is not None and (loop.is_closed() or not loop.is_running()):
+            return  # its loop is gone: nothing can be awaited there, the sockets close with it
+        await self._home.run(shutdown)
+
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]

@@ -1,0 +1,419 @@
+"""`RedisStore`: many stateless replicas share one Redis server (redis-py asyncio).
+
+Keys, all under a configurable prefix (several apps can share one Redis), with user and
+session ids percent-encoded (`urllib.parse.quote(id, safe="")`), so that ':' '{' '}' '*' '%'
+and unicode in an id can neither make two scopes share a key nor reach outside the prefix:
+
+    {prefix}:messages:{user}:{session}   list of the scope's messages (JSON), oldest first
+    {prefix}:state:{user}:{session}      the scope's session state (JSON)
+    {prefix}:sessions:{user}             set of the user's session ids
+    {prefix}:users                       set of user ids that have a session
+    {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
+    {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
+
+A turn is one Lua script: append, trim to max_messages, set state, update the indexes, all
+atomic. Listing users or sessions reads an index set and pruning reads the activity sorted
+set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning
+re-checks each scope's last activity inside it, so a scope written meanwhile survives.
+Commands are never retried by the client: a retried append could store a turn twice.
+
+Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `turnlock`), renewed
+every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
+compare-and-delete script. A process that dies frees its locks after at most lock_ttl. The
+append script checks that the lock still holds the turn's token and refuses the write
+otherwise (`ScopeLockLost`), so a turn that lost its lock can never interleave with the next.
+
+Durability is Redis's: a turn is acknowledged once Redis applied it in memory. With
+`appendonly yes` and `appendfsync always` it survives a crash of the Redis server; with
+`appendfsync everysec` (the usual setting) up to about a second of acknowledged turns can be
+lost; with no persistence (no AOF, no RDB) a restart of Redis loses every conversation. A
+failover to an asynchronous replica can lose the newest turns too. Redis Cluster is not
+supported (a turn's keys live in different slots); use one primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+from tenantry.errors import (
+    InvalidInput,
+    MissingDependency,
+    StoreError,
+    StoreUnavailable,
+)
+from tenantry.storage.base import (
+    PRUNE_BATCH,
+    BaseStore,
+    Clock,
+    LocalScopeLocks,
+    Snapshot,
+    decode_message,
+    decode_state,
+    encode_message,
+)
+from tenantry.storage.homeloop import HomeLoop
+from tenantry.storage.turnlock import held_lock, hold_turn, lost
+from tenantry.tenancy import Scope
+from tenantry.types import Message
+
+try:
+    from redis import exceptions as redis_errors
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.commands.core import AsyncScript
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("redis", "redis") from exc
+
+T = TypeVar("T")
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_LOCK_LOST = "TENANTRY_LOCK_LOST"
+
+_APPEND = f"""
+if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
+    return redis.error_reply('{_LOCK_LOST}')
+end
+local n = #ARGV
+for i = 9, n, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
+end
+local cap = tonumber(ARGV[2])
+if cap > 0 and n >= 9 then
+    redis.call('LTRIM', KEYS[1], -cap, -1)
+end
+if ARGV[3] == '1' then
+    redis.call('SET', KEYS[2], ARGV[4])
+end
+redis.call('SADD', KEYS[3], ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[5], ARGV[1], ARGV[7])
+return 1
+"""
+
+# KEYS: users, activity, then (messages, state, sessions) per scope.
+# ARGV: cutoff ('' = delete unconditionally), then (user, session, member) per scope.
+_DELETE = """
+local deleted = 0
+for i = 0, (#KEYS - 2) / 3 - 1 do
+    local k, a = 3 + i * 3, 2 + i * 3
+    local score = redis.call('ZSCORE', KEYS[2], ARGV[a + 2])
+    if ARGV[1] == '' or (score and tonumber(score) < tonumber(ARGV[1])) then
+        redis.call('DEL', KEYS[k], KEYS[k + 1])
+        redis.call('SREM', KEYS[k + 2], ARGV[a + 1])
+        if redis.call('SCARD', KEYS[k + 2]) == 0 then
+            redis.call('SREM', KEYS[1], ARGV[a])
+        end
+        deleted = deleted + redis.call('ZREM', KEYS[2], ARGV[a + 2])
+    end
+end
+return deleted
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def encode_id(value: str) -> str:
+    """Give an id as it appears in a key: percent-encoded, so it holds no ':' '{' '}' '*'."""
+    return quote(value, safe="")
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The keys of one scope, and of the indexes it is listed in."""
+
+    messages: str
+    state: str
+    sessions: str
+    lock: str
+    member: str
+
+
+@dataclass(slots=True)
+class _Lock:
+    key: str
+    token: str
+    renewal: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class RedisStore(BaseStore):
+    """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tenantry",
+        max_messages: int | None = None,
+        pool_size: int = 20,
+        lock_ttl: float = 10.0,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(max_messages=max_messages, clock=clock)
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise InvalidInput(f"key prefix must be 1-100 of A-Z a-z 0-9 _ . : -, got {prefix!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
+        if not isinstance(lock_ttl, int | float) or lock_ttl < 0.1:
+            raise InvalidInput(f"lock_ttl must be at least 0.1 seconds, got {lock_ttl!r}")
+        self.prefix = prefix
+        self._url = url
+        self._pool_size = pool_size
+        self.lock_ttl = float(lock_ttl)
+        self._users_key = f"{prefix}:users"
+        self._activity_key = f"{prefix}:activity"
+        self._home = HomeLoop()
+        self._locks = LocalScopeLocks()
+        self._client: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    # --- keys and connections -----------------------------------------------------------------
+
+    def _keys(self, scope: Scope) -> _Keys:
+        user, session = encode_id(scope.user_id), encode_id(scope.session_id)
+        p = self.prefix
+        return _Keys(
+            messages=f"{p}:messages:{user}:{session}",
+            state=f"{p}:state:{user}:{session}",
+            sessions=f"{p}:sessions:{user}",
+            lock=f"{p}:lock:{user}:{session}",
+            member=f"{user}:{session}",
+        )
+
+    def _ready(self) -> Redis:
+        """Give the client, creating it (and its pool, on this loop) on first use."""
+        if self._client is None:
+            pool = BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self._pool_size,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=30,
+            )
+            client = Redis(connection_pool=pool)
+            for name, source in (
+                ("append", _APPEND),
+                ("delete", _DELETE),
+                ("renew", _RENEW),
+                ("release", _RELEASE),
+            ):
+                self._scripts[name] = client.register_script(source)
+            self._client = client
+        return self._client
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._ready()
+        return await self._scripts[name](keys=keys, args=args)
+
+    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
+        """Run `work` on the store's loop, turning redis-py errors into tenantry's."""
+        try:
+            return await self._home.run(work)
+        except redis_errors.RedisError as exc:
+            if scope is not None and _LOCK_LOST in str(exc):
+                raise lost(scope) from None
+            if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+                raise StoreUnavailable(
+                    f"Redis is unreachable: {exc}; check that the server runs and the store "
+                    "URL is right (or raise pool_size if no connection was free)"
+                ) from exc
+            raise StoreError(f"Redis error: {exc}") from exc
+
+    # --- primitives ---------------------------------------------------------------------------
+
+    async def _append(
+        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
+    ) -> None:
+        held = held_lock(self, scope)
+        token = "" if held is None else held.proof.token
+        keys = self._keys(scope)
+        args: list[Any] = [
+            repr(now),
+            self._max_messages or 0,
+            "0" if state is None else "1",
+            state or "",
+            scope.session_id,
+            scope.user_id,
+            keys.member,
+            token,
+            *(encode_message(m) for m in self._keep(messages)),
+        ]
+        script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
+        script_keys += [self._activity_key, keys.lock]
+        await self._run(lambda: self._script("append", script_keys, args), scope)
+
+    async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
+        start, stop = _window(limit, offset)
+        key = self._keys(scope).messages
+        rows = await self._run(lambda: self._ready().lrange(key, start, stop))
+        return [decode_message(row) for row in rows]
+
+    async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
+        keys = self._keys(scope)
+        start, stop = _window(limit, 0)
+
+        async def read() -> list[Any]:
+            async with self._ready().pipeline(transaction=True) as pipe:
+                if limit != 0:
+                    pipe.lrange(keys.messages, start, stop)
+                pipe.get(keys.state)
+                return list(await pipe.execute())
+
+        *rows, state = await self._run(read)
+        messages = [decode_message(row) for row in rows[0]] if rows else []
+        return Snapshot(messages, decode_state(state))
+
+    async def _size(self, scope: Scope) -> int:
+        key = self._keys(scope).messages
+        return int(await self._run(lambda: self._ready().llen(key)))
+
+    async def _get_state(self, scope: Scope) -> str | None:
+        key = self._keys(scope).state
+        state = await self._run(lambda: self._ready().get(key))
+        return None if state is None else _text(state)
+
+    async def _delete(self, scopes: Sequence[Scope], cutoff: str = "") -> int:
+        """Delete scopes (only those idle since before `cutoff`, if given), in batches."""
+        deleted = 0
+        for start in range(0, len(scopes), PRUNE_BATCH):
+            keys = [self._users_key, self._activity_key]
+            args = [cutoff]
+            for scope in scopes[start : start + PRUNE_BATCH]:
+                k = self._keys(scope)
+                keys += [k.messages, k.state, k.sessions]
+                args += [scope.user_id, scope.session_id, k.member]
+            deleted += await self._delete_batch(keys, args)
+        return deleted
+
+    async def _delete_batch(self, keys: list[str], args: list[str]) -> int:
+        return int(await self._run(lambda: self._script("delete", keys, args)))
+
+    async def _clear_scope(self, scope: Scope) -> None:
+        await self._delete([scope])
+
+    async def _clear_user(self, user_id: str) -> None:
+        await self._delete([Scope(user_id, s) for s in await self._list_sessions(user_id)])
+
+    async def _clear_all(self) -> None:
+        for user_id in await self._list_users():
+            await self._clear_user(user_id)
+
+    async def _members(self, key: str) -> list[str]:
+        members = await self._run(lambda: self._ready().smembers(key))
+        return sorted(_text(member) for member in members)
+
+    async def _list_users(self) -> list[str]:
+        return await self._members(self._users_key)
+
+    async def _list_sessions(self, user_id: str) -> list[str]:
+        return await self._members(f"{self.prefix}:sessions:{encode_id(user_id)}")
+
+    async def _prune(self, cutoff: float) -> int:
+        bound = f"({cutoff!r}"
+        total = 0
+        while True:
+            members: list[Any] = await self._run(
+                lambda: self._ready().zrangebyscore(
+                    self._activity_key, "-inf", bound, start=0, num=PRUNE_BATCH
+                )
+            )
+            scopes = [_scope_of(_text(member)) for member in members]
+            total += await self._delete(scopes, repr(cutoff))
+            if len(members) < PRUNE_BATCH:
+                return total
+
+    # --- the turn lock ------------------------------------------------------------------------
+
+    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
+        return self._hold(scope, timeout)
+
+    @asynccontextmanager
+    async def _hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+        key = self._keys(scope).lock
+
+        async def try_acquire() -> _Lock | None:
+            return await self._run(lambda: self._try_lock(key))
+
+        async def release(lock: _Lock) -> None:
+            with suppress(StoreError):
+                await self._run(lambda: self._unlock(lock))
+
+        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
+            yield
+
+    async def _try_lock(self, key: str) -> _Lock | None:
+        token = secrets.token_hex(16)
+        ttl_ms = round(self.lock_ttl * 1000)
+        if not await self._ready().set(key, token, nx=True, px=ttl_ms):
+            return None
+        lock = _Lock(key, token)
+        lock.renewal = asyncio.ensure_future(self._renew(lock, ttl_ms))
+        return lock
+
+    async def _renew(self, lock: _Lock, ttl_ms: int) -> None:
+        """Push the lock's expiry forward every third of its TTL until released or lost; a
+        failed renewal is retried, and a lost lock is caught by the append's fence."""
+        while True:
+            await asyncio.sleep(self.lock_ttl / 3)
+            try:
+                if not await self._script("renew", [lock.key], [lock.token, ttl_ms]):
+                    return
+            except redis_errors.RedisError:
+                continue
+
+    async def _unlock(self, lock: _Lock) -> None:
+        if lock.renewal is not None:
+            lock.renewal.cancel()
+        await self._script("release", [lock.key], [lock.token])
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        self._check_open()
+        await self._run(lambda: self._ready().ping())
+
+    async def _close(self) -> None:
+        client = self._client
+        self._client = None
+        if client is None:
+            return
+        loop = self._home.loop
+        if loop is not None and (loop.is_closed() or not loop.is_running()):
+            return  # its loop is gone: nothing can be awaited there, the sockets close with it
+        await self._home.run(lambda: client.aclose(close_connection_pool=True))
+
+
+def _window(limit: int | None, offset: int) -> tuple[int, int]:
+    """Give LRANGE's (start, stop) for the newest `limit` messages after skipping `offset`."""
+    return (0 if limit is None else -(offset + limit)), -(offset + 1)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _scope_of(member: str) -> Scope:
+    user, session = member.split(":", 1)
+    return Scope(unquote(user), unquote(session))
+
+
+__all__ = ["RedisStore", "encode_id"]
