@@ -7,10 +7,14 @@ instead of racing, and a schema newer than this code is refused rather than misr
 Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
 
 - `scopes`: one row per (user_id, session_id), holding the session state, the message count
-  (so `size` reads one row) and the time of the last write (indexed, for pruning).
-- `messages`: one row per message, keyed (scope_id, seq): a scope's newest N messages are one
-  backward range scan of the primary key, whatever other tenants store. `user_id` is repeated
-  on each row for the row-level-security policy; `body` is the message as JSON text.
+  (so `size` reads one row), `next_pos` (how many messages the scope was ever given) and the
+  time of the last write (indexed, for pruning).
+- `messages`: one row per message, keyed (scope_id, pos), where pos numbers the scope's
+  messages 0, 1, 2 ... in order. The live messages are exactly the positions
+  [next_pos - message_count, next_pos), so the newest N (after an offset) is a primary-key
+  range whose bounds are known before reading: the database touches those N rows and no
+  others, whatever the scope or other tenants hold, and whatever plan it picks. `user_id`
+  is repeated on each row for the row-level-security policy; `body` is the message as JSON.
 - Row-level security on both tables, for the NOLOGIN role `tenant_role`: it sees and writes
   only rows whose user_id equals the transaction's `tenantry.user_id` setting. The store runs
   every single-tenant query as that role; the connecting role (the tables' owner) is used only
@@ -58,16 +62,17 @@ CREATE TABLE {schema}.scopes (
     session_id text COLLATE "C" NOT NULL,
     state text,
     message_count integer NOT NULL DEFAULT 0,
+    next_pos bigint NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL,
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX scopes_by_activity ON {schema}.scopes (updated_at);
 CREATE TABLE {schema}.messages (
     scope_id bigint NOT NULL,
-    seq bigint GENERATED ALWAYS AS IDENTITY,
+    pos bigint NOT NULL,
     user_id text COLLATE "C" NOT NULL,
     body text NOT NULL,
-    PRIMARY KEY (scope_id, seq)
+    PRIMARY KEY (scope_id, pos)
 );
 CREATE FUNCTION {schema}.check_turn_lock(holder integer, lock_key bigint) RETURNS void
 LANGUAGE plpgsql AS $$

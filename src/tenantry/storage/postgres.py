@@ -94,29 +94,31 @@ class _Queries:
         )
         self.check_lock = f"SELECT {s}.check_turn_lock(%s, %s)"
         self.upsert = (
-            f"INSERT INTO {s}.scopes AS sc (user_id, session_id, state, updated_at, message_count)"
-            " VALUES (%(u)s, %(s)s, %(state)s, %(now)s, %(n)s)"
+            f"INSERT INTO {s}.scopes AS sc"
+            " (user_id, session_id, state, updated_at, message_count, next_pos)"
+            " VALUES (%(u)s, %(s)s, %(state)s, %(now)s, %(n)s, %(n)s)"
             " ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,"
-            " state = coalesce(excluded.state, sc.state),"
-            " message_count = least(sc.message_count + excluded.message_count, %(cap)s)"
+            " state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + %(n)s,"
+            " message_count = least(sc.message_count + %(n)s, %(cap)s)"
         )
         self.insert = (
-            f"INSERT INTO {s}.messages (scope_id, user_id, body)"
-            f" SELECT sc.scope_id, sc.user_id, b.body FROM {s}.scopes sc,"
-            " unnest(%(bodies)s::text[]) WITH ORDINALITY AS b(body, n)"
-            f" WHERE sc.{scope} ORDER BY b.n"
+            f"INSERT INTO {s}.messages (scope_id, pos, user_id, body)"
+            " SELECT sc.scope_id, sc.next_pos - %(n)s + b.n - 1, sc.user_id, b.body"
+            f" FROM {s}.scopes sc, unnest(%(bodies)s::text[]) WITH ORDINALITY AS b(body, n)"
+            f" WHERE sc.{scope}"
         )
         self.trim = (
-            f"DELETE FROM {s}.messages m USING {s}.scopes sc"
-            f" WHERE sc.{scope} AND m.scope_id = sc.scope_id AND m.seq < ("
-            f"SELECT seq FROM {s}.messages WHERE scope_id = sc.scope_id"
-            " ORDER BY seq DESC OFFSET %(cap)s - 1 LIMIT 1)"
+            f"DELETE FROM {s}.messages m USING {s}.scopes sc WHERE sc.{scope}"
+            " AND m.scope_id = sc.scope_id AND m.pos < sc.next_pos - %(cap)s"
         )
+        # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
+        # `offset` are a range of the primary key known before reading.
         self.newest = (
             f"SELECT sc.state, m.body FROM {s}.scopes sc LEFT JOIN LATERAL ("
-            f"SELECT seq, body FROM {s}.messages WHERE scope_id = sc.scope_id"
-            " ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s) m ON true"
-            f" WHERE sc.{scope} ORDER BY m.seq"
+            f"SELECT pos, body FROM {s}.messages WHERE scope_id = sc.scope_id"
+            " AND pos >= sc.next_pos - %(offset)s - coalesce(%(limit)s, sc.message_count)"
+            " AND pos < sc.next_pos - %(offset)s) m ON true"
+            f" WHERE sc.{scope} ORDER BY m.pos"
         )
         self.size = f"SELECT message_count FROM {s}.scopes WHERE {scope}"
         self.state = f"SELECT state FROM {s}.scopes WHERE {scope}"
