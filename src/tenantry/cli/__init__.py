@@ -21,6 +21,7 @@ def version() -> None:
 
 
 from tenantry.cli import chat as _chat  # noqa: E402,F401  (registers its commands)
+from tenantry.cli import users as _users  # noqa: E402,F401  (registers its commands)
 
 
 def main() -> None:

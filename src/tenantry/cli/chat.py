@@ -8,12 +8,8 @@ from typing import Annotated
 import typer
 
 from tenantry.cli import app
+from tenantry.cli.options import StoreOption
 from tenantry.errors import TenantryError
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Store URL; default: TENANTRY_STORE_URL or sqlite:///tenantry.db"),
-]
 
 
 @app.command()

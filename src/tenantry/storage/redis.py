@@ -233,8 +233,9 @@ class RedisStore(BaseStore):
                 raise lost(scope) from None
             if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
                 raise StoreUnavailable(
-                    f"Redis is unreachable: {exc}; check that the server runs and the store "
-                    "URL is right (or raise pool_size if no connection was free)"
+                    f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
+                    "runs and the store URL is right (or raise pool_size if no connection "
+                    "was free)"
                 ) from exc
             raise StoreError(f"Redis error: {exc}") from exc
 
