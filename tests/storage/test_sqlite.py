@@ -67,3 +67,22 @@ async def test_in_memory_sqlite_works_without_reader_threads() -> None:
         await store.add_many([Message.user("a"), Message.assistant("b")], user_id="u")
         assert await store.size("u") == 2
         assert (await store.snapshot("u", limit=1)).messages[0].content == "b"
+
+
+async def test_a_file_locked_by_another_process_is_reported_as_unavailable(
+    tmp_path: Path,
+) -> None:
+    from tenantry.errors import StoreUnavailable
+
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as first:
+        await first.ping()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        async with SQLiteStore(path, busy_timeout=0.05) as store:
+            with pytest.raises(StoreUnavailable, match="retry later"):
+                await store.add(Message.user("x"), user_id="u")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
