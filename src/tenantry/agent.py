@@ -12,6 +12,7 @@ The tenant is an argument of each run, never an attribute set per request (the s
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -196,7 +197,7 @@ class Agent:
                 scope.user_id, scope.session_id, limit=self.history_window
             )
             ctx = RunContext(scope=scope, run_id=new_id(), state=snapshot.state, deps=deps)
-            loaded_state = dict(snapshot.state)
+            loaded_state = copy.deepcopy(snapshot.state)  # tools may change nested values
             prompt = [Message.system(self.instructions)] if self.instructions else []
             prompt.extend(_window(snapshot.messages))
             turn = [Message.user(text)]

@@ -38,24 +38,23 @@ def _problem(value: object) -> str | None:
     return None
 
 
+def _check(value: object, what: str, error: type[InvalidScope]) -> str:
+    problem = _problem(value)
+    if problem is not None:
+        raise error(f"{what} {_shown(value)} {problem}")
+    return value  # type: ignore[return-value]  # _problem() proved it is a str
+
+
 def validate_user_id(user_id: str | None) -> str:
     """Give the user id to use: the default when None, else the id itself if it is valid."""
-    if user_id is None:
-        return DEFAULT_USER_ID
-    problem = _problem(user_id)
-    if problem is not None:
-        raise InvalidUserId(f"user id {_shown(user_id)} {problem}")
-    return user_id
+    return DEFAULT_USER_ID if user_id is None else _check(user_id, "user id", InvalidUserId)
 
 
 def validate_session_id(session_id: str | None) -> str:
     """Give the session id to use: the default when None, else the id itself if it is valid."""
     if session_id is None:
         return DEFAULT_SESSION_ID
-    problem = _problem(session_id)
-    if problem is not None:
-        raise InvalidSessionId(f"session id {_shown(session_id)} {problem}")
-    return session_id
+    return _check(session_id, "session id", InvalidSessionId)
 
 
 def _shown(value: object) -> str:
@@ -71,12 +70,8 @@ class Scope:
     session_id: str = DEFAULT_SESSION_ID
 
     def __post_init__(self) -> None:
-        problem = _problem(self.user_id)
-        if problem is not None:
-            raise InvalidUserId(f"user id {_shown(self.user_id)} {problem}")
-        problem = _problem(self.session_id)
-        if problem is not None:
-            raise InvalidSessionId(f"session id {_shown(self.session_id)} {problem}")
+        _check(self.user_id, "user id", InvalidUserId)
+        _check(self.session_id, "session id", InvalidSessionId)
 
     @classmethod
     def of(cls, user_id: str | None = None, session_id: str | None = None) -> Scope:

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, TypeVar
 
-from tenantry.errors import InvalidInput, StoreClosed, StoreError
+from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
 from tenantry.storage.base import (
     PRUNE_BATCH,
     BaseStore,
@@ -193,6 +193,13 @@ class SQLiteStore(BaseStore):
             if self._closed:
                 raise StoreClosed(f"{type(self).__name__} is closed; open a new store") from exc
             raise
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreUnavailable(
+                    f"SQLite database {self.path!r} stayed locked by another process for more "
+                    f"than the busy timeout; retry later"
+                ) from exc
+            raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
 

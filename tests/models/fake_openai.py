@@ -1,0 +1,103 @@
+"""A local stand-in for the OpenAI Chat Completions API: scripted replies, recorded requests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    """One scripted answer: text and/or tool calls, or an HTTP error."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    error: str = ""
+
+
+@dataclass
+class FakeOpenAI:
+    replies: list[Reply] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        reply = self.replies.pop(0) if self.replies else Reply(content="default reply")
+        if reply.status != 200:
+            error = {"error": {"message": reply.error, "type": "invalid_request_error"}}
+            return JSONResponse(error, status_code=reply.status)
+        if body.get("stream"):
+            return StreamingResponse(self._chunks(body, reply), media_type="text/event-stream")
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": c["function"]}
+                for c in reply.tool_calls
+            ]
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            }
+        )
+
+    async def _chunks(self, body: dict[str, Any], reply: Reply) -> AsyncIterator[bytes]:
+        def chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> bytes:
+            data = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": None}],
+                "usage": usage,
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        yield chunk({"role": "assistant", "content": ""})
+        for word in (reply.content or "").split(" "):
+            if word:
+                yield chunk({"content": word + " "})
+        for index, call in enumerate(reply.tool_calls):
+            args = call["function"]["arguments"]
+            half = len(args) // 2
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {
+                                "name": call["function"]["name"],
+                                "arguments": args[:half],
+                            },
+                        }
+                    ]
+                }
+            )
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]})
+        yield chunk({}, usage={"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8})
+        yield b"data: [DONE]\n\n"

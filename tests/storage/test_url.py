@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantry import InMemoryStore, Message, SQLiteStore, open_store
+from tenantry.errors import InvalidStoreURL
+
+
+async def test_memory_url_gives_an_in_memory_store_with_options() -> None:
+    store = open_store("memory://?max_messages=3")
+    assert isinstance(store, InMemoryStore)
+    assert store.max_messages == 3
+    await store.close()
+
+
+async def test_sqlite_urls_give_paths_like_sqlalchemy(tmp_path: Path) -> None:
+    absolute = open_store(f"sqlite:///{tmp_path}/a.db?synchronous=full&readers=3")
+    assert isinstance(absolute, SQLiteStore)
+    assert absolute.path == f"{tmp_path}/a.db"
+    await absolute.add(Message.user("x"), user_id="u")
+    assert (tmp_path / "a.db").exists()
+    await absolute.close()
+    relative = open_store("sqlite:///relative.db")
+    assert isinstance(relative, SQLiteStore)
+    assert relative.path == "relative.db"
+    await relative.close()
+    in_memory = open_store("sqlite://", max_messages=2)
+    assert isinstance(in_memory, SQLiteStore)
+    assert in_memory.path == ":memory:"
+    await in_memory.add_many([Message.user(str(i)) for i in range(5)], user_id="u")
+    assert [m.content for m in await in_memory.get_messages("u")] == ["3", "4"]
+    await in_memory.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("tenantry.db", "must look like scheme://"),
+        ("mysql://localhost/db", "no store backend for scheme 'mysql'"),
+        ("sqlite://host/file.db", "has no host"),
+        ("memory://?max_messages=lots", "must be a number"),
+        ("memory://?colour=blue", "unknown store option(s) colour"),
+        ("sqlite:///x.db?synchronous=sometimes", "synchronous must be"),
+        ("sqlite:///x.db?readers=0", "readers must be at least 1"),
+        ("memory://?max_messages=0", "max_messages must be a positive integer"),
+    ],
+)
+def test_bad_urls_say_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(InvalidStoreURL if "store" in says or "scheme" in says else Exception) as e:
+        open_store(url)
+    assert says in str(e.value)
+
+
+def test_max_messages_none_means_unbounded() -> None:
+    assert open_store("memory://?max_messages=none").max_messages is None

@@ -1,0 +1,33 @@
+"""The README's quickstart runs as written and prints what it says it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
+    quickstart = next(b for b in _python_blocks() if "user-b" in b and "agent.run" in b)
+    assert len(quickstart.strip().splitlines()) <= 15
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", quickstart],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[1] == "Your name is Alice."
+    assert lines[3] == "Your name is Bob."
+    assert lines[4] == "Your name is Alice."

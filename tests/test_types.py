@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+
+import pytest
+
+from tenantry import InMemoryStore, Message, RunOutput, SyncStore, ToolCall, Usage
+from tenantry.errors import InvalidMessage
+
+
+def test_messages_are_immutable() -> None:
+    message = Message.user("hello")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.content = "changed"  # type: ignore[misc]
+    with pytest.raises((AttributeError, TypeError)):  # slots: no new attributes either
+        message.extra = 1  # type: ignore[attr-defined]
+
+
+def test_every_message_gets_an_id_and_a_time() -> None:
+    a, b = Message.user("x"), Message.user("x")
+    assert a.id
+    assert b.id
+    assert a.id != b.id
+    assert Message(role="user", content="x", id="").id  # an empty id is replaced
+    assert a.created.tzinfo is not None
+
+
+def test_tool_calls_become_a_tuple() -> None:
+    call = ToolCall(id="c1", name="f")
+    message = Message(role="assistant", content="", tool_calls=[call])  # type: ignore[arg-type]
+    assert message.tool_calls == (call,)
+
+
+@pytest.mark.parametrize(
+    ("role", "content"), [("robot", "x"), ("user", None), ("user", 3), ("", "x")]
+)
+def test_bad_messages_are_rejected(role: object, content: object) -> None:
+    with pytest.raises(InvalidMessage):
+        Message(role=role, content=content)  # type: ignore[arg-type]
+
+
+def test_messages_round_trip_through_dicts() -> None:
+    call = ToolCall(id="c1", name="lookup", arguments='{"q": 1}')
+    for message in (
+        Message.system("be nice"),
+        Message.assistant("", tool_calls=(call,)),
+        Message.tool("42", tool_call_id="c1", name="lookup"),
+    ):
+        assert Message.from_dict(message.to_dict()) == message
+    with pytest.raises(InvalidMessage):
+        Message.from_dict({"content": "no role"})
+    with pytest.raises(InvalidMessage):
+        Message.from_dict({"role": "user", "content": "x", "tool_calls": [{"id": 1}]})
+
+
+def test_usage_adds_up() -> None:
+    total = Usage(1, 10, 5) + Usage(1, 3, 2)
+    assert total == Usage(requests=2, input_tokens=13, output_tokens=7)
+    assert total.total_tokens == 20
+    assert total.to_dict()["total_tokens"] == 20
+
+
+def test_run_output_serialises() -> None:
+    out = RunOutput("hi", "u", "s", "r", (Message.assistant("hi"),), Usage(1, 2, 3), {"k": 1})
+    data = out.to_dict()
+    assert data["content"] == "hi"
+    assert data["messages"][0]["role"] == "assistant"
+    assert data["state"] == {"k": 1}
+
+
+def test_a_stored_message_costs_little_more_than_its_text() -> None:
+    """Measured with tracemalloc: bytes per stored message beyond its text, in memory."""
+    count, text_length = 10_000, 100
+    users = [f"user-{i}" for i in range(100)]
+    store = SyncStore(InMemoryStore())
+    for user in users:  # the scopes exist already: measure messages, not tenants
+        store.add(Message.user("warm-up"), user_id=user)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(count):
+        store.add(Message.user(f"{i:06d}".ljust(text_length, "x")), user_id=users[i % 100])
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    per_message = (after - before) / count
+    text_bytes = text_length + 49  # a compact ASCII str object: 49 bytes of header
+    overhead = per_message - text_bytes
+    print(f"\nstored message: {per_message:.0f} B for a {text_length}-char text, +{overhead:.0f} B")
+    assert overhead <= 250
+    store.close()
