@@ -113,22 +113,28 @@ async def test_rls_can_be_turned_off_for_servers_without_role_rights(schema: str
 # --- query plans ------------------------------------------------------------------------------
 
 
-def _node_types(plan: dict[str, Any]) -> list[str]:
-    found = [f"{plan['Node Type']} {plan.get('Index Name', '')}".strip()]
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
     for child in plan.get("Plans", []):
-        found += _node_types(child)
+        found += _nodes(child)
     return found
 
 
-async def _plan(store: PostgresStore, query: str, params: dict[str, Any]) -> list[str]:
+async def _executed_plan(store: PostgresStore, query: str, params: dict[str, Any]) -> Any:
+    """The executed plan of `query`, run as tenant user-5; what it changed is rolled back."""
     async with store.tenant_transaction("user-5") as conn:
-        cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params)
+        cur = await conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", params)
         row = await cur.fetchone()
-    assert row is not None
-    return _node_types(row[0][0]["Plan"])
+        assert row is not None
+        raise psycopg.Rollback()
+    return _nodes(row[0][0]["Plan"])
 
 
-async def test_reading_and_counting_one_scope_never_scans_other_tenants(
+def _scans(nodes: list[dict[str, Any]], table: str) -> list[dict[str, Any]]:
+    return [n for n in nodes if n.get("Relation Name") == table]
+
+
+async def test_reading_counting_and_trimming_one_scope_touch_only_its_rows(
     store: PostgresStore, schema: str
 ) -> None:
     await store.add(Message.user("create the schema"), user_id="setup")
@@ -147,15 +153,24 @@ async def test_reading_and_counting_one_scope_never_scans_other_tenants(
             "generate_series(0, next_pos - 1) pos WHERE user_id LIKE 'user-%'"
         )
         await conn.execute(f'ANALYZE "{schema}".scopes, "{schema}".messages')
-    scope = {"u": "user-5", "s": "default", "limit": 50, "offset": 0}
-    newest = await _plan(store, store._q.newest, scope)
-    size = await _plan(store, store._q.size, scope)
-    print("newest-N plan:", newest, "\ncount plan:", size)
-    for plan in (newest, size):
-        assert not [node for node in plan if "Seq Scan" in node]
-    assert "Index Scan scopes_user_id_session_id_key" in newest
-    assert [node for node in newest if node.endswith("messages_pkey")]
-    assert "Index Scan scopes_user_id_session_id_key" in size
+    scope = {"u": "user-5", "s": "default", "limit": 50, "offset": 100, "cap": 1000}
+    plans = {
+        "newest": await _executed_plan(store, store._q.newest, scope),
+        "size": await _executed_plan(store, store._q.size, scope),
+        "trim": await _executed_plan(store, store._q.trim, scope),
+    }
+    for name, nodes in plans.items():
+        print(name, [(n["Node Type"], n.get("Index Cond"), n.get("Actual Rows")) for n in nodes])
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], name
+        for scan in _scans(nodes, "scopes"):
+            assert scan["Actual Rows"] <= 1, name
+    assert not _scans(plans["size"], "messages")
+    # The messages read or trimmed are found through a primary-key range, not filtered.
+    for name, bound, rows in (("newest", "pos >= sc.lo", 50), ("trim", "pos < sc.lo", 4020)):
+        (scan,) = [n for n in plans[name] if n.get("Index Name") == "messages_pkey"]
+        assert bound in scan["Index Cond"], name
+        assert scan["Actual Rows"] == rows, name
+        assert scan.get("Rows Removed by Filter", 0) == 0, name
 
 
 # --- schema -----------------------------------------------------------------------------------
@@ -236,7 +251,7 @@ async def test_a_turn_whose_lock_connection_died_stores_nothing(store: PostgresS
         assert store._lock_conn is not None
         pid = store._lock_conn.info.backend_pid
         async with await _superuser() as conn:
-            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # waits
         with pytest.raises(ScopeLockLost, match="nothing of this turn was stored"):
             await store.add_many(
                 [Message.user("q"), Message.assistant("a")], user_id="u", session_id="s"

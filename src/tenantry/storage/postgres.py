@@ -1,9 +1,11 @@
 """`PostgresStore`: many stateless replicas share one PostgreSQL database.
 
 Driver: psycopg 3 (async) with psycopg_pool, rather than asyncpg, because it is typed through
-and through (mypy strict without stubs), its pipeline mode sends a whole turn — tenant
-setting, upsert, insert, trim, commit — in one round trip, and it uses no server-side prepared
-statements unless a query repeats, so it also works behind PgBouncer in transaction mode.
+and through (mypy strict without stubs) and its client-side binding cursor sends several
+statements in one message: a whole turn — tenant setting, upsert, insert, trim — is one round
+trip and one implicit transaction, with no BEGIN/COMMIT round trips and no server-side
+prepared statements (so it also works behind PgBouncer in transaction mode). psycopg quotes
+every value itself (ClientCursor); no value is ever pasted into SQL text by tenantry.
 asyncpg decodes rows faster, but a turn's cost here is round trips and locks, not decoding.
 
 Design (tables in `pgschema`):
@@ -14,6 +16,8 @@ Design (tables in `pgschema`):
 - A turn (`add_many`) is one transaction: upsert the scope row (which row-locks the scope, so
   concurrent appends to one scope queue), insert the messages in order, trim to max_messages,
   set the state. Reads of one scope are one statement, so messages and state are consistent.
+  Clearing a scope locks its row first, so an append in flight either finishes before the
+  clear (and is cleared) or starts a fresh scope after it; nothing is orphaned.
 - Row-level security, on by default (`rls=False` turns it off): every single-tenant transaction
   switches to the NOLOGIN `tenant_role` and sets `tenantry.user_id`, so even a query that
   forgets its WHERE clause sees only that tenant's rows. Superusers and table owners bypass
@@ -90,9 +94,10 @@ class _Queries:
     def __init__(self, s: str) -> None:
         scope = "user_id = %(u)s AND session_id = %(s)s"
         self.become_tenant = (
-            "SELECT set_config('role', %s, true), set_config('tenantry.user_id', %s, true)"
+            "SELECT set_config('role', %(tenant_role)s, true),"
+            " set_config('tenantry.user_id', %(tenant)s, true)"
         )
-        self.check_lock = f"SELECT {s}.check_turn_lock(%s, %s)"
+        self.check_lock = f"SELECT {s}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.upsert = (
             f"INSERT INTO {s}.scopes AS sc"
             " (user_id, session_id, state, updated_at, message_count, next_pos)"
@@ -107,29 +112,46 @@ class _Queries:
             f" FROM {s}.scopes sc, unnest(%(bodies)s::text[]) WITH ORDINALITY AS b(body, n)"
             f" WHERE sc.{scope}"
         )
+        # Bounds are computed in a materialised step first: under row-level security only
+        # leakproof comparisons with plain values may become index conditions, and `-` is
+        # not leakproof. So the trim and the read are ranges of the primary key.
         self.trim = (
-            f"DELETE FROM {s}.messages m USING {s}.scopes sc WHERE sc.{scope}"
-            " AND m.scope_id = sc.scope_id AND m.pos < sc.next_pos - %(cap)s"
+            f"WITH sc AS MATERIALIZED (SELECT scope_id, next_pos - %(cap)s AS lo"
+            f" FROM {s}.scopes WHERE {scope})"
+            f" DELETE FROM {s}.messages m USING sc"
+            " WHERE m.scope_id = sc.scope_id AND m.pos < sc.lo"
         )
         # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
-        # `offset` are a range of the primary key known before reading.
+        # `offset` are a range known before reading.
         self.newest = (
-            f"SELECT sc.state, m.body FROM {s}.scopes sc LEFT JOIN LATERAL ("
-            f"SELECT pos, body FROM {s}.messages WHERE scope_id = sc.scope_id"
-            " AND pos >= sc.next_pos - %(offset)s - coalesce(%(limit)s, sc.message_count)"
-            " AND pos < sc.next_pos - %(offset)s) m ON true"
-            f" WHERE sc.{scope} ORDER BY m.pos"
+            "WITH sc AS MATERIALIZED (SELECT scope_id, state,"
+            " next_pos - %(offset)s - coalesce(%(limit)s, message_count) AS lo,"
+            f" next_pos - %(offset)s AS hi FROM {s}.scopes WHERE {scope})"
+            f" SELECT sc.state, m.body FROM sc LEFT JOIN {s}.messages m"
+            " ON m.scope_id = sc.scope_id AND m.pos >= sc.lo AND m.pos < sc.hi"
+            " ORDER BY m.pos"
         )
         self.size = f"SELECT message_count FROM {s}.scopes WHERE {scope}"
         self.state = f"SELECT state FROM {s}.scopes WHERE {scope}"
-        self.delete_scope = f"DELETE FROM {s}.scopes WHERE {scope} RETURNING scope_id"
-        self.delete_user = f"DELETE FROM {s}.scopes WHERE user_id = %(u)s RETURNING scope_id"
+        # Lock the rows first: appends in flight finish before, later ones start afresh.
+        self.clear_scope = (
+            f"SELECT 1 FROM {s}.scopes WHERE {scope} FOR UPDATE;"
+            f" DELETE FROM {s}.messages WHERE scope_id IN"
+            f" (SELECT scope_id FROM {s}.scopes WHERE {scope});"
+            f" DELETE FROM {s}.scopes WHERE {scope}"
+        )
+        self.clear_user = (
+            f"SELECT 1 FROM {s}.scopes WHERE user_id = %(u)s FOR UPDATE;"
+            f" DELETE FROM {s}.messages WHERE scope_id IN"
+            f" (SELECT scope_id FROM {s}.scopes WHERE user_id = %(u)s);"
+            f" DELETE FROM {s}.scopes WHERE user_id = %(u)s"
+        )
         self.delete_idle = (
             f"DELETE FROM {s}.scopes WHERE scope_id IN (SELECT scope_id FROM {s}.scopes"
             " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
             " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
         )
-        self.delete_messages = f"DELETE FROM {s}.messages WHERE scope_id = ANY(%s)"
+        self.delete_messages = f"DELETE FROM {s}.messages WHERE scope_id = ANY(%(ids)s)"
         self.truncate = f"TRUNCATE {s}.messages, {s}.scopes"
         self.users = f"SELECT DISTINCT user_id FROM {s}.scopes ORDER BY user_id"
         self.sessions = (
@@ -205,7 +227,7 @@ class PostgresStore(BaseStore):
                     min_size=1,
                     max_size=self._pool_size,
                     timeout=self._pool_timeout,
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, "cursor_factory": psycopg.AsyncClientCursor},
                     open=False,
                     name=f"tenantry-{self.schema}",
                 )
@@ -266,27 +288,36 @@ class PostgresStore(BaseStore):
                 self._lock_conn = await self._connect()
             return self._lock_conn
 
-    @asynccontextmanager
-    async def _tenant(self, user_id: str) -> AsyncIterator[Connection]:
-        """One pipelined transaction confined to `user_id`'s rows."""
+    async def _tenant(self, user_id: str, sql: str, params: dict[str, Any]) -> list[Any]:
+        """Run `sql` (one or more statements) as one transaction confined to `user_id`'s rows,
+        in one round trip; give the rows of the last statement."""
         pool = await self._ready()
-        async with pool.connection() as conn, conn.pipeline(), conn.transaction():
-            if self._rls:
-                await conn.execute(self._q.become_tenant, (self._role_name, user_id))
-            yield conn
+        if self._rls:
+            sql = f"{self._q.become_tenant}; {sql}"
+            params = {**params, "tenant_role": self._role_name, "tenant": user_id}
+        async with pool.connection() as conn:
+            cur = conn.cursor()
+            await cur.execute(sql, params, prepare=False)
+            while cur.nextset():
+                pass
+            return await cur.fetchall() if cur.description else []
 
     @asynccontextmanager
-    async def _admin(self) -> AsyncIterator[Connection]:
-        """One transaction as the connecting role: for operations that span tenants."""
+    async def _transaction(self, user_id: str | None) -> AsyncIterator[Connection]:
+        """An explicit transaction: confined to `user_id`, or as the connecting role (for
+        operations that span tenants) when None."""
         pool = await self._ready()
         async with pool.connection() as conn, conn.transaction():
+            if user_id is not None and self._rls:
+                params = {"tenant_role": self._role_name, "tenant": user_id}
+                await conn.execute(self._q.become_tenant, params)
             yield conn
 
     def tenant_transaction(self, user_id: str) -> AbstractAsyncContextManager[Connection]:
         """Give a psycopg connection inside a transaction confined to one tenant, for your own
         queries on the store's tables: row-level security shows and accepts only that user's
         rows, even for a query with no WHERE clause. Use it on the store's event loop."""
-        return self._tenant(Scope.of(user_id).user_id)
+        return self._transaction(Scope.of(user_id).user_id)
 
     async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
         """Run `work` on the store's loop, turning driver errors into tenantry's."""
@@ -320,10 +351,9 @@ class PostgresStore(BaseStore):
         self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
     ) -> None:
         held = held_lock(self, scope)
-        fence: LockProof | None = None if held is None else held.proof
         bodies = [encode_message(m) for m in self._keep(messages)]
         cap = self._max_messages
-        params = {
+        params: dict[str, Any] = {
             "u": scope.user_id,
             "s": scope.session_id,
             "state": state,
@@ -333,15 +363,17 @@ class PostgresStore(BaseStore):
             "bodies": bodies,
         }
 
+        statements = [self._q.upsert]
+        if bodies:
+            statements.append(self._q.insert)
+            if cap is not None:
+                statements.append(self._q.trim)
+        if held is not None:  # first: a turn that lost its lock writes nothing
+            statements.insert(0, self._q.check_lock)
+            params["holder"], params["lock_key"] = held.proof
+
         async def write() -> None:
-            async with self._tenant(scope.user_id) as conn:
-                if fence is not None:
-                    await conn.execute(self._q.check_lock, fence)
-                await conn.execute(self._q.upsert, params)
-                if bodies:
-                    await conn.execute(self._q.insert, params)
-                    if cap is not None:
-                        await conn.execute(self._q.trim, params)
+            await self._tenant(scope.user_id, "; ".join(statements), params)
 
         await self._run(write, scope)
 
@@ -350,12 +382,7 @@ class PostgresStore(BaseStore):
     ) -> tuple[list[Message], str | None]:
         params = {"u": scope.user_id, "s": scope.session_id, "limit": limit, "offset": offset}
 
-        async def read() -> list[tuple[str | None, str | None]]:
-            async with self._tenant(scope.user_id) as conn:
-                cur = await conn.execute(self._q.newest, params)
-                return await cur.fetchall()
-
-        rows = await self._run(read)
+        rows = await self._run(lambda: self._tenant(scope.user_id, self._q.newest, params))
         if not rows:
             return [], None
         return [decode_message(body) for _, body in rows if body is not None], rows[0][0]
@@ -368,13 +395,9 @@ class PostgresStore(BaseStore):
         return Snapshot(messages, decode_state(state))
 
     async def _one(self, scope: Scope, query: str) -> Any:
-        async def read() -> Any:
-            async with self._tenant(scope.user_id) as conn:
-                cur = await conn.execute(query, {"u": scope.user_id, "s": scope.session_id})
-                row = await cur.fetchone()
-                return None if row is None else row[0]
-
-        return await self._run(read)
+        params = {"u": scope.user_id, "s": scope.session_id}
+        rows = await self._run(lambda: self._tenant(scope.user_id, query, params))
+        return rows[0][0] if rows else None
 
     async def _size(self, scope: Scope) -> int:
         return int(await self._one(scope, self._q.size) or 0)
@@ -383,58 +406,41 @@ class PostgresStore(BaseStore):
         state: str | None = await self._one(scope, self._q.state)
         return state
 
-    async def _delete(self, conn: Connection, query: str, params: dict[str, Any]) -> int:
-        """Delete the scope rows `query` picks (which locks them against concurrent appends
-        first), then their messages; give how many scopes."""
-        cur = await conn.execute(query, params)
-        ids = [row[0] for row in await cur.fetchall()]
-        if ids:
-            await conn.execute(self._q.delete_messages, (ids,))
-        return len(ids)
-
     async def _clear_scope(self, scope: Scope) -> None:
-        async def clear() -> None:
-            async with self._tenant(scope.user_id) as conn:
-                params = {"u": scope.user_id, "s": scope.session_id}
-                await self._delete(conn, self._q.delete_scope, params)
-
-        await self._run(clear)
+        params = {"u": scope.user_id, "s": scope.session_id}
+        await self._run(lambda: self._tenant(scope.user_id, self._q.clear_scope, params))
 
     async def _clear_user(self, user_id: str) -> None:
-        async def clear() -> None:
-            async with self._tenant(user_id) as conn:
-                await self._delete(conn, self._q.delete_user, {"u": user_id})
-
-        await self._run(clear)
+        await self._run(lambda: self._tenant(user_id, self._q.clear_user, {"u": user_id}))
 
     async def _clear_all(self) -> None:
         async def clear() -> None:
-            async with self._admin() as conn:
+            async with self._transaction(None) as conn:
                 await conn.execute(self._q.truncate)
 
         await self._run(clear)
 
     async def _list_users(self) -> list[str]:
         async def users() -> list[str]:
-            async with self._admin() as conn:
+            async with self._transaction(None) as conn:
                 cur = await conn.execute(self._q.users)
                 return [row[0] for row in await cur.fetchall()]
 
         return await self._run(users)
 
     async def _list_sessions(self, user_id: str) -> list[str]:
-        async def sessions() -> list[str]:
-            async with self._tenant(user_id) as conn:
-                cur = await conn.execute(self._q.sessions, {"u": user_id})
-                return [row[0] for row in await cur.fetchall()]
-
-        return await self._run(sessions)
+        rows = await self._run(lambda: self._tenant(user_id, self._q.sessions, {"u": user_id}))
+        return [row[0] for row in rows]
 
     async def _prune(self, cutoff: float) -> int:
         async def prune_batch() -> int:
-            async with self._admin() as conn:
+            async with self._transaction(None) as conn:
                 params = {"cutoff": cutoff, "batch": PRUNE_BATCH}
-                return await self._delete(conn, self._q.delete_idle, params)
+                cur = await conn.execute(self._q.delete_idle, params)
+                ids = [row[0] for row in await cur.fetchall()]
+                if ids:
+                    await conn.execute(self._q.delete_messages, {"ids": ids})
+                return len(ids)
 
         total = 0
         while True:
