@@ -20,7 +20,6 @@ from tenantry.errors import (
     ScopeBusy,
     ScopeLockLost,
     StoreSchemaError,
-    StoreUnavailable,
 )
 from tenantry.storage.postgres import PostgresStore
 from tenantry.storage.url import open_store
@@ -214,15 +213,6 @@ def test_a_bad_url_or_option_is_an_invalid_store_url() -> None:
         open_store("postgresql://localhost/db?rls=maybe")
     with pytest.raises(InvalidInput, match="pool_size"):
         open_store("postgres://localhost/db", pool_size=0)
-
-
-async def test_an_unreachable_server_raises_store_unavailable() -> None:
-    store = open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=1")
-    with pytest.raises(StoreUnavailable, match="unreachable"):
-        await store.size("u")
-    with pytest.raises(StoreUnavailable):
-        await store.ping()
-    await store.close()
 
 
 # --- the turn lock ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -390,6 +390,17 @@ class BaseStore(ABC):
         """Give the tail of `messages` that fits max_messages (a batch larger than the cap)."""
         cap = self._max_messages
         return messages if cap is None or len(messages) <= cap else messages[-cap:]
+
+    @staticmethod
+    async def _in_batches(batch: Callable[[], Awaitable[int]]) -> int:
+        """Run `batch` (which deletes up to PRUNE_BATCH scopes) until one deletes fewer; give
+        the total deleted."""
+        total = 0
+        while True:
+            deleted = await batch()
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                return total
 
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
         """Default: two reads. Backends override it to read both in one round trip."""

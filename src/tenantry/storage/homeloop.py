@@ -24,10 +24,6 @@ class HomeLoop:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self._loop
-
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Give the result of `work()`, run on the home loop."""
         current = asyncio.get_running_loop()
@@ -42,6 +38,14 @@ class HomeLoop:
             )
         future = asyncio.run_coroutine_threadsafe(_call(work), home)
         return await asyncio.wrap_future(future)
+
+    async def close(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` (closing connections) on the home loop, unless that loop is gone: then
+        nothing can be awaited there, and the sockets were closed with it."""
+        home = self._loop
+        if home is not None and (home.is_closed() or not home.is_running()):
+            return
+        await self.run(work)
 
 
 async def _call(work: Callable[[], Awaitable[T]]) -> T:

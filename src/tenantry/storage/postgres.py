@@ -442,12 +442,7 @@ class PostgresStore(BaseStore):
                     await conn.execute(self._q.delete_messages, {"ids": ids})
                 return len(ids)
 
-        total = 0
-        while True:
-            deleted = await self._run(prune_batch)
-            total += deleted
-            if deleted < PRUNE_BATCH:
-                return total
+        return await self._in_batches(lambda: self._run(prune_batch))
 
     # --- the turn lock ------------------------------------------------------------------------
 
@@ -523,10 +518,7 @@ class PostgresStore(BaseStore):
             if conn is not None:
                 await conn.close()
 
-        loop = self._home.loop
-        if loop is not None and (loop.is_closed() or not loop.is_running()):
-            return  # its loop is gone: nothing can be awaited there, the sockets close with it
-        await self._home.run(shutdown)
+        await self._home.close(shutdown)
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]

@@ -397,10 +397,7 @@ class RedisStore(BaseStore):
         self._client = None
         if client is None:
             return
-        loop = self._home.loop
-        if loop is not None and (loop.is_closed() or not loop.is_running()):
-            return  # its loop is gone: nothing can be awaited there, the sockets close with it
-        await self._home.run(lambda: client.aclose(close_connection_pool=True))
+        await self._home.close(lambda: client.aclose(close_connection_pool=True))
 
 
 def _window(limit: int | None, offset: int) -> tuple[int, int]:

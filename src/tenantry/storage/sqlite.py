@@ -387,12 +387,7 @@ class SQLiteStore(BaseStore):
             _delete_scopes(conn, ids)
             return len(ids)
 
-        total = 0
-        while True:
-            deleted = await self._write(prune_batch)
-            total += deleted
-            if deleted < PRUNE_BATCH:
-                return total
+        return await self._in_batches(lambda: self._write(prune_batch))
 
     def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(scope, timeout)
