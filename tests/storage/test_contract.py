@@ -443,6 +443,18 @@ async def test_a_closed_store_refuses_calls(make_store: MakeStore) -> None:
         await store.list_users()
 
 
+async def test_closing_while_a_turn_holds_its_lock_is_clean(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.add(Message.user("x"), user_id="u")
+    async with store.lock("u"):
+        await store.close()
+    with pytest.raises(StoreClosed):
+        await store.size("u")
+    with pytest.raises(StoreClosed):
+        async with store.lock("u"):
+            pass
+
+
 async def test_ping_succeeds_on_an_open_store(store: BaseStore) -> None:
     await store.ping()
 

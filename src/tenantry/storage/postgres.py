@@ -209,6 +209,7 @@ class PostgresStore(BaseStore):
 
     async def _ready(self) -> AsyncConnectionPool[Connection]:
         """Give the pool, creating the schema, the lock connection and the pool on first use."""
+        self._check_open()
         if self._pool is not None:
             return self._pool
         if self._opening is None:

@@ -46,6 +46,7 @@ from urllib.parse import quote, unquote
 from tenantry.errors import (
     InvalidInput,
     MissingDependency,
+    StoreClosed,
     StoreError,
     StoreUnavailable,
 )
@@ -202,6 +203,7 @@ class RedisStore(BaseStore):
 
     def _ready(self) -> Redis:
         """Give the client, creating it (and its pool, on this loop) on first use."""
+        self._check_open()
         if self._client is None:
             pool = BlockingConnectionPool.from_url(
                 self._url,
@@ -380,6 +382,8 @@ class RedisStore(BaseStore):
                     return
             except redis_errors.RedisError:
                 continue
+            except StoreClosed:
+                return
 
     async def _unlock(self, lock: _Lock) -> None:
         if lock.renewal is not None:
