@@ -29,6 +29,8 @@ from tenantry.types import Message, RunOutput, ToolCall, Usage
 
 if TYPE_CHECKING:
     from tenantry.models.openai import OpenAIChatModel
+    from tenantry.storage.postgres import PostgresStore
+    from tenantry.storage.redis import RedisStore
 
 __version__ = "0.1.0"
 
@@ -39,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from tenantry.models.openai import OpenAIChatModel
 
         return OpenAIChatModel
+    if name in ("PostgresStore", "RedisStore"):  # extras: tenantry[postgres], tenantry[redis]
+        from tenantry import storage
+
+        return getattr(storage, name)
     raise AttributeError(f"module 'tenantry' has no attribute {name!r}")
 
 
@@ -55,6 +61,8 @@ __all__ = [
     "ModelRetry",
     "OfflineModel",
     "OpenAIChatModel",
+    "PostgresStore",
+    "RedisStore",
     "RunContext",
     "RunOutput",
     "SQLiteStore",
