@@ -109,7 +109,14 @@ async def test_clear_all_and_prune_touch_only_their_own_prefix(
 
 @pytest.mark.parametrize(
     "options",
-    [{"prefix": ""}, {"prefix": "a*"}, {"prefix": "{x}"}, {"pool_size": 0}, {"lock_ttl": 0}],
+    [
+        {"prefix": ""},
+        {"prefix": "a*"},
+        {"prefix": "{x}"},
+        {"prefix": "app:tenantry"},
+        {"pool_size": 0},
+        {"lock_ttl": 0},
+    ],
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):

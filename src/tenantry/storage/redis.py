@@ -1,8 +1,9 @@
 """`RedisStore`: many stateless replicas share one Redis server (redis-py asyncio).
 
-Keys, all under a configurable prefix (several apps can share one Redis), with user and
-session ids percent-encoded (`urllib.parse.quote(id, safe="")`), so that ':' '{' '}' '*' '%'
-and unicode in an id can neither make two scopes share a key nor reach outside the prefix:
+Keys, all under a configurable prefix (several apps can share one Redis; a prefix holds no
+':', so two different prefixes never share a key), with user and session ids percent-encoded
+(`urllib.parse.quote(id, safe="")`), so that ':' '{' '}' '*' '%' and unicode in an id can
+neither make two scopes share a key nor reach outside the prefix:
 
     {prefix}:messages:{user}:{session}   list of the scope's messages (JSON), oldest first
     {prefix}:state:{user}:{session}      the scope's session state (JSON)
@@ -76,7 +77,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 T = TypeVar("T")
 
-_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _LOCK_LOST = "TENANTRY_LOCK_LOST"
 
 _APPEND = f"""
@@ -172,7 +173,10 @@ class RedisStore(BaseStore):
     ) -> None:
         super().__init__(max_messages=max_messages, clock=clock)
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-            raise InvalidInput(f"key prefix must be 1-100 of A-Z a-z 0-9 _ . : -, got {prefix!r}")
+            raise InvalidInput(
+                f"key prefix must be 1-100 of A-Z a-z 0-9 _ . - (no ':', so that two "
+                f"prefixes never share a key), got {prefix!r}"
+            )
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
         if not isinstance(lock_ttl, int | float) or lock_ttl < 0.1:
