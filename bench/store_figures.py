@@ -170,6 +170,7 @@ async def _drop(name: str, namespace: str) -> None:
 
 
 async def main(backends: list[str]) -> None:
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     namespace = f"tenantry_bench_{uuid.uuid4().hex[:8]}"
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +194,7 @@ async def main(backends: list[str]) -> None:
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "load_average_at_start": load_at_start,
             "python": platform.python_version(),
             "tenantry": tenantry.__version__,
             **await _server_versions(),
