@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+SERVE_ARGS ?=
 
-.PHONY: install test lint typecheck check clean
+.PHONY: install serve test lint typecheck check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/tenantry serve $(SERVE_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest --cov=tenantry --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)

@@ -1,0 +1,123 @@
+"""Server fixtures: apps in open and auth mode, in-process clients and real uvicorn servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tenantry import Agent, InMemoryStore
+from tenantry.server import ServerSettings, create_app
+from tenantry.server.auth import hash_api_key, new_api_key
+from tests.support.servers import serve
+
+JWT_SECRET = "tenantry-test-secret-" + "0123456789abcdef" * 4
+
+
+@dataclass
+class Tenants:
+    """API keys of a set of users (and one admin), and the settings that accept them."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    admin_key: str = ""
+
+    def settings(self, **overrides: Any) -> ServerSettings:
+        digests = {hash_api_key(key): user for user, key in self.keys.items()}
+        digests[hash_api_key(self.admin_key)] = "ops"
+        options: dict[str, Any] = {
+            "api_keys": digests,
+            "admin_users": ["ops"],
+            "jwt_secret": JWT_SECRET,
+            "rate_limit_per_minute": 0,
+        }
+        options.update(overrides)
+        return ServerSettings(_env_file=None, **options)
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[user]}
+
+
+def make_tenants(users: list[str]) -> Tenants:
+    return Tenants(keys={user: new_api_key() for user in users}, admin_key=new_api_key())
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from each test, never from the machine's environment."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TENANTRY_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name)
+
+
+def open_settings(**overrides: Any) -> ServerSettings:
+    options: dict[str, Any] = {"rate_limit_per_minute": 0}
+    options.update(overrides)
+    return ServerSettings(_env_file=None, **options)
+
+
+@pytest.fixture
+def tenants() -> Tenants:
+    return make_tenants(["alice", "bob", "carol"])
+
+
+@pytest.fixture
+def agent() -> Agent:
+    return Agent(name="test-agent", store=InMemoryStore())
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[[FastAPI], Any]]:
+    """Give in-process clients for apps, running each app's lifespan."""
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+
+        async def make(app: FastAPI) -> httpx.AsyncClient:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def open_client(agent: Agent, client_for: Any) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await client_for(create_app(agent, open_settings()))
+    return client
+
+
+@pytest.fixture
+async def auth_client(agent: Agent, tenants: Tenants, client_for: Any) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await client_for(create_app(agent, tenants.settings()))
+    return client
+
+
+@pytest.fixture
+def live_open(agent: Agent) -> Iterator[str]:
+    """A real uvicorn server in open mode; gives its base URL."""
+    with serve(create_app(agent, open_settings())) as url:
+        yield url
+
+
+@pytest.fixture
+def live_auth(agent: Agent, tenants: Tenants) -> Iterator[str]:
+    """A real uvicorn server with API keys and JWT on; gives its base URL."""
+    with serve(create_app(agent, tenants.settings())) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'server.db'}"
