@@ -45,7 +45,7 @@ def test_serve_defaults_to_open_mode_on_loopback_with_a_warning(
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     (call,) = uvicorn_calls
-    assert (call["host"], call["port"]) == ("127.0.0.1", 8000)
+    assert (call["host"], call["port"]) == ("127.0.0.1", 8080)
     state = call["app"].state.tenantry
     assert state.settings.store_url == "sqlite:///tenantry.db"
     assert state.agent.model.name == "offline"

@@ -4,7 +4,9 @@ concurrent chat requests over 100 users, in open mode and with auth on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,3 +197,15 @@ async def _every_endpoint_refuses_other_tenants_and_anonymous_callers(
             headers=tenants.headers(attacker),
         )
         assert own.json()["reply"] == "Your name is N001."
+
+
+def test_the_readme_curl_session_gives_the_answers_it_shows(sqlite_agent: Agent) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    calls = re.findall(r"-d '(\{.*?\})'\n# (\{.*?\})\n", readme)
+    assert len(calls) == 4
+    with serve(create_app(sqlite_agent, open_settings())) as url:
+        for body, shown in calls:
+            response = httpx.post(
+                f"{url}/chat", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.json() == json.loads(shown)

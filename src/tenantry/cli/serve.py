@@ -51,7 +51,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1; TENANTRY_HOST).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000; TENANTRY_PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default 8080, as in the seed; TENANTRY_PORT).")
+    ] = None,
     store: StoreOption = None,
     model: Annotated[
         str | None, typer.Option(help="'offline' or a model name (default: TENANTRY_MODEL).")

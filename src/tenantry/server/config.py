@@ -26,7 +26,7 @@ class ServerSettings(Settings):
     model_config = SettingsConfigDict(env_prefix="TENANTRY_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Interface to bind.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port).")
     public_url: str | None = Field(
         None,
         description="Base URL clients reach the server at, for the A2A agent card "
