@@ -165,3 +165,53 @@ async def test_a_0_3_client_is_served_through_the_compat_layer(live_open: str) -
         card = (await http.get("/.well-known/agent-card.json")).json()
         assert card["url"] == f"{live_open}/a2a/jsonrpc"
         assert card["protocolVersion"] == "0.3"
+
+
+def test_store_and_rate_errors_reach_a2a_clients_with_their_type() -> None:
+    from a2a.utils.errors import InternalError, InvalidParamsError
+
+    from tenantry.errors import InvalidUserId, StoreUnavailable
+    from tenantry.server.a2a import a2a_error
+    from tenantry.server.errors import RateLimited
+
+    down = a2a_error(StoreUnavailable("the database is unreachable"))
+    assert isinstance(down, InternalError)
+    assert down.data == {"type": "StoreUnavailable", "retry_after": 1}
+    limited = a2a_error(RateLimited("slow down", retry_after=2.5))
+    assert limited.data == {"type": "RateLimited", "retry_after": 3}
+    bad = a2a_error(InvalidUserId("user id '' must not be empty"))
+    assert isinstance(bad, InvalidParamsError)
+    assert bad.message == "user id '' must not be empty"
+
+
+async def test_streamed_tasks_are_kept_in_bounded_memory_per_owner() -> None:
+    from a2a.auth.user import User
+    from a2a.server.context import ServerCallContext
+    from a2a.types import ListTasksRequest, Task
+
+    from tenantry.server.a2a import BoundedTaskStore
+
+    class Named(User):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @property
+        def is_authenticated(self) -> bool:
+            return True
+
+        @property
+        def user_name(self) -> str:
+            return self.name
+
+    alice, bob = ServerCallContext(user=Named("alice")), ServerCallContext(user=Named("bob"))
+    store = BoundedTaskStore(max_tasks=3)
+    for n in range(5):
+        await store.save(Task(id=f"t{n}", context_id="c"), alice)
+    await store.save(Task(id="t4", context_id="c"), alice)  # saving again is not a new task
+    assert await store.get("t0", alice) is None
+    assert await store.get("t4", alice) is not None
+    assert await store.get("t4", bob) is None
+    listed = await store.list(ListTasksRequest(), alice)
+    assert sorted(t.id for t in listed.tasks) == ["t2", "t3", "t4"]
+    await store.delete("t4", alice)
+    assert await store.get("t4", alice) is None

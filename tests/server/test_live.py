@@ -98,12 +98,15 @@ async def _load(url: str, headers_of: Any, body_user: bool) -> tuple[float, dict
         duration = time.perf_counter() - started
     assert len(replies) == REQUESTS
     expected_users = users + [user for user, _ in questions]
-    for user, response in zip(expected_users, replies, strict=True):
+    for index, (user, response) in enumerate(zip(expected_users, replies, strict=True)):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["user_id"] == user
-        if body["reply"].startswith("Your name"):
-            assert body["reply"] == f"Your name is N{user[-3:]}."
+        name = f"N{user[-3:]}"
+        if index < USERS:
+            assert body["reply"] == f"Nice to meet you, {name}! I'll remember your name."
+        else:
+            assert body["reply"] == f"Your name is {name}."
     return duration, sent
 
 
