@@ -257,3 +257,52 @@ async def test_shutdown_cancels_turns_that_outlive_the_grace_period() -> None:
         state.spawn(stuck())
     assert not state.tasks
     assert not forever.is_set()
+
+
+async def test_the_server_uses_openai_when_it_is_configured(client_for: Any) -> None:
+    from tests.models.fake_openai import FakeOpenAI, Reply
+    from tests.support.servers import serve
+
+    api = FakeOpenAI(replies=[Reply(content="Hello from the API")])
+    with serve(api.app()) as url:
+        settings = open_settings(
+            store_url="memory://", openai_api_key="sk-test", openai_base_url=f"{url}/v1"
+        )
+        app = create_app(settings=settings)
+        assert app.state.tenantry.agent.model.name == "gpt-4o-mini"
+        client = await client_for(app)
+        reply = await client.post("/v1/chat", json={"message": "hi", "user_id": "u"})
+    assert reply.json()["reply"] == "Hello from the API"
+    assert api.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_log_lines_carry_the_request_id(
+    open_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tenantry.server.middleware import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level("INFO", logger="tenantry.server.access"):
+        await open_client.get("/healthz", headers={"X-Request-ID": "trace-7"})
+    (record,) = [r for r in caplog.records if r.name == "tenantry.server.access"]
+    assert record.getMessage().startswith("GET /healthz 200 ")
+    assert record.request_id == "trace-7"  # type: ignore[attr-defined]
+
+
+async def test_cors_is_off_unless_origins_are_configured(agent: Agent, client_for: Any) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-api-key,content-type",
+    }
+    closed = await client_for(create_app(agent, open_settings()))
+    assert (
+        "access-control-allow-origin"
+        not in (await closed.options("/v1/chat", headers=preflight)).headers
+    )
+    opened = await client_for(
+        create_app(agent, open_settings(cors_origins=["https://app.example"]))
+    )
+    allowed = await opened.options("/v1/chat", headers=preflight)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
