@@ -245,18 +245,25 @@ async def test_shutdown_waits_for_a_streamed_turn_whose_client_left() -> None:
     assert [m.content for m in await store.get_messages("u")] == ["hi", "stored anyway"]
 
 
-async def test_shutdown_cancels_turns_that_outlive_the_grace_period() -> None:
-    app = create_app(Agent(store=InMemoryStore()), open_settings(graceful_timeout=0.01))
-    state: ServerState = app.state.tenantry
+async def test_a_turn_that_outlives_the_grace_period_ends_with_shutting_down() -> None:
     forever = asyncio.Event()
 
-    async def stuck() -> None:
+    async def stuck(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> ModelResponse:
         await forever.wait()
+        return ModelResponse("never")
 
+    store = InMemoryStore()
+    app = create_app(
+        Agent(model=FunctionModel(stuck), store=store), open_settings(graceful_timeout=0.01)
+    )
+    state: ServerState = app.state.tenantry
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     async with app.router.lifespan_context(app):
-        state.spawn(stuck())
+        state.spawn(_produce(state, "hi", Scope("u"), queue))
     assert not state.tasks
-    assert not forever.is_set()
+    told = queue.get_nowait()
+    assert type(told).__name__ == "ShuttingDown"
+    assert await store.size("u") == 0
 
 
 async def test_the_server_uses_openai_when_it_is_configured(client_for: Any) -> None:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from tenantry.server.errors import error_body
+from tenantry.server.errors import ShuttingDown, error_body
 from tenantry.server.schemas import MessageText, SessionId, UsageBody, UserId, error_responses
 from tenantry.server.state import ServerState, State
 from tenantry.tenancy import Scope
@@ -106,6 +106,9 @@ async def _produce(
                 queue.put_nowait(item)
     except Exception as exc:
         queue.put_nowait(exc)
+    except asyncio.CancelledError:  # shutdown's grace period ran out: tell the client
+        queue.put_nowait(ShuttingDown("the server stopped before this turn finished; retry"))
+        raise
 
 
 async def _events(

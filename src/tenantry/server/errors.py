@@ -16,7 +16,7 @@ request id, never internals or a stack trace.
 | InvalidInput, InvalidRequest            | 422    |             |
 | RateLimited                             | 429    | yes         |
 | ModelError, MaxLoopsExceeded            | 502    |             |
-| StoreUnavailable, StoreClosed           | 503    | yes         |
+| StoreUnavailable, StoreClosed, ShuttingDown | 503 | yes         |
 | ModelUnreachable                        | 504    |             |
 | anything else                           | 500    |             |
 """
@@ -67,6 +67,10 @@ class NotFound(ServerError):
     """The user, session or route does not exist."""
 
 
+class ShuttingDown(ServerError):
+    """The server stopped before the turn finished; nothing of it was stored."""
+
+
 class BodyTooLarge(ServerError):
     """The request body exceeds the configured limit."""
 
@@ -101,6 +105,7 @@ STATUS: dict[type[BaseException], int] = {
     MaxLoopsExceeded: 502,
     StoreUnavailable: 503,
     StoreClosed: 503,
+    ShuttingDown: 503,
 }
 
 
@@ -166,6 +171,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ServerError",
+    "ShuttingDown",
     "Unauthorized",
     "error_body",
     "error_response",
