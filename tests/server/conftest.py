@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +34,21 @@ class Tenants:
     keys: dict[str, str] = field(default_factory=dict)
     admin_key: str = ""
 
-    def settings(self, **overrides: Any) -> ServerSettings:
+    def digests(self) -> dict[str, str]:
         digests = {hash_api_key(key): user for user, key in self.keys.items()}
         digests[hash_api_key(self.admin_key)] = "ops"
+        return digests
+
+    def env(self) -> dict[str, str]:
+        """The environment that configures `tenantry serve` to accept these keys."""
+        return {
+            "TENANTRY_API_KEYS": json.dumps(self.digests()),
+            "TENANTRY_ADMIN_USERS": '["ops"]',
+        }
+
+    def settings(self, **overrides: Any) -> ServerSettings:
         options: dict[str, Any] = {
-            "api_keys": digests,
+            "api_keys": self.digests(),
             "admin_users": ["ops"],
             "jwt_secret": JWT_SECRET,
             "rate_limit_per_minute": 0,
@@ -49,8 +67,6 @@ def make_tenants(users: list[str]) -> Tenants:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from each test, never from the machine's environment."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("TENANTRY_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name)
@@ -121,3 +137,53 @@ def live_auth(agent: Agent, tenants: Tenants) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'server.db'}"
+
+
+@contextlib.contextmanager
+def spawn_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Spawned]:
+    """Run `tenantry serve --port 0 ARGS` as a real process in `cwd`; give it once uvicorn
+    says where it listens, and stop it with SIGTERM at the end of the block. Its output is
+    read all along (a full pipe would block the server) into `Spawned.log`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
+    command = [str(Path(sys.executable).parent / "tenantry"), "serve", "--port", "0", *args]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    spawned = Spawned(process)
+    reader = threading.Thread(target=spawned.read, daemon=True)
+    reader.start()
+    try:
+        assert spawned.listening.wait(60), spawned.output
+        assert spawned.url, spawned.output
+        yield spawned
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        reader.join(10)
+
+
+@dataclass
+class Spawned:
+    process: subprocess.Popen[str]
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+    listening: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line)
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                self.url = found.group(1)
+                self.listening.set()
+        self.listening.set()  # the process ended (url stays empty if it never listened)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.log)

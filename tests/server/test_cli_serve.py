@@ -4,11 +4,9 @@ guard, and a real `tenantry serve` process answering the seed's curl session."""
 from __future__ import annotations
 
 import json
-import os
+import logging
 import signal
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from typer.testing import CliRunner
 
 from tenantry.cli import app
 from tenantry.server.auth import hash_api_key
-from tests.support.servers import free_port
+from tests.server.conftest import spawn_server
 
 
 @pytest.fixture
@@ -27,12 +25,18 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Record uvicorn.run calls instead of serving; undo the command's logging setup, whose
+    handler writes to the runner's (then closed) stderr."""
     import uvicorn
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: calls.append({"app": asgi, **kw}))
-    return calls
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield calls
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_serve_defaults_to_open_mode_on_loopback_with_a_warning(
@@ -130,29 +134,9 @@ def test_keys_new_prints_a_key_and_the_setting_that_accepts_it(runner: CliRunner
 def test_a_real_tenantry_serve_answers_the_seed_session_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tenantry"), "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "tenantry serve did not start"
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with spawn_server(tmp_path) as server:
         said = [
-            httpx.post(f"{url}/chat", json={"user_id": user, "message": text}).json()
+            httpx.post(f"{server.url}/chat", json={"user_id": user, "message": text}).json()
             for user, text in [
                 ("user-a", "My name is Alice"),
                 ("user-a", "What is my name?"),
@@ -162,11 +146,8 @@ def test_a_real_tenantry_serve_answers_the_seed_session_and_stops_on_sigterm(
         ]
         assert said[1] == {"user_id": "user-a", "reply": "Your name is Alice."}
         assert said[3] == {"user_id": "user-b", "reply": "Your name is Bob."}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0]
     # uvicorn finishes its graceful shutdown, then re-raises the signal it caught
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Application shutdown complete" in output
-    assert "OPEN MODE" in output
+    assert server.process.returncode in (0, -signal.SIGTERM), server.output
+    assert "OPEN MODE" in server.output
+    assert "Application shutdown complete" in server.output
     assert (tmp_path / "tenantry.db").exists()

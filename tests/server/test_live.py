@@ -17,7 +17,7 @@ import pytest
 
 from tenantry import Agent, SQLiteStore
 from tenantry.server import create_app
-from tests.server.conftest import Tenants, make_tenants, open_settings
+from tests.server.conftest import Tenants, make_tenants, open_settings, spawn_server
 from tests.support.servers import serve
 
 USERS = 100
@@ -130,22 +130,23 @@ async def _check_histories(url: str, headers_of: Any, sent: dict[str, list[str]]
 
 
 async def test_1000_concurrent_requests_over_100_users_stay_isolated_open_mode(
-    sqlite_agent: Agent,
+    tmp_path: Path,
 ) -> None:
-    with serve(create_app(sqlite_agent, open_settings())) as url:
-        duration, sent = await _load(url, lambda user: {}, body_user=True)
-        await _check_histories(url, lambda user: {}, sent)
+    with spawn_server(tmp_path, "--rate-limit", "0") as server:
+        duration, sent = await _load(server.url, lambda user: {}, body_user=True)
+        await _check_histories(server.url, lambda user: {}, sent)
     print(f"\nopen mode: {REQUESTS} requests in {duration:.2f}s ({REQUESTS / duration:.0f}/s)")
 
 
 async def test_1000_concurrent_requests_over_100_users_stay_isolated_with_auth(
-    sqlite_agent: Agent,
+    tmp_path: Path,
 ) -> None:
     tenants = make_tenants([f"user-{i:03d}" for i in range(USERS)])
-    with serve(create_app(sqlite_agent, tenants.settings())) as url:
-        duration, sent = await _load(url, tenants.headers, body_user=False)
-        await _check_histories(url, tenants.headers, sent)
-        await _every_endpoint_refuses_other_tenants_and_anonymous_callers(url, tenants)
+    args = ("--rate-limit", "0")
+    with spawn_server(tmp_path, *args, env=tenants.env()) as server:
+        duration, sent = await _load(server.url, tenants.headers, body_user=False)
+        await _check_histories(server.url, tenants.headers, sent)
+        await _every_endpoint_refuses_other_tenants_and_anonymous_callers(server.url, tenants)
     print(f"\nauth mode: {REQUESTS} requests in {duration:.2f}s ({REQUESTS / duration:.0f}/s)")
 
 
