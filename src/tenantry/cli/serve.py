@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated, Any
 
 import typer
@@ -90,8 +91,10 @@ def serve(
         import uvicorn
 
         from tenantry.server.app import create_app
-    except ImportError as exc:
-        raise MissingDependency(exc.name or "fastapi", "server") from None
+        from tenantry.server.config import is_loopback
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        typer.echo(f"error: {MissingDependency(exc.name or 'fastapi', 'server')}", err=True)
+        raise typer.Exit(1) from None
     configure_logging(settings.log_level)
     log = logging.getLogger("tenantry.server")
     try:
@@ -107,7 +110,7 @@ def serve(
             "delete any user's conversations by naming the user. Bound to %s%s. Configure "
             "TENANTRY_API_KEYS (tenantry keys new) or TENANTRY_JWT_* to require credentials.",
             settings.host,
-            " (loopback only)" if settings.host in ("127.0.0.1", "::1", "localhost") else "",
+            " (loopback only)" if is_loopback(settings.host) else "",
         )
     uvicorn.run(
         asgi,
@@ -115,6 +118,6 @@ def serve(
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_timeout),
         proxy_headers=False,
     )
