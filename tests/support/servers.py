@@ -20,10 +20,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(app: Any, **config: Any) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 until the block ends; give its base URL."""
-    port = free_port()
+    """Serve `app` on 127.0.0.1 until the block ends; give its base URL.
+
+    The server binds port 0, so the kernel picks a free port and no other process can take
+    it between choosing and binding; the URL names the port it got."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config)
     )
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()
@@ -32,6 +34,7 @@ def serve(app: Any, **config: Any) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

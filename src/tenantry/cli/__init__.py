@@ -21,6 +21,8 @@ def version() -> None:
 
 
 from tenantry.cli import chat as _chat  # noqa: E402,F401  (registers its commands)
+from tenantry.cli import keys as _keys  # noqa: E402,F401  (registers its commands)
+from tenantry.cli import serve as _serve  # noqa: E402,F401  (registers its commands)
 from tenantry.cli import users as _users  # noqa: E402,F401  (registers its commands)
 
 

@@ -1,0 +1,123 @@
+"""`tenantry serve`: run the HTTP server (chat API, streaming, A2A, web page) with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated, Any
+
+import typer
+
+from tenantry.cli import app
+from tenantry.cli.chat import StoreOption
+from tenantry.errors import MissingDependency, TenantryError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr with the request id on every line."""
+    from tenantry.server.middleware import RequestIdFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _settings(overrides: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from tenantry.server.config import ServerSettings, check_bind
+
+    try:
+        settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
+        check_bind(settings)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"error: bad configuration: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except TenantryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default 127.0.0.1; TENANTRY_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default 8080, as in the seed; TENANTRY_PORT).")
+    ] = None,
+    store: StoreOption = None,
+    model: Annotated[
+        str | None, typer.Option(help="'offline' or a model name (default: TENANTRY_MODEL).")
+    ] = None,
+    allow_open_remote: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-open-remote/--no-allow-open-remote",
+            help="Serve without authentication on a non-loopback host (dangerous).",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="Requests per minute per tenant; 0 for no limit.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Serve the agent over HTTP: /v1/chat, /v1/chat/stream, /chat, A2A, /metrics, a web page.
+
+    Flags override TENANTRY_* environment variables. Without configuration: SQLite file
+    ./tenantry.db, the offline model unless OPENAI_API_KEY is set, open mode on 127.0.0.1.
+    """
+    settings = _settings(
+        {
+            "host": host,
+            "port": port,
+            "store_url": store,
+            "model": model,
+            "allow_open_remote": allow_open_remote,
+            "rate_limit_per_minute": rate_limit,
+            "log_level": log_level,
+        }
+    )
+    try:
+        import uvicorn
+
+        from tenantry.server.app import create_app
+        from tenantry.server.config import is_loopback
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        typer.echo(f"error: {MissingDependency(exc.name or 'fastapi', 'server')}", err=True)
+        raise typer.Exit(1) from None
+    configure_logging(settings.log_level)
+    log = logging.getLogger("tenantry.server")
+    try:
+        asgi = create_app(settings=settings)
+    except TenantryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    agent = asgi.state.tenantry.agent
+    log.info("store %s, model %s", settings.store_url, agent.model.name)
+    if not settings.auth_enabled:
+        log.warning(
+            "OPEN MODE: no authentication is configured, so any caller may read, write and "
+            "delete any user's conversations by naming the user. Bound to %s%s. Configure "
+            "TENANTRY_API_KEYS (tenantry keys new) or TENANTRY_JWT_* to require credentials.",
+            settings.host,
+            " (loopback only)" if is_loopback(settings.host) else "",
+        )
+    uvicorn.run(
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_timeout),
+        proxy_headers=False,
+    )

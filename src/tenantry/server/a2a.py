@@ -1,0 +1,260 @@
+"""A2A (protocol 1.0, JSON-RPC binding, 0.3 clients too) through the official a2a-sdk.
+
+- `POST /a2a/jsonrpc`: `SendMessage` (the reply is one Message) and `SendStreamingMessage`
+  (a Task whose `reply` artifact grows by one chunk per text delta, then completes with the
+  whole reply as its status message). 0.3's `message/send` and `message/stream` also work.
+- `GET /.well-known/agent-card.json`: the card, declaring the security schemes in force.
+
+Who the tenant is: with auth on, the credential's user (the spec: identity is never in the
+payload), and `contextId` is the session. In open mode, as in the seed, `contextId` is the
+user (session "default"). The SDK does not enforce the card's security requirements, so
+`RequireCredentialMiddleware` answers 401 to unauthenticated calls before they get here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from a2a.helpers import new_task, new_text_message, new_text_part
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.context import ServerCallContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers.response_helpers import agent_card_to_dict
+from a2a.server.routes import create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    APIKeySecurityScheme,
+    HTTPAuthSecurityScheme,
+    ListTasksRequest,
+    ListTasksResponse,
+    SecurityRequirement,
+    SecurityScheme,
+    StringList,
+    Task,
+    TaskState,
+)
+from a2a.utils.errors import A2AError, InternalError, InvalidParamsError
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from tenantry import __version__
+from tenantry.errors import InvalidInput, TenantryError
+from tenantry.server.auth import API_KEY_HEADER, Authenticator
+from tenantry.server.chat import run_turn
+from tenantry.server.errors import public_message, retry_after
+from tenantry.server.middleware import request_id_var
+from tenantry.server.state import ServerState
+from tenantry.tenancy import DEFAULT_SESSION_ID, Scope
+from tenantry.types import RunOutput
+
+RPC_PATH = "/a2a/jsonrpc"
+CARD_PATH = "/.well-known/agent-card.json"
+STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
+MAX_TASKS = 10_000
+"""Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
+
+
+def a2a_error(exc: TenantryError) -> A2AError:
+    """Give the A2A error for a tenantry error: bad input is InvalidParams, the rest Internal
+    with the error type (and retry hint) in `data`."""
+    message = public_message(exc, request_id_var.get())
+    if isinstance(exc, InvalidInput):
+        return InvalidParamsError(message=message, data={"type": type(exc).__name__})
+    data: dict[str, Any] = {"type": type(exc).__name__}
+    seconds = retry_after(exc)
+    if seconds is not None:
+        data["retry_after"] = seconds
+    return InternalError(message=message, data=data)
+
+
+class TenantryExecutor(AgentExecutor):
+    """Runs one agent turn per A2A message, as the tenant the call context names."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def _scope(self, context: RequestContext) -> Scope:
+        context_id = context.context_id or ""
+        call = context.call_context
+        if not self.state.auth:
+            return Scope(context_id, DEFAULT_SESSION_ID)
+        if call is None or not call.user.is_authenticated:  # the middleware already said 401
+            raise InvalidParamsError(message="an authenticated caller is required")
+        return Scope(call.user.user_name, context_id)
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        try:
+            scope = self._scope(context)
+            text = context.get_user_input()
+            self.state.limiter.hit(scope.user_id)
+            call = context.call_context
+            method = call.state.get("method") if call is not None else None
+            if method in STREAMING_METHODS:
+                await self._stream(context, event_queue, text, scope)
+                return
+            output = await run_turn(self.state, "a2a", text, scope)
+            await event_queue.enqueue_event(
+                new_text_message(output.content, context_id=context.context_id)
+            )
+        except TenantryError as exc:
+            self.state.metrics.count_error(exc)
+            raise a2a_error(exc) from None
+
+    async def _stream(
+        self, context: RequestContext, event_queue: EventQueue, text: str, scope: Scope
+    ) -> None:
+        task_id, context_id = context.task_id or "", context.context_id or ""
+        history = [context.message] if context.message is not None else None
+        await event_queue.enqueue_event(
+            new_task(task_id, context_id, TaskState.TASK_STATE_SUBMITTED, history=history)
+        )
+        updater = TaskUpdater(event_queue, task_id, context_id)
+        await updater.start_work()
+        held: str | None = None
+        chunks = 0
+        async with self.state.metrics.turn("a2a", scope):
+            async for item in self.state.agent.astream(
+                text, user_id=scope.user_id, session_id=scope.session_id
+            ):
+                if isinstance(item, RunOutput):
+                    await self._chunk(updater, held or "", chunks, last=True)
+                    await updater.complete(updater.new_agent_message([new_text_part(item.content)]))
+                    return
+                if held is not None:
+                    await self._chunk(updater, held, chunks, last=False)
+                    chunks += 1
+                held = item
+
+    @staticmethod
+    async def _chunk(updater: TaskUpdater, text: str, index: int, *, last: bool) -> None:
+        await updater.add_artifact(
+            [new_text_part(text)],
+            artifact_id="reply",
+            name="reply",
+            append=index > 0,
+            last_chunk=last,
+        )
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        raise InvalidParamsError(message="turns run to completion and cannot be cancelled")
+
+
+class BoundedTaskStore(TaskStore):
+    """The SDK's in-memory, owner-scoped task store, forgetting the oldest tasks beyond
+    `max_tasks`, so a long-running server's memory does not grow with every streamed turn."""
+
+    def __init__(self, max_tasks: int = MAX_TASKS) -> None:
+        self._inner = InMemoryTaskStore()
+        self._order: deque[tuple[str, ServerCallContext]] = deque()
+        self._known: set[tuple[str, str]] = set()
+        self.max_tasks = max_tasks
+
+    async def save(self, task: Task, context: ServerCallContext) -> None:
+        await self._inner.save(task, context)
+        key = (context.user.user_name, task.id)
+        if key not in self._known:
+            self._known.add(key)
+            self._order.append((task.id, context))
+        while len(self._order) > self.max_tasks:
+            old_id, old_context = self._order.popleft()
+            self._known.discard((old_context.user.user_name, old_id))
+            await self._inner.delete(old_id, old_context)
+
+    async def get(self, task_id: str, context: ServerCallContext) -> Task | None:
+        return await self._inner.get(task_id, context)
+
+    async def list(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
+        return await self._inner.list(params, context)
+
+    async def delete(self, task_id: str, context: ServerCallContext) -> None:
+        await self._inner.delete(task_id, context)
+
+
+def _security(authenticator: Authenticator) -> dict[str, Any]:
+    schemes: dict[str, SecurityScheme] = {}
+    if "apiKey" in authenticator.schemes:
+        schemes["apiKey"] = SecurityScheme(
+            api_key_security_scheme=APIKeySecurityScheme(
+                location="header", name=API_KEY_HEADER, description="A tenantry API key."
+            )
+        )
+    if "bearer" in authenticator.schemes:
+        schemes["bearer"] = SecurityScheme(
+            http_auth_security_scheme=HTTPAuthSecurityScheme(scheme="Bearer", bearer_format="JWT")
+        )
+    if not schemes:
+        return {}
+    return {
+        "security_schemes": schemes,
+        "security_requirements": [
+            SecurityRequirement(schemes={name: StringList(list=[])}) for name in schemes
+        ],
+    }
+
+
+def agent_card(state: ServerState, base_url: str) -> AgentCard:
+    """Give the agent card for clients that reach the server at `base_url`."""
+    url = base_url.rstrip("/") + RPC_PATH
+    who = (
+        "the credential's user; contextId is the session"
+        if state.auth
+        else ("contextId is the user id (open mode)")
+    )
+    return AgentCard(
+        name=state.agent.name,
+        description=f"A tenantry agent: one conversation per tenant ({who}).",
+        version=__version__,
+        supported_interfaces=[
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
+        ],
+        capabilities=AgentCapabilities(streaming=True),
+        default_input_modes=["text/plain"],
+        default_output_modes=["text/plain"],
+        skills=[
+            AgentSkill(
+                id="chat",
+                name="Chat",
+                description="Talk with the agent; it remembers this conversation only.",
+                tags=["chat"],
+            )
+        ],
+        **_security(state.authenticator),
+    )
+
+
+def card_document(state: ServerState, request: Request) -> dict[str, Any]:
+    """Give the served card (1.0 fields plus the 0.3 ones the SDK merges in)."""
+    base = state.settings.public_url or str(request.base_url)
+    return agent_card_to_dict(agent_card(state, base))
+
+
+def a2a_handler(state: ServerState) -> DefaultRequestHandler:
+    return DefaultRequestHandler(
+        agent_executor=TenantryExecutor(state),
+        task_store=BoundedTaskStore(),
+        agent_card=agent_card(state, state.settings.public_url or "http://127.0.0.1"),
+    )
+
+
+def a2a_routes(handler: DefaultRequestHandler) -> list[BaseRoute]:
+    """The JSON-RPC route, accepting 1.0 (A2A-Version: 1.0) and 0.3 (no header) calls."""
+    return list(create_jsonrpc_routes(handler, rpc_url=RPC_PATH, enable_v0_3_compat=True))
+
+
+__all__ = [
+    "CARD_PATH",
+    "RPC_PATH",
+    "BoundedTaskStore",
+    "TenantryExecutor",
+    "a2a_handler",
+    "a2a_routes",
+    "agent_card",
+    "card_document",
+]

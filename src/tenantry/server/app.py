@@ -1,0 +1,207 @@
+"""`create_app(agent, settings)`: the ASGI app that serves one agent to many tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.authentication import AuthenticationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
+
+from tenantry import __version__
+from tenantry.agent import Agent
+from tenantry.errors import TenantryError
+from tenantry.server import chat, ops, users
+from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
+from tenantry.server.auth import Authenticator, TenantAuthBackend
+from tenantry.server.config import ServerSettings
+from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.metrics import Metrics
+from tenantry.server.middleware import (
+    BodyLimitMiddleware,
+    RequestIdMiddleware,
+    RequireCredentialMiddleware,
+    request_id_of,
+)
+from tenantry.server.ratelimit import RateLimiter
+from tenantry.server.state import ServerState
+
+logger = logging.getLogger("tenantry.server")
+PROTECTED = ("/v1/", "/chat", "/a2a")
+PUBLIC = frozenset({"/v1/info"})
+PRUNE_EVERY = 3600.0
+_STATIC = resources.files("tenantry.server") / "static"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _default_agent(settings: ServerSettings) -> Agent:
+    from tenantry.models import model_from_settings
+    from tenantry.storage.url import open_store
+
+    return Agent(
+        name="tenantry",
+        model=model_from_settings(settings),
+        store=open_store(settings.store_url),
+    )
+
+
+def _validation_error(errors: Sequence[Any]) -> TenantryError:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return MalformedJSON("the request body is not valid JSON")
+    details = []
+    for e in errors:
+        where = ".".join(str(part) for part in e.get("loc", ()))
+        message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        details.append({"field": where, "message": message})
+    text = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return InvalidRequest(text or "the request is not valid", details)
+
+
+def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
+    def respond(request: Request, exc: BaseException) -> Response:
+        state.metrics.count_error(exc)
+        return error_response(exc, request_id_of(request.scope))
+
+    async def on_tenantry(request: Request, exc: Exception) -> Response:
+        return respond(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return respond(request, _validation_error(exc.errors()))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        phrase = HTTPStatus(exc.status_code).phrase
+        kind = phrase.title().replace(" ", "").replace("-", "")
+        state.metrics.errors.labels(kind).inc()
+        body = {"error": {"type": kind, "message": str(exc.detail)}}
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(TenantryError, on_tenantry)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def _install_middleware(app: FastAPI, state: ServerState) -> None:
+    settings = state.settings
+
+    def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+        error = Unauthorized(str(exc))
+        state.metrics.count_error(error)
+        return error_response(error, request_id_of(conn.scope))
+
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(
+        RequireCredentialMiddleware,
+        enabled=state.auth,
+        protected=PROTECTED,
+        public=PUBLIC,
+        on_error=state.metrics.count_error,
+    )
+    app.add_middleware(
+        AuthenticationMiddleware,
+        backend=TenantAuthBackend(state.authenticator),
+        on_error=on_auth_error,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=state.metrics.count_error
+    )
+    app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
+
+
+async def _prune_forever(state: ServerState, hours: float) -> None:
+    """Delete sessions idle for `hours`, once an hour, for as long as the app runs."""
+    while True:
+        try:
+            deleted = await state.agent.store.prune_inactive(timedelta(hours=hours))
+            if deleted:
+                logger.info("pruned %d session(s) idle for over %gh", deleted, hours)
+        except TenantryError as exc:
+            logger.warning("pruning idle sessions failed: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+def create_app(agent: Agent | None = None, settings: ServerSettings | None = None) -> FastAPI:
+    """Give the ASGI app serving `agent` (default: one built from `settings`, whose store the
+    app closes on shutdown) to many tenants, configured by `settings` (default: the env)."""
+    settings = settings or ServerSettings()
+    owns_store = agent is None
+    agent = agent if agent is not None else _default_agent(settings)
+    state = ServerState(
+        agent=agent,
+        settings=settings,
+        authenticator=Authenticator(settings),
+        limiter=RateLimiter(
+            settings.rate_limit_per_minute, max_tenants=settings.rate_limit_tenants
+        ),
+        metrics=Metrics(),
+    )
+    handler = a2a_handler(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pruner = None
+        if settings.prune_inactive_hours is not None:
+            pruner = asyncio.create_task(_prune_forever(state, settings.prune_inactive_hours))
+        try:
+            yield
+        finally:
+            if pruner is not None:
+                pruner.cancel()
+            await state.drain(settings.graceful_timeout)
+            await handler.aclose()
+            if owns_store:
+                await agent.store.close()
+
+    app = FastAPI(
+        title="tenantry",
+        version=__version__,
+        summary="One agent, many users: chat with isolated history per tenant.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.tenantry = state
+    for router in (chat.router, users.router, ops.router):
+        app.include_router(router)
+
+    @app.get(CARD_PATH, include_in_schema=False)
+    async def card(request: Request) -> JSONResponse:
+        return JSONResponse(card_document(state, request))
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(str(_STATIC / "index.html"), headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
+    app.router.routes.extend(a2a_routes(handler))
+    _install_error_handlers(app, state)
+    _install_middleware(app, state)
+    return app
+
+
+__all__ = ["create_app"]

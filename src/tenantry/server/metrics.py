@@ -1,0 +1,92 @@
+"""Prometheus metrics of one app, in its own registry. No label ever holds a user id.
+
+tenantry_turns_total{transport, outcome}      turns run (transport: chat, stream, a2a)
+tenantry_turn_duration_seconds{transport}     latency of a turn, lock wait included
+tenantry_errors_total{type}                   error responses by error class
+tenantry_active_scopes                        scopes with a turn in flight
+tenantry_turns_in_flight                      turns running or waiting for their scope
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from tenantry.errors import TenantryError
+from tenantry.tenancy import Scope
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """The server's counters; `turn()` wraps each agent turn."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.turns = Counter(
+            "tenantry_turns",
+            "Agent turns run, by transport and outcome (ok or the error class).",
+            ["transport", "outcome"],
+            registry=self.registry,
+        )
+        self.turn_seconds = Histogram(
+            "tenantry_turn_duration_seconds",
+            "Seconds per agent turn, including the wait for the scope's lock.",
+            ["transport"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "tenantry_errors",
+            "Error responses, by error type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self._in_flight: dict[Scope, int] = {}
+        Gauge(
+            "tenantry_active_scopes",
+            "Scopes (user, session) with a turn in flight.",
+            registry=self.registry,
+        ).set_function(lambda: len(self._in_flight))
+        Gauge(
+            "tenantry_turns_in_flight",
+            "Turns running or waiting for their scope's lock.",
+            registry=self.registry,
+        ).set_function(lambda: sum(self._in_flight.values()))
+
+    def count_error(self, exc: BaseException) -> None:
+        self.errors.labels(
+            type(exc).__name__ if isinstance(exc, TenantryError) else "Internal"
+        ).inc()
+
+    @asynccontextmanager
+    async def turn(self, transport: str, scope: Scope) -> AsyncIterator[None]:
+        """Count and time one turn of `scope`; the outcome is the error class, if any."""
+        self._in_flight[scope] = self._in_flight.get(scope, 0) + 1
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield
+        except BaseException as exc:
+            outcome = type(exc).__name__ if isinstance(exc, TenantryError) else "other"
+            raise
+        finally:
+            left = self._in_flight[scope] - 1
+            if left:
+                self._in_flight[scope] = left
+            else:
+                del self._in_flight[scope]
+            self.turn_seconds.labels(transport).observe(time.perf_counter() - started)
+            self.turns.labels(transport, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["Metrics"]

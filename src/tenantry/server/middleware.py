@@ -1,0 +1,187 @@
+"""Pure ASGI middleware: request ids and access log, body size limit, credential gate.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched and a
+client that disconnects does not cancel a turn that is writing its result.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access_log = logging.getLogger("tenantry.server.access")
+_GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+ErrorCounter = Callable[[BaseException], None]
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every log record, so a format can show `%(request_id)s`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RequestIdMiddleware:
+    """Give each request an id (the client's X-Request-ID if sane, else a new one), echo it
+    in the response's X-Request-ID, keep it in a context variable for logs, and log one
+    access line per request (method, path, status, duration; no body, no credential).
+
+    It is also the last resort: an exception nothing else handled becomes a JSON 500 with
+    the request id (logged with its traceback), never a stack trace sent to the client."""
+
+    def __init__(self, app: ASGIApp, on_error: ErrorCounter) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get("x-request-id", "")
+        request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status:  # the response has begun: nothing sensible can be sent any more
+                raise
+            self.on_error(exc)
+            await error_response(exc, request_id)(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            request_id_var.reset(token)
+
+
+def request_id_of(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes` with 413, counting the bytes actually received (a
+    chunked body or a lying Content-Length cannot get past it). The body is read up to the
+    limit before the app runs, so the app never sees a partial body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, on_error: ErrorCounter) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = BodyTooLarge(f"the request body exceeds the limit of {self.max_bytes} bytes")
+        self.on_error(exc)
+        response = error_response(exc, request_id_of(scope))
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
+class RequireCredentialMiddleware:
+    """With auth on, answer 401 to any unauthenticated request under a protected prefix.
+
+    Runs after Starlette's AuthenticationMiddleware. It is what enforces the A2A card's
+    security requirements, which the A2A SDK itself does not."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        enabled: bool,
+        protected: tuple[str, ...],
+        public: frozenset[str],
+        on_error: ErrorCounter,
+    ) -> None:
+        self.app = app
+        self.enabled = enabled
+        self.protected = protected
+        self.public = public
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] == "http" and scope["method"] != "OPTIONS":
+            path: str = scope["path"]
+            user = scope.get("user")
+            if (
+                path.startswith(self.protected)
+                and path not in self.public
+                and not getattr(user, "is_authenticated", False)
+            ):
+                exc = Unauthorized(
+                    "authentication required: send X-API-Key: <key> or "
+                    "Authorization: Bearer <token>"
+                )
+                self.on_error(exc)
+                await error_response(exc, request_id_of(scope))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "RequestIdFilter",
+    "RequestIdMiddleware",
+    "RequireCredentialMiddleware",
+    "request_id_of",
+    "request_id_var",
+]

@@ -1,0 +1,70 @@
+"""Operations routes: liveness, readiness (the store answers), Prometheus metrics, and the
+public facts a client needs before it logs in."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from tenantry import __version__
+from tenantry.errors import StoreUnavailable, TenantryError
+from tenantry.server.schemas import error_responses
+from tenantry.server.state import State
+
+router = APIRouter(tags=["operations"])
+READY_TIMEOUT = 5.0
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Info(BaseModel):
+    name: str
+    version: str
+    model: str
+    auth: bool = Field(description="Whether calls need a credential.")
+    schemes: list[str] = Field(description="Accepted credentials: apiKey, bearer.")
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up and serving requests."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses=error_responses(503))
+async def readyz(state: State) -> Health:
+    """The store answers; 503 with Retry-After when it does not."""
+    try:
+        await asyncio.wait_for(state.agent.store.ping(), READY_TIMEOUT)
+    except TimeoutError:
+        raise StoreUnavailable(f"the store did not answer within {READY_TIMEOUT:g}s") from None
+    except StoreUnavailable:
+        raise
+    except TenantryError as exc:
+        raise StoreUnavailable(f"the store is not usable: {type(exc).__name__}") from None
+    return Health(status="ready")
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(state: State) -> Response:
+    """Prometheus metrics (no per-user labels)."""
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+@router.get("/v1/info", response_model=Info)
+async def info(state: State) -> Info:
+    """What this server is and which credentials it accepts (public)."""
+    return Info(
+        name=state.agent.name,
+        version=__version__,
+        model=state.agent.model.name,
+        auth=state.auth,
+        schemes=state.authenticator.schemes,
+    )
+
+
+__all__ = ["router"]

@@ -1,0 +1,189 @@
+"""Server fixtures: apps in open and auth mode, in-process clients and real uvicorn servers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tenantry import Agent, InMemoryStore
+from tenantry.server import ServerSettings, create_app
+from tenantry.server.auth import hash_api_key, new_api_key
+from tests.support.servers import serve
+
+JWT_SECRET = "tenantry-test-secret-" + "0123456789abcdef" * 4
+
+
+@dataclass
+class Tenants:
+    """API keys of a set of users (and one admin), and the settings that accept them."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    admin_key: str = ""
+
+    def digests(self) -> dict[str, str]:
+        digests = {hash_api_key(key): user for user, key in self.keys.items()}
+        digests[hash_api_key(self.admin_key)] = "ops"
+        return digests
+
+    def env(self) -> dict[str, str]:
+        """The environment that configures `tenantry serve` to accept these keys."""
+        return {
+            "TENANTRY_API_KEYS": json.dumps(self.digests()),
+            "TENANTRY_ADMIN_USERS": '["ops"]',
+        }
+
+    def settings(self, **overrides: Any) -> ServerSettings:
+        options: dict[str, Any] = {
+            "api_keys": self.digests(),
+            "admin_users": ["ops"],
+            "jwt_secret": JWT_SECRET,
+            "rate_limit_per_minute": 0,
+        }
+        options.update(overrides)
+        return ServerSettings(_env_file=None, **options)
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[user]}
+
+
+def make_tenants(users: list[str]) -> Tenants:
+    return Tenants(keys={user: new_api_key() for user in users}, admin_key=new_api_key())
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from each test, never from the machine's environment."""
+    for name in list(os.environ):
+        if name.startswith("TENANTRY_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name)
+
+
+def open_settings(**overrides: Any) -> ServerSettings:
+    options: dict[str, Any] = {"rate_limit_per_minute": 0}
+    options.update(overrides)
+    return ServerSettings(_env_file=None, **options)
+
+
+@pytest.fixture
+def tenants() -> Tenants:
+    return make_tenants(["alice", "bob", "carol"])
+
+
+@pytest.fixture
+def agent() -> Agent:
+    return Agent(name="test-agent", store=InMemoryStore())
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[[FastAPI], Any]]:
+    """Give in-process clients for apps, running each app's lifespan."""
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+
+        async def make(app: FastAPI) -> httpx.AsyncClient:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            return await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url="http://testserver")
+            )
+
+        yield make
+
+
+@pytest.fixture
+async def open_client(agent: Agent, client_for: Any) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await client_for(create_app(agent, open_settings()))
+    return client
+
+
+@pytest.fixture
+async def auth_client(agent: Agent, tenants: Tenants, client_for: Any) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = await client_for(create_app(agent, tenants.settings()))
+    return client
+
+
+@pytest.fixture
+def live_open(agent: Agent) -> Iterator[str]:
+    """A real uvicorn server in open mode; gives its base URL."""
+    with serve(create_app(agent, open_settings())) as url:
+        yield url
+
+
+@pytest.fixture
+def live_auth(agent: Agent, tenants: Tenants) -> Iterator[str]:
+    """A real uvicorn server with API keys and JWT on; gives its base URL."""
+    with serve(create_app(agent, tenants.settings())) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'server.db'}"
+
+
+@contextlib.contextmanager
+def spawn_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Spawned]:
+    """Run `tenantry serve --port 0 ARGS` as a real process in `cwd`; give it once uvicorn
+    says where it listens, and stop it with SIGTERM at the end of the block. Its output is
+    read all along (a full pipe would block the server) into `Spawned.log`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
+    command = [str(Path(sys.executable).parent / "tenantry"), "serve", "--port", "0", *args]
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    spawned = Spawned(process)
+    reader = threading.Thread(target=spawned.read, daemon=True)
+    reader.start()
+    try:
+        assert spawned.listening.wait(60), spawned.output
+        assert spawned.url, spawned.output
+        yield spawned
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        reader.join(10)
+
+
+@dataclass
+class Spawned:
+    process: subprocess.Popen[str]
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+    listening: threading.Event = field(default_factory=threading.Event)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line)
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                self.url = found.group(1)
+                self.listening.set()
+        self.listening.set()  # the process ended (url stays empty if it never listened)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.log)
