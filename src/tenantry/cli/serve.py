@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tenantry.cli import app
-from tenantry.cli.chat import StoreOption
+from tenantry.cli.options import StoreOption
 from tenantry.errors import MissingDependency, TenantryError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
