@@ -88,3 +88,14 @@ def test_a_stored_message_costs_little_more_than_its_text() -> None:
     print(f"\nstored message: {per_message:.0f} B for a {text_length}-char text, +{overhead:.0f} B")
     assert overhead <= 250
     store.close()
+
+
+def test_text_no_store_could_keep_is_refused() -> None:
+    with pytest.raises(InvalidMessage, match="lone surrogate U\\+D800 at position 2"):
+        Message.user("ab\ud800cd")
+    assert Message.user("日本語 🙂").content == "日本語 🙂"
+
+
+def test_a_creation_time_of_zero_round_trips() -> None:
+    message = Message(role="user", content="old", created_at=0.0)
+    assert Message.from_dict(message.to_dict()).created_at == 0.0

@@ -57,6 +57,14 @@ class Message:
             raise InvalidMessage(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
         if not isinstance(self.content, str):
             raise InvalidMessage(f"content must be a str, got {type(self.content).__name__}")
+        if not self.content.isascii():
+            try:
+                self.content.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate: no store could keep it
+                raise InvalidMessage(
+                    f"content is not valid text: lone surrogate U+{ord(exc.object[exc.start]):04X} "
+                    f"at position {exc.start}"
+                ) from None
         if not isinstance(self.tool_calls, tuple):
             object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if not self.id:
@@ -114,7 +122,9 @@ class Message:
                 tool_call_id=data.get("tool_call_id"),
                 name=data.get("name"),
                 id=str(data.get("id") or new_id()),
-                created_at=float(data.get("created_at") or time.time()),
+                created_at=float(
+                    time.time() if data.get("created_at") is None else data["created_at"]
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InvalidMessage):
