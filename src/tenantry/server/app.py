@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
-from tenantry.server import chat, ops, users
+from tenantry.server import chat, openai_compat, ops, users
 from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
@@ -186,7 +186,7 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         redoc_url=None,
     )
     app.state.tenantry = state
-    for router in (chat.router, users.router, ops.router):
+    for router in (chat.router, openai_compat.router, users.router, ops.router):
         app.include_router(router)
 
     @app.get(CARD_PATH, include_in_schema=False)

@@ -96,10 +96,14 @@ def sse(event: str, data: Any) -> bytes:
 
 
 async def _produce(
-    state: ServerState, text: str, scope: Scope, queue: asyncio.Queue[StreamItem]
+    state: ServerState,
+    text: str,
+    scope: Scope,
+    queue: asyncio.Queue[StreamItem],
+    transport: str = "stream",
 ) -> None:
     try:
-        async with state.metrics.turn("stream", scope):
+        async with state.metrics.turn(transport, scope):
             async for item in state.agent.astream(
                 text, user_id=scope.user_id, session_id=scope.session_id
             ):
@@ -128,6 +132,25 @@ async def _events(
         item = await queue.get()
 
 
+async def start_stream(
+    state: ServerState, text: str, scope: Scope, transport: str
+) -> tuple[str | RunOutput, asyncio.Queue[StreamItem]]:
+    """Start a streamed turn in its own task; give its first item and the queue of the rest.
+
+    An error before the first item (busy scope, store down) is raised here, so the caller can
+    still answer with a plain HTTP error."""
+    queue: asyncio.Queue[StreamItem] = asyncio.Queue()
+    state.spawn(_produce(state, text, scope, queue, transport))
+    first = await queue.get()
+    if isinstance(first, BaseException):
+        raise first
+    return first, queue
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
 @router.post(
     "/v1/chat/stream",
     responses={
@@ -147,17 +170,21 @@ async def chat_stream(body: ChatRequest, request: Request, state: State) -> Stre
     HTTP errors; later ones arrive as an `error` event.
     """
     scope = Scope.of(state.admit(request, body.user_id), body.session_id)
-    queue: asyncio.Queue[StreamItem] = asyncio.Queue()
-    state.spawn(_produce(state, body.message, scope, queue))
-    first = await queue.get()
-    if isinstance(first, BaseException):
-        raise first
-    request_id = str(request.scope.get("state", {}).get("request_id", "-"))
+    first, queue = await start_stream(state, body.message, scope, "stream")
     return StreamingResponse(
-        _events(first, queue, state, request_id),
+        _events(first, queue, state, request_id_of(request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-__all__ = ["ChatReply", "ChatRequest", "router", "run_turn", "sse"]
+__all__ = [
+    "ChatReply",
+    "ChatRequest",
+    "StreamItem",
+    "request_id_of",
+    "router",
+    "run_turn",
+    "sse",
+    "start_stream",
+]

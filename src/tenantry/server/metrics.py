@@ -1,6 +1,6 @@
 """Prometheus metrics of one app, in its own registry. No label ever holds a user id.
 
-tenantry_turns_total{transport, outcome}      turns run (transport: chat, stream, a2a)
+tenantry_turns_total{transport, outcome}      turns run (transport: chat, stream, openai, a2a)
 tenantry_turn_duration_seconds{transport}     latency of a turn, lock wait included
 tenantry_errors_total{type}                   error responses by error class
 tenantry_active_scopes                        scopes with a turn in flight
