@@ -7,12 +7,12 @@ PYTEST_ARGS ?=
 COV_FAIL_UNDER ?= $(if $(and $(TENANTRY_TEST_POSTGRES_URL),$(TENANTRY_TEST_REDIS_URL)),90,80)
 SERVE_ARGS ?=
 
-.PHONY: install serve test lint typecheck check clean
+.PHONY: install serve test lint typecheck check bench bench-smoke clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q -e '.[all,dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -31,6 +31,12 @@ typecheck: $(VENV)/.installed
 	$(PY) -m mypy
 
 check: lint typecheck test
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+bench-smoke: $(VENV)/.installed
+	$(PY) -m bench --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
