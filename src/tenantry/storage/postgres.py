@@ -13,6 +13,10 @@ Design (tables in `pgschema`):
 - The pool belongs to the store, is created on first use, and is closed by `close()`. The
   first use also creates the schema (see `pgschema`) on a dedicated connection, which then
   stays open to hold this process's turn locks.
+- A connection found lost (the server restarted or went away) closes the whole pool. While
+  the server is away each call then fails at once with `StoreUnavailable` (HTTP 503) instead
+  of waiting `pool_timeout`; the first call after it answers again opens a new pool, so the
+  store recovers by itself as soon as the server is back.
 - A turn (`add_many`) is one transaction: upsert the scope row (which row-locks the scope, so
   concurrent appends to one scope queue), insert the messages in order, trim to max_messages,
   set the state. Reads of one scope are one statement, so messages and state are consistent.
@@ -78,7 +82,7 @@ from tenantry.types import Message
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
-    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+    from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("psycopg", "postgres") from exc
 
@@ -208,9 +212,10 @@ class PostgresStore(BaseStore):
         )
 
     async def _ready(self) -> AsyncConnectionPool[Connection]:
-        """Give the pool, creating the schema, the lock connection and the pool on first use."""
+        """Give the pool, creating the schema, the lock connection and the pool on first use,
+        and a new pool once the server answers again after a connection to it was lost."""
         self._check_open()
-        if self._pool is not None:
+        if self._pool is not None and not self._pool.closed:
             return self._pool
         if self._opening is None:
             self._opening = asyncio.Lock()
@@ -223,18 +228,54 @@ class PostgresStore(BaseStore):
                     await conn.close()
                     raise
                 self._lock_conn = conn
-                pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-                    self._url,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    timeout=self._pool_timeout,
-                    kwargs={"autocommit": True, "cursor_factory": psycopg.AsyncClientCursor},
-                    open=False,
-                    name=f"tenantry-{self.schema}",
-                )
-                await pool.open(wait=False)
-                self._pool = pool
+                self._pool = await self._open_pool()
+            elif self._pool.closed:
+                # Closed by `_connection` when the server was lost. While it is still away
+                # this fails at once (StoreUnavailable), instead of waiting pool_timeout.
+                probe = await self._connect()
+                await probe.close()
+                self._pool = await self._open_pool()
         return self._pool
+
+    async def _open_pool(self) -> AsyncConnectionPool[Connection]:
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self._pool_timeout,
+            kwargs={"autocommit": True, "cursor_factory": psycopg.AsyncClientCursor},
+            open=False,
+            name=f"tenantry-{self.schema}",
+        )
+        await pool.open(wait=False)
+        return pool
+
+    @asynccontextmanager
+    async def _connection(self, wait: float | None = None) -> AsyncIterator[Connection]:
+        """Give a connection of the pool (waiting up to `wait` seconds, default pool_timeout).
+
+        A connection found lost closes its whole pool: after a restart of the server every
+        connection of the pool is dead, and psycopg_pool would replace them with a back-off
+        that can leave it empty for minutes after the server is back, while requests wait
+        pool_timeout each. Closed, the pool fails its waiting requests at once, and the next
+        request opens a new pool if the server answers (see `_ready`)."""
+        pool = await self._ready()
+        try:
+            conn = await pool.getconn(wait)
+        except PoolClosed:
+            # Closed after a lost connection while this waited; nothing ran yet, so wait on
+            # the new pool instead (or fail at once if the server is still away).
+            pool = await self._ready()
+            conn = await pool.getconn(wait)
+        try:
+            async with conn:
+                yield conn
+        except psycopg.Error as exc:
+            if _lost(exc):
+                await pool.close(timeout=1.0)
+            raise
+        finally:
+            await pool.putconn(conn)
 
     async def _create_schema(self, conn: Connection) -> None:
         async with conn.transaction():
@@ -292,11 +333,10 @@ class PostgresStore(BaseStore):
     async def _tenant(self, user_id: str, sql: str, params: dict[str, Any]) -> list[Any]:
         """Run `sql` (one or more statements) as one transaction confined to `user_id`'s rows,
         in one round trip; give the rows of the last statement."""
-        pool = await self._ready()
         if self._rls:
             sql = f"{self._q.become_tenant}; {sql}"
             params = {**params, "tenant_role": self._role_name, "tenant": user_id}
-        async with pool.connection() as conn:
+        async with self._connection() as conn:
             cur = conn.cursor()
             await cur.execute(sql, params, prepare=False)
             while cur.nextset():
@@ -307,8 +347,7 @@ class PostgresStore(BaseStore):
     async def _transaction(self, user_id: str | None) -> AsyncIterator[Connection]:
         """An explicit transaction: confined to `user_id`, or as the connecting role (for
         operations that span tenants) when None."""
-        pool = await self._ready()
-        async with pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             if user_id is not None and self._rls:
                 params = {"tenant_role": self._role_name, "tenant": user_id}
                 await conn.execute(self._q.become_tenant, params)
@@ -335,11 +374,7 @@ class PostgresStore(BaseStore):
             )
         if exc.sqlstate == LOCK_LOST_SQLSTATE and scope is not None:
             return lost(scope)
-        state = exc.sqlstate or ""
-        if isinstance(exc, psycopg.InterfaceError) or (
-            isinstance(exc, psycopg.OperationalError)
-            and (not state or state.startswith(("08", "57P")))
-        ):
+        if _lost(exc) or isinstance(exc, PoolClosed):
             return StoreUnavailable(
                 f"PostgreSQL at {self._where} is unreachable: {exc}; check that the server "
                 "runs and the store URL is right"
@@ -504,8 +539,7 @@ class PostgresStore(BaseStore):
         self._check_open()
 
         async def select_one() -> None:
-            pool = await self._ready()
-            async with pool.connection(timeout=self._connect_timeout) as conn:
+            async with self._connection(self._connect_timeout) as conn:
                 await conn.execute("SELECT 1")
 
         await self._run(select_one)
@@ -520,6 +554,17 @@ class PostgresStore(BaseStore):
                 await conn.close()
 
         await self._home.close(shutdown)
+
+
+def _lost(exc: psycopg.Error) -> bool:
+    """Tell whether `exc` means the server cannot be reached: the connection broke, could
+    not be made, or the server is shutting down or starting up."""
+    if isinstance(exc, PoolTimeout | PoolClosed):
+        return False
+    state = exc.sqlstate or ""
+    return isinstance(exc, psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
+    )
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
