@@ -23,7 +23,9 @@ from tests.server.conftest import JWT_SECRET, Tenants
 
 
 def token(claims: dict[str, Any], key: Any = JWT_SECRET, alg: str = "HS256", **headers: Any) -> str:
-    body = {"exp": int(time.time()) + 300, **claims}
+    # Valid for a day: parametrised tokens are made at collection, long before a full suite
+    # reaches them.
+    body = {"exp": int(time.time()) + 86_400, **claims}
     return jwt.encode(body, key, algorithm=alg, headers=headers or None)
 
 
