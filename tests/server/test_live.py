@@ -75,7 +75,11 @@ async def _load(url: str, headers_of: Any, body_user: bool) -> tuple[float, dict
     reply names its own user. Give the duration and the tokens each user sent."""
     users = [f"user-{i:03d}" for i in range(USERS)]
     sent: dict[str, list[str]] = {user: [] for user in users}
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them, so a
+    # request is never sent on a connection the server is closing at that moment.
+    limits = httpx.Limits(
+        max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY, keepalive_expiry=2
+    )
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
 
         def job(user: str, text: str) -> Any:
