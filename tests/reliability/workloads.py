@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tenantry import Agent, FunctionModel, Message
 from tenantry.storage.base import Store
@@ -39,17 +40,46 @@ class IsolationReport:
         self.operations += 1
         self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
+    def merge(self, other: IsolationReport) -> None:
+        """Add another report's counts and violations to this one."""
+        self.operations += other.operations
+        self.reads_checked += other.reads_checked
+        self.turns += other.turns
+        self.violations += other.violations
+        for kind, n in other.by_kind.items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + n
 
-def make_scopes(users: int, sessions_per_user: int, *, prefix: str = "") -> list[TokenScope]:
-    """Give users × sessions scopes with secret tokens; ids include separators and unicode."""
+    def to_dict(self, max_violations: int = 100) -> dict[str, Any]:
+        """Give the report as JSON-ready data, with at most `max_violations` listed."""
+        data = asdict(self)
+        extra = len(self.violations) - max_violations
+        if extra > 0:
+            data["violations"] = [*self.violations[:max_violations], f"... and {extra} more"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsolationReport:
+        return cls(**data)
+
+
+def make_scopes(
+    users: int, sessions_per_user: int, *, prefix: str = "", seed: int | None = None
+) -> list[TokenScope]:
+    """Give users × sessions scopes with secret tokens; ids include separators and unicode.
+
+    With a `seed`, the same call gives the same scopes and tokens in every process, so
+    several processes can work on one set of scopes."""
+    rng = None if seed is None else random.Random(seed)
+
+    def token(nbytes: int) -> str:
+        return secrets.token_hex(nbytes) if rng is None else rng.randbytes(nbytes).hex()
+
     scopes = []
     for u in range(users):
-        user_token = secrets.token_hex(6)
+        user_token = token(6)
         user_id = f"{prefix}user:{u}{{ü}}*{user_token}"
         for s in range(sessions_per_user):
-            scopes.append(
-                TokenScope(user_id, f"s{s}:{user_token}", secrets.token_hex(8), user_token)
-            )
+            scopes.append(TokenScope(user_id, f"s{s}:{user_token}", token(8), user_token))
     return scopes
 
 
@@ -69,6 +99,45 @@ async def _token_model(messages: Sequence[Message], tools: Sequence[ToolSpec]) -
     return f"{token}|ok {len(messages)}"
 
 
+def check_messages(
+    report: IsolationReport, scope: TokenScope, messages: Sequence[Message], where: str
+) -> None:
+    """Record a violation for every message that does not carry `scope`'s token."""
+    report.reads_checked += 1
+    for message in messages:
+        if _token_of(message.content) != scope.token or "FOREIGN" in message.content:
+            report.violations.append(
+                f"{where} of {scope.user_id}/{scope.session_id}: {message.content[:80]!r}"
+            )
+
+
+def check_state(
+    report: IsolationReport, scope: TokenScope, state: dict[str, object], where: str
+) -> None:
+    """Record a violation if a non-empty state does not carry `scope`'s token."""
+    report.reads_checked += 1
+    if state and state.get("token") != scope.token:
+        report.violations.append(f"{where} of {scope.user_id}/{scope.session_id}: {state}")
+
+
+async def scan_scopes(
+    store: Store, scopes: Sequence[TokenScope], report: IsolationReport | None = None
+) -> IsolationReport:
+    """Read every message and the state of every scope once; give the report of the checks
+    (added to `report` if given). Every user in the store must be one of the scopes' users."""
+    report = report if report is not None else IsolationReport()
+    for scope in scopes:
+        messages = await store.get_messages(scope.user_id, scope.session_id)
+        check_messages(report, scope, messages, "final")
+        check_state(report, scope, await store.get_state(scope.user_id, scope.session_id), "final")
+    known_users = {scope.user_id for scope in scopes}
+    strangers = [user for user in await store.list_users() if user not in known_users]
+    report.reads_checked += 1
+    if strangers:
+        report.violations.append(f"final list_users gave unknown ids {strangers[:3]}")
+    return report
+
+
 async def random_isolation(
     store: Store,
     scopes: Sequence[TokenScope],
@@ -77,30 +146,23 @@ async def random_isolation(
     concurrency: int = 64,
     seed: int = 0,
     turn_share: float = 0.1,
+    final_scan: bool = True,
+    known_users: Collection[str] | None = None,
 ) -> IsolationReport:
     """Run `operations` random store calls and agent turns over `scopes` from `concurrency`
-    tasks; check every read for foreign tokens. Give the report (violations must be empty)."""
+    tasks; check every read for foreign tokens. Give the report (violations must be empty).
+
+    `final_scan=False` leaves out the last full read of every scope (when several processes
+    share the scopes, the parent does it once they all finished); `known_users` are the user
+    ids `list_users` may give (default: the users of `scopes`)."""
     rng = random.Random(seed)
     report = IsolationReport()
     agent = Agent(model=FunctionModel(_token_model), store=store, history_window=20)
     by_user: dict[str, list[TokenScope]] = {}
     for scope in scopes:
         by_user.setdefault(scope.user_id, []).append(scope)
-    known_users = set(by_user)
+    known_users = set(by_user) if known_users is None else set(known_users)
     remaining = operations
-
-    def check_messages(scope: TokenScope, messages: Sequence[Message], where: str) -> None:
-        report.reads_checked += 1
-        for message in messages:
-            if _token_of(message.content) != scope.token or "FOREIGN" in message.content:
-                report.violations.append(
-                    f"{where} of {scope.user_id}/{scope.session_id}: {message.content[:80]!r}"
-                )
-
-    def check_state(scope: TokenScope, state: dict[str, object], where: str) -> None:
-        report.reads_checked += 1
-        if state and state.get("token") != scope.token:
-            report.violations.append(f"{where} of {scope.user_id}/{scope.session_id}: {state}")
 
     async def one(scope: TokenScope) -> None:
         kind = rng.random()
@@ -108,7 +170,7 @@ async def random_isolation(
         n = rng.randrange(1_000_000)
         if kind < turn_share:
             output = await agent.arun(f"{scope.token}|turn {n}", user_id=u, session_id=s)
-            check_messages(scope, output.messages, "turn")
+            check_messages(report, scope, output.messages, "turn")
             report.turns += 1
             report.count("turn")
         elif kind < 0.35:
@@ -121,18 +183,20 @@ async def random_isolation(
             report.count("add_many")
         elif kind < 0.65:
             limit = rng.choice([None, 1, 5, 50])
-            check_messages(scope, await store.get_messages(u, s, limit=limit), "get_messages")
+            check_messages(
+                report, scope, await store.get_messages(u, s, limit=limit), "get_messages"
+            )
             report.count("get_messages")
         elif kind < 0.72:
             snapshot = await store.snapshot(u, s, limit=10)
-            check_messages(scope, snapshot.messages, "snapshot")
-            check_state(scope, snapshot.state, "snapshot")
+            check_messages(report, scope, snapshot.messages, "snapshot")
+            check_state(report, scope, snapshot.state, "snapshot")
             report.count("snapshot")
         elif kind < 0.78:
             await store.set_state({"token": scope.token, "n": n}, user_id=u, session_id=s)
             report.count("set_state")
         elif kind < 0.84:
-            check_state(scope, await store.get_state(u, s), "get_state")
+            check_state(report, scope, await store.get_state(u, s), "get_state")
             report.count("get_state")
         elif kind < 0.89:
             size = await store.size(u, s)
@@ -167,8 +231,6 @@ async def random_isolation(
             await one(rng.choice(scopes))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    # A last full read of every scope, after everything settled.
-    for scope in scopes:
-        check_messages(scope, await store.get_messages(scope.user_id, scope.session_id), "final")
-        check_state(scope, await store.get_state(scope.user_id, scope.session_id), "final")
+    if final_scan:  # a last full read of every scope, after everything settled
+        await scan_scopes(store, scopes, report)
     return report

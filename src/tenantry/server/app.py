@@ -34,6 +34,7 @@ from tenantry.server.middleware import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
     RequireCredentialMiddleware,
+    SegmentPathMiddleware,
     request_id_of,
 )
 from tenantry.server.ratelimit import RateLimiter
@@ -42,7 +43,8 @@ from tenantry.server.state import ServerState
 logger = logging.getLogger("tenantry.server")
 PROTECTED = ("/v1/", "/chat", "/a2a")
 PUBLIC = frozenset({"/v1/info"})
-PRUNE_EVERY = 3600.0
+USER_PATHS = "/v1/users/"
+"""Routes whose path holds ids; they are routed on the path's segments as sent."""
 _STATIC = resources.files("tenantry.server") / "static"
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
@@ -108,6 +110,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         return error_response(error, request_id_of(conn.scope))
 
     # Added innermost first: the last one added sees the request first.
+    app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)
     app.add_middleware(
         RequireCredentialMiddleware,
         enabled=state.auth,
@@ -134,8 +137,8 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
     app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
 
 
-async def _prune_forever(state: ServerState, hours: float) -> None:
-    """Delete sessions idle for `hours`, once an hour, for as long as the app runs."""
+async def _prune_forever(state: ServerState, hours: float, every: float) -> None:
+    """Delete sessions idle for `hours`, every `every` seconds, for as long as the app runs."""
     while True:
         try:
             deleted = await state.agent.store.prune_inactive(timedelta(hours=hours))
@@ -143,7 +146,7 @@ async def _prune_forever(state: ServerState, hours: float) -> None:
                 logger.info("pruned %d session(s) idle for over %gh", deleted, hours)
         except TenantryError as exc:
             logger.warning("pruning idle sessions failed: %s", exc)
-        await asyncio.sleep(PRUNE_EVERY)
+        await asyncio.sleep(every)
 
 
 def create_app(agent: Agent | None = None, settings: ServerSettings | None = None) -> FastAPI:
@@ -167,7 +170,11 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pruner = None
         if settings.prune_inactive_hours is not None:
-            pruner = asyncio.create_task(_prune_forever(state, settings.prune_inactive_hours))
+            pruner = asyncio.create_task(
+                _prune_forever(
+                    state, settings.prune_inactive_hours, settings.prune_interval_seconds
+                )
+            )
         try:
             yield
         finally:

@@ -76,7 +76,13 @@ class ServerSettings(Settings):
         30.0, ge=0, description="Seconds to let in-flight turns finish on shutdown."
     )
     prune_inactive_hours: float | None = Field(
-        None, gt=0, description="Delete sessions idle for this long (checked every hour)."
+        None,
+        gt=0,
+        description="Delete sessions idle for this many hours (fractions allowed), checked "
+        "every `prune_interval_seconds`.",
+    )
+    prune_interval_seconds: float = Field(
+        3600.0, gt=0, description="Seconds between two checks for idle sessions."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
 

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,7 @@ from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("tenantry.server.access")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SEGMENT_ESCAPE = re.compile(r"%(25|2F)")
 
 ErrorCounter = Callable[[BaseException], None]
 
@@ -83,6 +85,41 @@ class RequestIdMiddleware:
 
 def request_id_of(scope: Scope) -> str:
     return str(scope.get("state", {}).get("request_id", "-"))
+
+
+def routing_path(raw_path: bytes) -> str:
+    """Give the path to route on: each segment decoded on its own, with the "%" and "/" it
+    holds kept escaped (%25, %2F), so an id holding "/" stays one segment."""
+    segments = raw_path.decode("latin-1").split("/")
+    return "/".join(unquote(s).replace("%", "%25").replace("/", "%2F") for s in segments)
+
+
+def unescape_segment(value: str) -> str:
+    """Undo `routing_path`'s escapes in one path parameter."""
+    return _SEGMENT_ESCAPE.sub(lambda found: "%" if found.group(1) == "25" else "/", value)
+
+
+class SegmentPathMiddleware:
+    """Route paths under `prefix` on their segments as the client sent them.
+
+    ASGI servers decode the path before routing, so `DELETE /v1/users/x%2Fsessions%2Fs`
+    would reach the route for session "s" of user "x" instead of user "x/sessions/s". Under
+    `prefix` this routes on `routing_path(raw_path)`; path parameters there are read through
+    `unescape_segment` (see `schemas.PathUserId`)."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            raw = scope.get("raw_path")
+            if raw is None:  # the server kept no raw path: "/" in an id cannot be told apart
+                path = scope["path"].replace("%", "%25")
+            else:
+                path = routing_path(raw.partition(b"?")[0])
+            scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -182,6 +219,9 @@ __all__ = [
     "RequestIdFilter",
     "RequestIdMiddleware",
     "RequireCredentialMiddleware",
+    "SegmentPathMiddleware",
     "request_id_of",
     "request_id_var",
+    "routing_path",
+    "unescape_segment",
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from tenantry.errors import InvalidMessage
+from tenantry.server.middleware import unescape_segment
 from tenantry.tenancy import MAX_ID_LENGTH, validate_session_id, validate_user_id
 from tenantry.types import Usage
 
@@ -29,6 +30,10 @@ SessionId = Annotated[
     Field(min_length=1, max_length=MAX_ID_LENGTH, description=f"A session id: {_ID_DOC}."),
     AfterValidator(validate_session_id),
 ]
+PathUserId = Annotated[UserId, BeforeValidator(unescape_segment)]
+"""A user id in a path under /v1/users/ (see `SegmentPathMiddleware`)."""
+PathSessionId = Annotated[SessionId, BeforeValidator(unescape_segment)]
+"""A session id in a path under /v1/users/ (see `SegmentPathMiddleware`)."""
 MessageText = Annotated[
     str,
     Field(min_length=1, description="What the user says; not empty or blank."),
@@ -67,6 +72,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 __all__ = [
     "ErrorBody",
     "MessageText",
+    "PathSessionId",
+    "PathUserId",
     "SessionId",
     "UsageBody",
     "UserId",

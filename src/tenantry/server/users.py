@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from tenantry.server.auth import principal_of
 from tenantry.server.errors import Forbidden, NotFound
-from tenantry.server.schemas import SessionId, UserId, error_responses
+from tenantry.server.schemas import PathSessionId, PathUserId, error_responses
 from tenantry.server.state import State
 from tenantry.storage.base import Store
 
@@ -93,7 +93,7 @@ async def list_users(request: Request, state: State) -> UserList:
 
 
 @router.get("/v1/users/{user_id}/sessions", response_model=SessionList, responses=_ERRORS)
-async def list_sessions(user_id: UserId, request: Request, state: State) -> SessionList:
+async def list_sessions(user_id: PathUserId, request: Request, state: State) -> SessionList:
     """The user's session ids, sorted (empty when the user has none)."""
     tenant = state.admit(request, user_id)
     return SessionList(user_id=tenant, sessions=await state.agent.store.list_sessions(tenant))
@@ -105,8 +105,8 @@ async def list_sessions(user_id: UserId, request: Request, state: State) -> Sess
     responses=_ERRORS,
 )
 async def read_messages(
-    user_id: UserId,
-    session_id: SessionId,
+    user_id: PathUserId,
+    session_id: PathSessionId,
     request: Request,
     state: State,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -130,8 +130,8 @@ async def read_messages(
 
 @router.delete("/v1/users/{user_id}/sessions/{session_id}", status_code=204, responses=_ERRORS)
 async def delete_session(
-    user_id: UserId,
-    session_id: SessionId,
+    user_id: PathUserId,
+    session_id: PathSessionId,
     request: Request,
     state: State,
 ) -> Response:
@@ -144,7 +144,7 @@ async def delete_session(
 
 
 @router.delete("/v1/users/{user_id}", response_model=Deleted, responses=_ERRORS)
-async def delete_user(user_id: UserId, request: Request, state: State) -> Deleted:
+async def delete_user(user_id: PathUserId, request: Request, state: State) -> Deleted:
     """Delete every session of the user."""
     tenant = state.admit(request, user_id)
     store = state.agent.store
@@ -154,7 +154,7 @@ async def delete_user(user_id: UserId, request: Request, state: State) -> Delete
 
 
 @router.get("/v1/users/{user_id}/export", response_model=UserExport, responses=_ERRORS)
-async def export_user(user_id: UserId, request: Request, state: State) -> UserExport:
+async def export_user(user_id: PathUserId, request: Request, state: State) -> UserExport:
     """Everything stored for the user: each session's state and messages, oldest first."""
     tenant = state.admit(request, user_id)
     store = state.agent.store

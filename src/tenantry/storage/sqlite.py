@@ -152,9 +152,25 @@ class SQLiteStore(BaseStore):
     def _open(self) -> None:
         """Runs on the writer thread, once: connect, switch to WAL, create the schema."""
         conn = self._connect()
-        if not self._in_memory:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(_SCHEMA)
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                if not self._in_memory:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                # When waiting could deadlock (two processes switching a new file to WAL at
+                # once, or another connection writing to it meanwhile), SQLite answers
+                # "database is locked" at once instead of waiting for the busy timeout; so
+                # wait here, up to the same timeout. Both steps can be repeated.
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
         version = conn.execute("SELECT version FROM tenantry_schema").fetchone()
         if version is None:
             conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
