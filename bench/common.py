@@ -94,8 +94,10 @@ def machine() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    args = " ".join(sys.argv[1:])
-    return f"python -m bench {args}".strip()
+    """The command that is running, as `python -m <module> <args>`."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    module = spec.name.removesuffix(".__main__") if spec is not None else "bench"
+    return " ".join(["python -m", module, *sys.argv[1:]])
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
