@@ -231,6 +231,22 @@ async def test_error_messages_name_the_field_and_the_rule(open_client: httpx.Asy
     assert error["details"] == [{"field": "body.user_id", "message": error["message"][14:]}]
 
 
+async def test_a_json_body_sent_as_a_form_says_to_send_json(
+    agent: Agent, open_client: httpx.AsyncClient
+) -> None:
+    # What `curl -d '{...}'` sends when the -H "Content-Type: application/json" is forgotten.
+    response = await open_client.post(
+        "/chat",
+        content='{"user_id": "user-a", "message": "My name is Alice"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "Content-Type: application/json" in message
+    assert "application/x-www-form-urlencoded" in message
+    assert await agent.store.list_users() == []
+
+
 async def test_an_oversize_body_is_413_even_without_content_length(
     agent: Agent, client_for: Any
 ) -> None:

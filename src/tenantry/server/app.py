@@ -64,9 +64,17 @@ def _default_agent(settings: ServerSettings) -> Agent:
     )
 
 
-def _validation_error(errors: Sequence[Any]) -> TenantryError:
+def _validation_error(errors: Sequence[Any], content_type: str) -> TenantryError:
     if any(e.get("type") == "json_invalid" for e in errors):
         return MalformedJSON("the request body is not valid JSON")
+    if "json" not in content_type and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+        # FastAPI reads a body as JSON only when the request says so; curl -d says it is a
+        # form unless told otherwise. Say that, rather than "not a valid dictionary".
+        said = f"'{content_type}'" if content_type else "no Content-Type"
+        message = (
+            f"the body must be a JSON object sent with Content-Type: application/json ({said})"
+        )
+        return InvalidRequest(message, [{"field": "body", "message": message}])
     details = []
     for e in errors:
         where = ".".join(str(part) for part in e.get("loc", ()))
@@ -86,7 +94,8 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return respond(request, _validation_error(exc.errors()))
+        content_type = request.headers.get("content-type", "")
+        return respond(request, _validation_error(exc.errors(), content_type))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
