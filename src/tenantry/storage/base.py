@@ -199,13 +199,18 @@ class LocalScopeLocks:
             entry = self._entries[scope] = _LockEntry()
         entry.users += 1
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await entry.lock.acquire()
-            except TimeoutError:
-                raise ScopeBusy(
-                    f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
-                ) from None
+            if entry.users == 1:
+                # Nobody else holds or waits for this scope: the lock is free with no queue,
+                # so acquire() returns at once without suspending; no timer is needed.
+                await entry.lock.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await entry.lock.acquire()
+                except TimeoutError:
+                    raise ScopeBusy(
+                        f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
+                    ) from None
             try:
                 yield
             finally:
