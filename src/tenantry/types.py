@@ -6,8 +6,8 @@ keeps, and a stored message costs little more than its text (see tests/test_type
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,8 +20,8 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 
 
 def new_id() -> str:
-    """Give a fresh random id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """Give a fresh random id (32 hex characters, 128 random bits)."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
