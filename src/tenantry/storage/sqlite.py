@@ -93,15 +93,18 @@ def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
 
 
 def _from_row(row: _Row) -> Message:
+    """Give the message `_to_row` stored (the store's own row: not checked again)."""
     message_id, role, content, calls, tool_call_id, name, created_at = row
-    return Message(
-        role=role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
-        content=content,
-        tool_calls=tuple(ToolCall.from_dict(c) for c in json.loads(calls)) if calls else (),
-        tool_call_id=tool_call_id,
-        name=name,
-        id=message_id,
-        created_at=created_at,
+    return Message._trusted(
+        role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
+        content,
+        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(calls))
+        if calls
+        else (),
+        tool_call_id,
+        name,
+        message_id,
+        created_at,
     )
 
 
