@@ -72,6 +72,15 @@ CREATE INDEX IF NOT EXISTS messages_by_scope ON messages (scope_id, seq);
 """
 _COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
 _Row = tuple[str, str, str, str | None, str | None, str | None, float]
+_UPSERT_SCOPE = (
+    "INSERT INTO scopes (user_id, session_id, state, message_count, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at, "
+    "message_count = message_count + excluded.message_count, "
+    "state = coalesce(excluded.state, state) "
+    "RETURNING scope_id, message_count"
+)
+_INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
@@ -270,30 +279,24 @@ class SQLiteStore(BaseStore):
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
+            # One statement marks the scope active, counts the new messages and sets the
+            # state; the trim runs only when the count went over the cap.
             scope_id, count = conn.execute(
-                "INSERT INTO scopes (user_id, session_id, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at "
-                "RETURNING scope_id, message_count",
-                (scope.user_id, scope.session_id, now),
+                _UPSERT_SCOPE, (scope.user_id, scope.session_id, state, len(batch), now)
             ).fetchone()
-            if batch:
-                conn.executemany(
-                    f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_to_row(scope_id, m) for m in batch],
-                )
-            count += len(batch)
+            if len(batch) == 1:
+                conn.execute(_INSERT_MESSAGE, _to_row(scope_id, batch[0]))
+            elif batch:
+                conn.executemany(_INSERT_MESSAGE, [_to_row(scope_id, m) for m in batch])
             if cap is not None and count > cap:
                 conn.execute(
                     "DELETE FROM messages WHERE seq IN "
                     "(SELECT seq FROM messages WHERE scope_id = ? ORDER BY seq LIMIT ?)",
                     (scope_id, count - cap),
                 )
-                count = cap
-            conn.execute(
-                "UPDATE scopes SET message_count = ?, state = coalesce(?, state) "
-                "WHERE scope_id = ?",
-                (count, state, scope_id),
-            )
+                conn.execute(
+                    "UPDATE scopes SET message_count = ? WHERE scope_id = ?", (cap, scope_id)
+                )
 
         await self._write(append)
 
