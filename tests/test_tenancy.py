@@ -5,7 +5,13 @@ import re
 import pytest
 
 from tenantry import InvalidSessionId, InvalidUserId, Scope, TenantryError
-from tenantry.tenancy import DEFAULT_SESSION_ID, DEFAULT_USER_ID, validate_user_id
+from tenantry.tenancy import (
+    DEFAULT_SESSION_ID,
+    DEFAULT_USER_ID,
+    SCOPE_CACHE_SIZE,
+    _validated,
+    validate_user_id,
+)
 
 
 def test_omitted_ids_are_the_defaults() -> None:
@@ -58,3 +64,25 @@ def test_valid_ids_are_accepted_as_is(good: str) -> None:
 def test_scopes_are_values() -> None:
     assert {Scope("a", "s"), Scope("a", "s"), Scope("b", "s")} == {Scope("a", "s"), Scope("b", "s")}
     assert str(Scope("a", "s")) == "a/s"
+
+
+class _Id(str):
+    pass
+
+
+def test_a_bad_id_is_rejected_every_time_even_after_good_ones_were_remembered() -> None:
+    assert Scope.of("alice", "s") == Scope("alice", "s")
+    for _ in range(2):
+        with pytest.raises(InvalidUserId):
+            Scope.of("a\x00b", "s")
+        with pytest.raises(InvalidSessionId):
+            Scope.of("alice", "")
+        with pytest.raises(InvalidUserId, match="must be a string"):
+            Scope.of(["alice"], "s")  # type: ignore[arg-type]  # unhashable: not remembered
+    assert Scope.of(_Id("alice"), "s") == Scope("alice", "s")  # a str subclass is validated
+
+
+def test_remembered_scopes_stay_bounded() -> None:
+    for n in range(SCOPE_CACHE_SIZE + 10):
+        assert Scope.of(f"user-{n}", "s").user_id == f"user-{n}"
+    assert _validated.cache_info().currsize <= SCOPE_CACHE_SIZE

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tracemalloc
 
 import pytest
@@ -22,6 +23,7 @@ def test_every_message_gets_an_id_and_a_time() -> None:
     assert a.id
     assert b.id
     assert a.id != b.id
+    assert re.fullmatch("[0-9a-f]{32}", a.id)  # as documented: 32 hex characters
     assert Message(role="user", content="x", id="").id  # an empty id is replaced
     assert a.created.tzinfo is not None
 

@@ -197,7 +197,9 @@ class Agent:
                 scope.user_id, scope.session_id, limit=self.history_window
             )
             ctx = RunContext(scope=scope, run_id=new_id(), state=snapshot.state, deps=deps)
-            loaded_state = copy.deepcopy(snapshot.state)  # tools may change nested values
+            # Tools may change nested values, so compare against a deep copy; most sessions
+            # have no state, and an empty dict has nothing to copy.
+            loaded_state = copy.deepcopy(snapshot.state) if snapshot.state else {}
             prompt = [Message.system(self.instructions)] if self.instructions else []
             prompt.extend(_window(snapshot.messages))
             turn = [Message.user(text)]

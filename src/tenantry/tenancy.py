@@ -6,6 +6,7 @@ exactly one scope. Ids are validated once, here, at the edge of every store call
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ from tenantry.errors import InvalidScope, InvalidSessionId, InvalidUserId
 DEFAULT_USER_ID = "default"
 DEFAULT_SESSION_ID = "default"
 MAX_ID_LENGTH = 255
+SCOPE_CACHE_SIZE = 4096
+"""Validated scopes remembered by `Scope.of`. A turn builds its scope about four times (the
+agent, then the store's lock, snapshot and append), so the cache only has to outlive the
+turns in flight; bounded, and it holds ids only."""
 
 # Cc: C0/C1 control characters (NUL, newline, ESC ...); Cs: lone surrogates, which no
 # database can store as UTF-8.
@@ -76,13 +81,21 @@ class Scope:
     @classmethod
     def of(cls, user_id: str | None = None, session_id: str | None = None) -> Scope:
         """Build a scope; None stands for the default user or session."""
-        return cls(
-            DEFAULT_USER_ID if user_id is None else user_id,
-            DEFAULT_SESSION_ID if session_id is None else session_id,
-        )
+        user = DEFAULT_USER_ID if user_id is None else user_id
+        session = DEFAULT_SESSION_ID if session_id is None else session_id
+        if cls is Scope and type(user) is str and type(session) is str:
+            return _validated(user, session)
+        return cls(user, session)
 
     def __str__(self) -> str:
         return f"{self.user_id}/{self.session_id}"
+
+
+@functools.lru_cache(maxsize=SCOPE_CACHE_SIZE)
+def _validated(user_id: str, session_id: str) -> Scope:
+    """Give the scope of two str ids, validating them only when they are not remembered
+    (an invalid pair raises and is not remembered)."""
+    return Scope(user_id, session_id)
 
 
 __all__ = [

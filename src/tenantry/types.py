@@ -6,10 +6,10 @@ keeps, and a stored message costs little more than its text (see tests/test_type
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
@@ -20,8 +20,8 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 
 
 def new_id() -> str:
-    """Give a fresh random id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """Give a fresh random id (32 hex characters, 128 random bits)."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,31 @@ class Message:
             object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if not self.id:
             object.__setattr__(self, "id", new_id())
+
+    @classmethod
+    def _trusted(
+        cls,
+        role: Role,
+        content: str,
+        tool_calls: tuple[ToolCall, ...],
+        tool_call_id: str | None,
+        name: str | None,
+        id: str,
+        created_at: float,
+    ) -> Message:
+        """Rebuild a message a store wrote itself, from fields that passed `__post_init__`
+        when the message was created, without checking them again (reading 50 messages
+        cost more in checks than in the query). Only for a store's own rows, never for
+        outside input. The result is the same frozen, slotted Message."""
+        message: Message = _new_object(cls)
+        _set_role(message, role)
+        _set_content(message, content)
+        _set_tool_calls(message, tool_calls)
+        _set_tool_call_id(message, tool_call_id)
+        _set_name(message, name)
+        _set_id(message, id)
+        _set_created_at(message, created_at)
+        return message
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -130,6 +155,19 @@ class Message:
             if isinstance(exc, InvalidMessage):
                 raise
             raise InvalidMessage(f"not a message: {exc}") from exc
+
+
+# The slots' own setters, which bypass the frozen __setattr__: what `Message._trusted` uses.
+_new_object = object.__new__
+(
+    _set_role,
+    _set_content,
+    _set_tool_calls,
+    _set_tool_call_id,
+    _set_name,
+    _set_id,
+    _set_created_at,
+) = (getattr(Message, f.name).__set__ for f in fields(Message))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ Isolation and concurrency cases are the seed's (Agno-Go's memory tests), made st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -117,6 +118,22 @@ async def test_a_caller_cannot_change_stored_messages(store: BaseStore) -> None:
     with pytest.raises(AttributeError):
         (await store.get_messages("u"))[0].content = "edited"  # type: ignore[misc]
     assert [m.content for m in await store.get_messages("u")] == ["original"]
+
+
+async def test_messages_read_back_are_ordinary_frozen_messages(store: BaseStore) -> None:
+    call = ToolCall(id="call-1", name="lookup", arguments="{}")
+    sent = Message.assistant("looking", tool_calls=(call,))
+    await store.add(sent, user_id="u")
+    (got,) = await store.get_messages("u")
+    assert type(got) is Message
+    assert (got, hash(got)) == (sent, hash(sent))
+    assert type(got.tool_calls) is tuple
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.content = "edited"  # type: ignore[misc]
+    with pytest.raises((AttributeError, TypeError)):  # slotted: no new attributes either
+        got.extra = 1  # type: ignore[attr-defined]
+    assert dataclasses.replace(got, content="derived").content == "derived"
+    assert (await store.snapshot("u")).messages == [sent]
 
 
 async def test_sessions_of_one_user_are_separate(store: BaseStore) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tenantry import Message, SQLiteStore
+from tenantry import Message, SQLiteStore, SyncStore
 from tenantry.errors import StoreError
 from tenantry.storage.sqlite import SCHEMA_VERSION
 
@@ -86,3 +89,168 @@ async def test_a_file_locked_by_another_process_is_reported_as_unavailable(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+# --- group commit: writes queued while the writer is busy share one COMMIT --------------------
+
+_TRANSACTION_STATEMENTS = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "SAVEPOINT job",
+    "RELEASE job",
+    "ROLLBACK TO job",
+}
+
+
+class _BusyWriter:
+    """Holds the writer thread until released, so the writes queued meanwhile form a group."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def _block(self, conn: sqlite3.Connection) -> None:
+        self.started.set()
+        self.release.wait(10)
+
+    async def __aenter__(self) -> _BusyWriter:
+        self.task = asyncio.create_task(self.store._write(self._block))
+        assert await asyncio.to_thread(self.started.wait, 10)
+        return self
+
+    async def queued(self, *writes: Awaitable[object]) -> list[asyncio.Task[object]]:
+        """Start the writes and give their tasks once every one of them is queued."""
+        before = len(self.store._group._jobs)
+        tasks = [asyncio.ensure_future(write) for write in writes]
+        await asyncio.sleep(0)  # one step each: each task queues its function, then waits
+        assert len(self.store._group._jobs) == before + len(writes)
+        return tasks
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        assert self.task is not None
+        await self.task
+
+
+def _trace(store: SQLiteStore) -> list[str]:
+    statements: list[str] = []
+    assert store._write_conn is not None
+    store._write_conn.set_trace_callback(statements.append)
+    return statements
+
+
+async def test_a_failing_write_in_a_group_fails_alone(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        await store.add(Message.user("first"), user_id="a")
+        statements = _trace(store)
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO scopes (user_id, session_id, updated_at) VALUES ('ghost', 's', 0)"
+            )
+            raise ValueError("this write fails after writing")
+
+        async with _BusyWriter(store) as busy:
+            tasks = await busy.queued(
+                store.add(Message.user("second"), user_id="a"),
+                store._write(half_then_fail),
+                store.add_many([Message.user("q"), Message.assistant("r")], user_id="b"),
+            )
+            del statements[:]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+
+        assert results[0] is None
+        assert results[2] is None
+        assert isinstance(results[1], ValueError)
+        assert [m.content for m in await store.get_messages("a")] == ["first", "second"]
+        assert [m.content for m in await store.get_messages("b")] == ["q", "r"]
+        assert await store.list_users() == ["a", "b"]  # nothing of the failed write
+        assert await store.size("a") == 2
+        assert [s for s in statements if s in _TRANSACTION_STATEMENTS] == [
+            "COMMIT",  # the busy writer's own
+            "BEGIN IMMEDIATE",
+            *("SAVEPOINT job", "RELEASE job"),
+            *("SAVEPOINT job", "ROLLBACK TO job", "RELEASE job"),
+            *("SAVEPOINT job", "RELEASE job"),
+            "COMMIT",
+        ]
+        # alone, a write needs no savepoint
+        del statements[:]
+        await store.add(Message.user("third"), user_id="a")
+        assert [s for s in statements if s in _TRANSACTION_STATEMENTS] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+
+
+async def test_a_failed_group_commit_fails_every_write_of_the_group(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "t.db") as store:
+
+        def deferred_check(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            conn.execute(
+                "CREATE TABLE child (parent_id INTEGER "
+                "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+
+        await store._write(deferred_check)
+        assert store._write_conn is not None
+        store._write_conn.execute("PRAGMA foreign_keys = ON")  # the writer is idle
+
+        def fails_at_commit(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO child (parent_id) VALUES (42)")  # checked at COMMIT
+
+        async with _BusyWriter(store) as busy:
+            tasks = await busy.queued(
+                store.add(Message.user("lost"), user_id="a"),
+                store._write(fails_at_commit),
+                store.set_state({"lost": True}, user_id="b"),
+            )
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+
+        for result in results:
+            assert isinstance(result, StoreError)
+            assert "FOREIGN KEY" in str(result)
+        assert await store.list_users() == []
+        await store.add(Message.user("kept"), user_id="a")  # the writer goes on
+        assert [m.content for m in await store.get_messages("a")] == ["kept"]
+
+
+async def test_a_write_cancelled_before_the_writer_took_it_is_not_stored(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        async with _BusyWriter(store) as busy:
+            cancelled, kept = await busy.queued(
+                store.add(Message.user("never"), user_id="a"),
+                store.add(Message.user("kept"), user_id="b"),
+            )
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        await kept
+        assert await store.list_users() == ["b"]
+
+
+async def test_a_group_answers_writers_on_different_event_loops(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        await store.ping()
+        other_loop = SyncStore(store)  # tenantry's background loop
+        queued = threading.Event()
+        enqueue = store._group._enqueue
+
+        def enqueue_and_tell(job: Any) -> None:
+            enqueue(job)
+            queued.set()
+
+        async with _BusyWriter(store) as busy:
+            store._group._enqueue = enqueue_and_tell  # type: ignore[method-assign]
+            from_thread = asyncio.ensure_future(
+                asyncio.to_thread(other_loop.add, Message.user("sync"), user_id="s")
+            )
+            assert await asyncio.to_thread(queued.wait, 10)
+            (here,) = await busy.queued(store.add(Message.user("async"), user_id="a"))
+            assert len(store._group._jobs) == 2  # one group, two loops
+        await asyncio.wait_for(asyncio.gather(from_thread, here), timeout=10)
+        assert await store.list_users() == ["a", "s"]

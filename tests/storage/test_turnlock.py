@@ -93,3 +93,77 @@ async def test_a_lock_held_elsewhere_is_polled_until_the_deadline() -> None:
             pass
     assert 0.3 <= loop.time() - started < 1.5
     assert server.released == []
+
+
+# --- the in-process table: a free scope is taken without a timer, and still serialises ------
+
+
+async def test_a_free_scope_is_taken_at_once_and_the_next_turn_waits_for_it() -> None:
+    locks = LocalScopeLocks()
+    order: list[str] = []
+    first_inside = asyncio.Event()
+    let_first_go = asyncio.Event()
+
+    async def first() -> None:
+        async with locks.hold(SCOPE, 5):
+            order.append("first in")
+            first_inside.set()
+            await let_first_go.wait()
+            order.append("first out")
+
+    async def second() -> None:
+        async with locks.hold(SCOPE, 5):
+            order.append("second in")
+
+    one = asyncio.create_task(first())
+    await first_inside.wait()
+    two = asyncio.create_task(second())
+    third_arrived = asyncio.create_task(second())
+    await asyncio.sleep(0)  # let both reach the lock
+    assert order == ["first in"]
+    assert len(locks) == 1
+    let_first_go.set()
+    await asyncio.gather(one, two, third_arrived)
+    assert order == ["first in", "first out", "second in", "second in"]
+    assert len(locks) == 0
+
+
+async def test_a_turn_behind_a_held_scope_still_times_out() -> None:
+    locks = LocalScopeLocks()
+    async with locks.hold(SCOPE, 5):
+        with pytest.raises(ScopeBusy, match="u/s is busy"):
+            async with locks.hold(SCOPE, 0.01):
+                pass
+        assert len(locks) == 1
+    assert len(locks) == 0
+
+
+async def test_a_turn_arriving_while_a_woken_waiter_has_not_run_yet_queues_behind_it() -> None:
+    locks = LocalScopeLocks()
+    order: list[str] = []
+    held = locks.hold(SCOPE, 5)
+    await held.__aenter__()
+
+    async def turn(name: str) -> None:
+        async with locks.hold(SCOPE, 5):
+            order.append(name)
+
+    waiter = asyncio.create_task(turn("waiter"))
+    await asyncio.sleep(0)  # the waiter queues on the lock
+    await held.__aexit__(None, None, None)  # wakes the waiter, which has not run yet
+    late = asyncio.create_task(turn("late"))
+    await asyncio.gather(waiter, late)
+    assert order == ["waiter", "late"]
+    assert len(locks) == 0
+
+
+async def test_cancelled_waiters_leave_the_lock_table_empty() -> None:
+    locks = LocalScopeLocks()
+    async with locks.hold(SCOPE, 5):
+        waiters = [asyncio.create_task(locks.hold(SCOPE, 5).__aenter__()) for _ in range(3)]
+        await asyncio.sleep(0)
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        assert len(locks) == 1
+    assert len(locks) == 0

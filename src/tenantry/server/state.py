@@ -59,8 +59,11 @@ class ServerState:
             await asyncio.wait(late)
 
 
-def server_state(conn: HTTPConnection) -> ServerState:
-    """FastAPI dependency: the app's ServerState."""
+async def server_state(conn: HTTPConnection) -> ServerState:
+    """FastAPI dependency: the app's ServerState.
+
+    `async` on purpose: FastAPI runs a sync dependency in its threadpool, one thread hop per
+    request for a mere attribute read."""
     state: ServerState = conn.app.state.tenantry
     return state
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Message
+from tenantry.types import Message, ToolCall
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -145,8 +145,19 @@ def encode_message(message: Message) -> str:
 
 
 def decode_message(text: str | bytes) -> Message:
-    """Give the message that `encode_message` turned into `text`."""
-    return Message.from_dict(json.loads(text))
+    """Give the message that `encode_message` turned into `text` (a store's own data, so
+    its fields are not checked again)."""
+    data = json.loads(text)
+    calls = data.get("tool_calls")
+    return Message._trusted(
+        data["role"],
+        data["content"],
+        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls) if calls else (),
+        data.get("tool_call_id"),
+        data.get("name"),
+        data["id"],
+        float(data["created_at"]),
+    )
 
 
 def check_messages(messages: Iterable[Message]) -> list[Message]:
@@ -199,13 +210,18 @@ class LocalScopeLocks:
             entry = self._entries[scope] = _LockEntry()
         entry.users += 1
         try:
-            try:
-                async with asyncio.timeout(timeout):
-                    await entry.lock.acquire()
-            except TimeoutError:
-                raise ScopeBusy(
-                    f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
-                ) from None
+            if entry.users == 1:
+                # Nobody else holds or waits for this scope: the lock is free with no queue,
+                # so acquire() returns at once without suspending; no timer is needed.
+                await entry.lock.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await entry.lock.acquire()
+                except TimeoutError:
+                    raise ScopeBusy(
+                        f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
+                    ) from None
             try:
                 yield
             finally:

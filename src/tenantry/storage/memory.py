@@ -1,18 +1,18 @@
 """`InMemoryStore`: every scope in a dict of the process. Fast; lost when the process ends.
 
-Users map to their sessions, sessions to a bounded deque of immutable messages, so reading a
-scope's newest N messages never touches another tenant's data. A threading lock guards the
-maps, so the store is safe to share between event loops and threads (the sync facade).
+Users map to their sessions, sessions to a list of immutable messages trimmed to
+max_messages (for 10 messages a list costs a third of a deque's fixed 624 bytes), so reading
+a scope's newest N messages is one slice that never touches another tenant's data. A
+threading lock guards the maps, so the store is safe to share between event loops and
+threads (the sync facade).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from itertools import islice
 
 from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot, decode_state
 from tenantry.tenancy import Scope
@@ -22,21 +22,19 @@ from tenantry.types import Message
 class _Session:
     __slots__ = ("messages", "state", "updated_at")
 
-    def __init__(self, max_messages: int | None, now: float) -> None:
-        self.messages: deque[Message] = deque(maxlen=max_messages)
+    def __init__(self, now: float) -> None:
+        self.messages: list[Message] = []
         self.state: str | None = None
         self.updated_at = now
 
 
-def _newest(history: deque[Message], limit: int | None, offset: int = 0) -> list[Message]:
+def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[Message]:
     """Give the newest `limit` messages of a history after skipping the newest `offset`,
     oldest first, touching only those."""
-    if offset == 0 and (limit is None or limit >= len(history)):
-        return list(history)
-    stop = None if limit is None else offset + limit
-    newest = list(islice(reversed(history), offset, stop))
-    newest.reverse()
-    return newest
+    stop = len(history) - offset
+    if stop <= 0:
+        return []
+    return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
 class InMemoryStore(BaseStore):
@@ -59,8 +57,12 @@ class InMemoryStore(BaseStore):
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
-                session = sessions[scope.session_id] = _Session(self._max_messages, now)
-            session.messages.extend(self._keep(messages))
+                session = sessions[scope.session_id] = _Session(now)
+            history = session.messages
+            history.extend(self._keep(messages))
+            cap = self._max_messages
+            if cap is not None and len(history) > cap:
+                del history[:-cap]  # the oldest first
             if state is not None:
                 session.state = state
             session.updated_at = now

@@ -6,6 +6,8 @@ with another coroutine's statements on the same connection. Here each store oper
 function that runs as one transaction on a thread: writes on a single writer thread (SQLite
 allows one writer at a time anyway), reads on a small pool of reader threads with their own
 connections (WAL lets them read while the writer writes). The event loop never blocks on disk.
+Writes queued while the writer is busy are committed together, each in a savepoint of its own
+(`groupcommit`), so many writers pay for one COMMIT and one wake-up instead of one each.
 
 Durability: with the default `synchronous=NORMAL`, a committed turn survives a crash of the
 process; after a power loss the last transactions may be lost. Pass `synchronous="FULL"` (or
@@ -24,7 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, TypeVar
@@ -38,6 +40,7 @@ from tenantry.storage.base import (
     Snapshot,
     decode_state,
 )
+from tenantry.storage.groupcommit import GroupCommit
 from tenantry.tenancy import Scope
 from tenantry.types import Message, ToolCall
 
@@ -72,6 +75,15 @@ CREATE INDEX IF NOT EXISTS messages_by_scope ON messages (scope_id, seq);
 """
 _COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
 _Row = tuple[str, str, str, str | None, str | None, str | None, float]
+_UPSERT_SCOPE = (
+    "INSERT INTO scopes (user_id, session_id, state, message_count, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at, "
+    "message_count = message_count + excluded.message_count, "
+    "state = coalesce(excluded.state, state) "
+    "RETURNING scope_id, message_count"
+)
+_INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
@@ -93,15 +105,18 @@ def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
 
 
 def _from_row(row: _Row) -> Message:
+    """Give the message `_to_row` stored (the store's own row: not checked again)."""
     message_id, role, content, calls, tool_call_id, name, created_at = row
-    return Message(
-        role=role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
-        content=content,
-        tool_calls=tuple(ToolCall.from_dict(c) for c in json.loads(calls)) if calls else (),
-        tool_call_id=tool_call_id,
-        name=name,
-        id=message_id,
-        created_at=created_at,
+    return Message._trusted(
+        role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
+        content,
+        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(calls))
+        if calls
+        else (),
+        tool_call_id,
+        name,
+        message_id,
+        created_at,
     )
 
 
@@ -139,6 +154,7 @@ class SQLiteStore(BaseStore):
         self._init_lock = threading.Lock()
         self._init: Future[None] | None = None
         self._ready = False
+        self._group = GroupCommit(self._writer, self._connection)
         self._locks = LocalScopeLocks()
 
     # --- threads and connections --------------------------------------------------------------
@@ -195,16 +211,13 @@ class SQLiteStore(BaseStore):
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._ready = True
 
-    async def _run(
-        self,
-        executor: ThreadPoolExecutor,
-        runner: Callable[[Callable[[sqlite3.Connection], T]], T],
-        fn: Callable[[sqlite3.Connection], T],
-    ) -> T:
+    async def _run(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Give what `call()` (which runs a function on one of our threads) gives, opening
+        the database first and turning SQLite's errors into the store's."""
         await self._ensure_open()
         self._check_open()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, runner, fn)
+            return await call()
         except RuntimeError as exc:  # the executor was shut down under us
             if self._closed:
                 raise StoreClosed(f"{type(self).__name__} is closed; open a new store") from exc
@@ -220,26 +233,20 @@ class SQLiteStore(BaseStore):
             raise StoreError(f"SQLite error on {self.path!r}: {exc}") from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` as one IMMEDIATE transaction on the writer thread."""
-        return await self._run(self._writer, self._transact, fn)
+        """Run `fn` in an IMMEDIATE transaction on the writer thread, atomically, committed
+        with the writes queued meanwhile (group commit); give its result once committed."""
+        return await self._run(lambda: self._group.run(fn))
 
-    def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._write_conn
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+    def _connection(self) -> sqlite3.Connection:
+        assert self._write_conn is not None  # _ensure_open ran first
+        return self._write_conn
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` as one read transaction (one consistent snapshot) on a reader thread."""
         if self._in_memory:
             return await self._write(fn)
-        return await self._run(self._readers, self._snapshot_of, fn)
+        loop = asyncio.get_running_loop()
+        return await self._run(lambda: loop.run_in_executor(self._readers, self._snapshot_of, fn))
 
     def _snapshot_of(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -267,30 +274,24 @@ class SQLiteStore(BaseStore):
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
+            # One statement marks the scope active, counts the new messages and sets the
+            # state; the trim runs only when the count went over the cap.
             scope_id, count = conn.execute(
-                "INSERT INTO scopes (user_id, session_id, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at "
-                "RETURNING scope_id, message_count",
-                (scope.user_id, scope.session_id, now),
+                _UPSERT_SCOPE, (scope.user_id, scope.session_id, state, len(batch), now)
             ).fetchone()
-            if batch:
-                conn.executemany(
-                    f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_to_row(scope_id, m) for m in batch],
-                )
-            count += len(batch)
+            if len(batch) == 1:
+                conn.execute(_INSERT_MESSAGE, _to_row(scope_id, batch[0]))
+            elif batch:
+                conn.executemany(_INSERT_MESSAGE, [_to_row(scope_id, m) for m in batch])
             if cap is not None and count > cap:
                 conn.execute(
                     "DELETE FROM messages WHERE seq IN "
                     "(SELECT seq FROM messages WHERE scope_id = ? ORDER BY seq LIMIT ?)",
                     (scope_id, count - cap),
                 )
-                count = cap
-            conn.execute(
-                "UPDATE scopes SET message_count = ?, state = coalesce(?, state) "
-                "WHERE scope_id = ?",
-                (count, state, scope_id),
-            )
+                conn.execute(
+                    "UPDATE scopes SET message_count = ? WHERE scope_id = ?", (cap, scope_id)
+                )
 
         await self._write(append)
 
