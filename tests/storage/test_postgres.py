@@ -21,7 +21,7 @@ from tenantry.errors import (
     ScopeLockLost,
     StoreSchemaError,
 )
-from tenantry.storage.postgres import PostgresStore
+from tenantry.storage.postgres import SCHEMA_VERSION, PostgresStore
 from tenantry.storage.url import open_store
 from tests.conftest import (
     POSTGRES_URL_VARIABLE,
@@ -186,6 +186,23 @@ async def test_replicas_creating_the_schema_at_once_both_succeed(schema: str) ->
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_version_1_schema_is_upgraded_in_place(store: PostgresStore, schema: str) -> None:
+    await store.add(Message.user("written by version 1"), user_id="u")
+    async with await _superuser() as conn:  # what a version-1 schema looked like
+        await conn.execute(f'DROP FUNCTION "{schema}".append_turn')
+        await conn.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+    upgraded = PostgresStore(os.environ[POSTGRES_URL_VARIABLE], schema=schema)
+    try:
+        await upgraded.add(Message.assistant("written by version 2"), user_id="u")
+        contents = [m.content for m in await upgraded.get_messages("u")]
+        assert contents == ["written by version 1", "written by version 2"]
+    finally:
+        await upgraded.close()
+    async with await _superuser() as conn:
+        cur = await conn.execute(f'SELECT max(version) FROM "{schema}".schema_version')
+        assert await cur.fetchone() == (SCHEMA_VERSION,)
 
 
 async def test_a_newer_schema_version_is_refused(store: PostgresStore, schema: str) -> None:

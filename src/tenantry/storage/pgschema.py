@@ -21,6 +21,13 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   for the operations that span tenants (list_users, prune_inactive, clear_all).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
+- `append_turn(user, session, state, now, cap, bodies)`: the scope's upsert and the insert of
+  its new messages, in PL/pgSQL so that their plans are cached per connection instead of
+  parsed and planned on every append (schema version 2). It runs with the caller's rights,
+  so row-level security applies inside it as outside.
+
+Upgrades: a schema of an older version is brought to this one on first use, in the same
+locked transaction (version 1 lacked `append_turn`).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -31,7 +38,7 @@ import re
 
 from tenantry.errors import InvalidInput
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL_LOCK_KEY = 0x74656E616E747279
 """The advisory-lock key that serialises tenantry's DDL in one database ("tenantry")."""
@@ -87,8 +94,46 @@ BEGIN
             USING ERRCODE = '{LOCK_LOST_SQLSTATE}';
     END IF;
 END $$;
+{append_turn_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
 """
+
+
+def append_turn_ddl(schema: str) -> str:
+    """Give the statement that creates (or replaces) `append_turn` in `schema`."""
+    return f"""
+CREATE OR REPLACE FUNCTION {schema}.append_turn(
+    p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
+    p_bodies text[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    added integer := coalesce(array_length(p_bodies, 1), 0);
+    scope bigint;
+    next bigint;
+BEGIN
+    INSERT INTO {schema}.scopes AS sc
+        (user_id, session_id, state, updated_at, message_count, next_pos)
+    VALUES (p_user, p_session, p_state, p_now, least(added, p_cap), added)
+    ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,
+        state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + added,
+        message_count = least(sc.message_count + added, p_cap)
+    RETURNING scope_id, next_pos INTO scope, next;
+    IF added > 0 THEN
+        INSERT INTO {schema}.messages (scope_id, pos, user_id, body)
+        SELECT scope, next - added + b.i - 1, p_user, b.body
+        FROM unnest(p_bodies) WITH ORDINALITY AS b(body, i);
+    END IF;
+END $$;
+"""
+
+
+def upgrade_ddl(schema: str, version: int) -> str:
+    """Give the statements that bring a schema of `version` to SCHEMA_VERSION."""
+    steps = []
+    if version < 2:
+        steps.append(append_turn_ddl(schema))
+    steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
+    return "\n".join(steps)
 
 
 def rls_ddl(schema: str, role: str) -> str:
@@ -131,8 +176,10 @@ __all__ = [
     "DDL_LOCK_KEY",
     "LOCK_LOST_SQLSTATE",
     "SCHEMA_VERSION",
+    "append_turn_ddl",
     "check_identifier",
     "rls_ddl",
     "role_ddl",
     "tables_ddl",
+    "upgrade_ddl",
 ]

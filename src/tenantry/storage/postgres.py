@@ -74,6 +74,7 @@ from tenantry.storage.pgschema import (
     rls_ddl,
     role_ddl,
     tables_ddl,
+    upgrade_ddl,
 )
 from tenantry.storage.turnlock import held_lock, hold_turn, lost
 from tenantry.tenancy import Scope
@@ -102,19 +103,8 @@ class _Queries:
             " set_config('tenantry.user_id', %(tenant)s, true)"
         )
         self.check_lock = f"SELECT {s}.check_turn_lock(%(holder)s, %(lock_key)s)"
-        self.upsert = (
-            f"INSERT INTO {s}.scopes AS sc"
-            " (user_id, session_id, state, updated_at, message_count, next_pos)"
-            " VALUES (%(u)s, %(s)s, %(state)s, %(now)s, %(n)s, %(n)s)"
-            " ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,"
-            " state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + %(n)s,"
-            " message_count = least(sc.message_count + %(n)s, %(cap)s)"
-        )
-        self.insert = (
-            f"INSERT INTO {s}.messages (scope_id, pos, user_id, body)"
-            " SELECT sc.scope_id, sc.next_pos - %(n)s + b.n - 1, sc.user_id, b.body"
-            f" FROM {s}.scopes sc, unnest(%(bodies)s::text[]) WITH ORDINALITY AS b(body, n)"
-            f" WHERE sc.{scope}"
+        self.append = (
+            f"SELECT {s}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s, %(bodies)s::text[])"
         )
         # Bounds are computed in a materialised step first: under row-level security only
         # leakproof comparisons with plain values may become index conditions, and `-` is
@@ -295,6 +285,8 @@ class PostgresStore(BaseStore):
                         f"{version}, which this tenantry (version {SCHEMA_VERSION}) cannot use; "
                         "upgrade tenantry or use another schema"
                     )
+                if version < SCHEMA_VERSION:
+                    await conn.execute(upgrade_ddl(self._s, version).encode())
             if self._rls:
                 await self._secure(conn, created)
 
@@ -394,16 +386,13 @@ class PostgresStore(BaseStore):
             "s": scope.session_id,
             "state": state,
             "now": now,
-            "n": len(bodies),
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
         }
 
-        statements = [self._q.upsert]
-        if bodies:
-            statements.append(self._q.insert)
-            if cap is not None:
-                statements.append(self._q.trim)
+        statements = [self._q.append]
+        if bodies and cap is not None:
+            statements.append(self._q.trim)
         if held is not None:  # first: a turn that lost its lock writes nothing
             statements.insert(0, self._q.check_lock)
             params["holder"], params["lock_key"] = held.proof
