@@ -23,7 +23,7 @@ def test_every_message_gets_an_id_and_a_time() -> None:
     assert a.id
     assert b.id
     assert a.id != b.id
-    assert re.fullmatch("[0-9a-f]{32}", a.id)  # as documented: 32 hex characters
+    assert re.fullmatch("[A-Za-z0-9_-]{22}", a.id)  # as documented: URL-safe base64
     assert Message(role="user", content="x", id="").id  # an empty id is replaced
     assert a.created.tzinfo is not None
 

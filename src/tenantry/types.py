@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -20,8 +21,9 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 
 
 def new_id() -> str:
-    """Give a fresh random id (32 hex characters, 128 random bits)."""
-    return os.urandom(16).hex()
+    """Give a fresh random id: 128 random bits as 22 URL-safe base64 characters
+    (`A-Z a-z 0-9 - _`), 10 bytes shorter than hex in every stored message."""
+    return urlsafe_b64encode(os.urandom(16))[:22].decode()
 
 
 @dataclass(frozen=True, slots=True)
