@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ async def test_chat_replies_for_the_named_user_and_session(open_client: httpx.As
     assert body["user_id"] == "a"
     assert body["session_id"] == "s1"
     assert body["usage"]["requests"] == 1
-    assert len(body["run_id"]) == 32
+    assert re.fullmatch("[A-Za-z0-9_-]{22}", body["run_id"])  # a fresh id per turn
     again = await open_client.post(
         "/v1/chat", json={"message": "What is my name?", "user_id": "a", "session_id": "s1"}
     )
