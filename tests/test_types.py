@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tenantry import InMemoryStore, Message, RunOutput, SyncStore, ToolCall, Usage
 from tenantry.errors import InvalidMessage
+from tenantry.types import new_id
 
 
 def test_messages_are_immutable() -> None:
@@ -16,6 +19,30 @@ def test_messages_are_immutable() -> None:
         message.content = "changed"  # type: ignore[misc]
     with pytest.raises((AttributeError, TypeError)):  # slots: no new attributes either
         message.extra = 1  # type: ignore[attr-defined]
+
+
+def test_ids_are_never_repeated_across_threads() -> None:
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [new_id() for _ in range(2000)], range(8)))
+    ids = [i for batch in batches for i in batch]
+    assert len(set(ids)) == len(ids) == 16_000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists only on POSIX")
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    new_id()  # the parent holds unused ids from its last batch
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.write(write, " ".join(new_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write)
+    from_child = set(os.read(read, 4096).decode().split())
+    os.close(read)
+    from_parent = {new_id() for _ in range(300)}
+    assert len(from_child) == 10
+    assert not from_child & from_parent
 
 
 def test_every_message_gets_an_id_and_a_time() -> None:

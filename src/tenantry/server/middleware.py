@@ -10,7 +10,6 @@ import contextvars
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from urllib.parse import unquote
 
@@ -18,6 +17,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
+from tenantry.types import new_id
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("tenantry.server.access")
@@ -52,7 +52,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         offered = Headers(scope=scope).get("x-request-id", "")
-        request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else new_id()
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
