@@ -12,7 +12,7 @@ bench/results/soak.json, soak.md and soak_*.png.
    traffic over 10 000 tenants; RSS, open descriptors, TCP connections and p99 latency over
    time, with the verdicts of `tests/reliability/soak.py`.
 
-    .venv/bin/python -m bench.soak                 # everything, full counts (about 2 h)
+    .venv/bin/python -m bench.soak                 # everything, full counts (about 1.5 h)
     .venv/bin/python -m bench.soak --smoke         # tiny counts: check the harness (~5 min)
     .venv/bin/python -m bench.soak --only server --minutes 10
     .venv/bin/python -m bench.soak --only isolation --ops 100000 --backends sqlite,redis
