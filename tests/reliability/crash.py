@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from tests.reliability.counting_server import STATE_KEY, TOOL_NAME, reply_text
-from tests.server.conftest import Spawned
+from tests.support.servers import Spawned
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0

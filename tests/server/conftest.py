@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,53 +131,3 @@ def live_auth(agent: Agent, tenants: Tenants) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'server.db'}"
-
-
-@contextlib.contextmanager
-def spawn_server(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Spawned]:
-    """Run `tenantry serve --port 0 ARGS` as a real process in `cwd`; give it once uvicorn
-    says where it listens, and stop it with SIGTERM at the end of the block. Its output is
-    read all along (a full pipe would block the server) into `Spawned.log`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
-    command = [str(Path(sys.executable).parent / "tenantry"), "serve", "--port", "0", *args]
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    spawned = Spawned(process)
-    reader = threading.Thread(target=spawned.read, daemon=True)
-    reader.start()
-    try:
-        assert spawned.listening.wait(60), spawned.output
-        assert spawned.url, spawned.output
-        yield spawned
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
-        reader.join(10)
-
-
-@dataclass
-class Spawned:
-    process: subprocess.Popen[str]
-    url: str = ""
-    log: list[str] = field(default_factory=list)
-    listening: threading.Event = field(default_factory=threading.Event)
-
-    def read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.log.append(line)
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                self.url = found.group(1)
-                self.listening.set()
-        self.listening.set()  # the process ended (url stays empty if it never listened)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.log)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tenantry.cli import app
 from tenantry.server.auth import hash_api_key
-from tests.server.conftest import spawn_server
+from tests.support.servers import spawn_server
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 from tenantry import Agent, SQLiteStore
 from tenantry.server import create_app
-from tests.server.conftest import Tenants, make_tenants, open_settings, spawn_server
-from tests.support.servers import serve
+from tests.server.conftest import Tenants, make_tenants, open_settings
+from tests.support.servers import serve, spawn_server
 
 USERS = 100
 REQUESTS = 1000
