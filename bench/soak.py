@@ -1,16 +1,16 @@
-"""Long reliability runs, the same code as tests/reliability/ with bigger counts; results in
-bench/results/soak.json, soak.md and soak_*.png.
+"""Long reliability runs: the harness of tests/reliability/ (tests/support/reliability/) with
+bigger counts; results in bench/results/soak.json, soak.md and soak_*.png.
 
 1. isolation: the randomised isolation workload (every store call and agent turn, tokens
    checked after every read) over 1000 scopes, 1 000 000 operations per backend: memory in
    one process; SQLite (a file), PostgreSQL and Redis from several processes at once, each
-   followed by a full scan of every scope (`tests/reliability/isolation_processes.py`);
+   followed by a full scan of every scope (`tests/support/reliability/isolation_processes.py`);
 2. crash: kill -9 a real `tenantry serve` under load at least 100 times per persistent
    backend, restarting it on the same store and checking everything acknowledged is stored
-   whole (`tests/reliability/crash.py`, `crash_rounds`);
+   whole (`tests/support/reliability/crash.py`, `crash_rounds`);
 3. server: one `tenantry serve` (SQLite, JWT auth, TTL pruning) under 30 minutes of mixed
    traffic over 10 000 tenants; RSS, open descriptors, TCP connections and p99 latency over
-   time, with the verdicts of `tests/reliability/soak.py`.
+   time, with the verdicts of `tests/support/reliability/soak.py`.
 
     .venv/bin/python -m bench.soak                 # everything, full counts (about 1.5 h)
     .venv/bin/python -m bench.soak --smoke         # tiny counts: check the harness (~5 min)
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import sys
 import tempfile
@@ -96,8 +95,8 @@ def _base_url(backend: str, config: Config) -> str:
 
 async def _isolation_one(backend: str, url: str, operations: int, processes: int) -> dict[str, Any]:
     from tenantry import InMemoryStore
-    from tests.reliability.isolation_processes import Plan, ProcessesReport, run_processes
-    from tests.reliability.workloads import make_scopes, random_isolation, scan_scopes
+    from tests.support.reliability.isolation_processes import Plan, ProcessesReport, run_processes
+    from tests.support.reliability.workloads import make_scopes, random_isolation, scan_scopes
 
     plan = Plan(url, USERS, SESSIONS_PER_USER, operations, concurrency=32, seed=5)
     if backend == "memory":  # one process: the store lives in it
@@ -166,21 +165,10 @@ def _isolation_lines(results: dict[str, Any]) -> list[str]:
 # --- 2. crash -------------------------------------------------------------------------------
 
 
-def crash_hook() -> Any | None:
-    """`tests.reliability.crash.crash_rounds`, or None while it does not exist."""
-    try:
-        module = importlib.import_module("tests.reliability.crash")
-    except ImportError:
-        return None
-    return getattr(module, "crash_rounds", None)
-
-
 def crash(config: Config, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from tests.support.reliability.crash import crash_rounds
+
     kills = args.kills or config.pick(100, 2)
-    crash_rounds = crash_hook()
-    if crash_rounds is None:
-        print("crash: skipped (tests/reliability/crash.py has no crash_rounds)", flush=True)
-        return {"skipped": "tests/reliability/crash.py has no crash_rounds yet"}
     results: dict[str, Any] = {}
     for backend in [b for b in args.backends if b != "memory"]:  # memory dies with the process
         name = f"tenantry_crash_{uuid.uuid4().hex[:8]}"
@@ -210,8 +198,6 @@ def crash(config: Config, workdir: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def _crash_lines(results: dict[str, Any]) -> list[str]:
-    if "skipped" in results:
-        return ["## Crash loop", "", f"Skipped: {results['skipped']}."]
     rows = []
     for backend, r in results.items():
         if "skipped" in r:
@@ -233,7 +219,7 @@ def _crash_lines(results: dict[str, Any]) -> list[str]:
 
 
 def server(config: Config, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from tests.reliability.soak import SoakConfig, per_window, run_soak, to_json
+    from tests.support.reliability.soak import SoakConfig, per_window, run_soak, to_json
 
     minutes = args.minutes or config.pick(30.0, 2.0)
     seconds = minutes * 60

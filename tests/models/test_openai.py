@@ -10,7 +10,7 @@ import pytest
 from tenantry import Agent, InMemoryStore, OpenAIChatModel, RunContext, tool
 from tenantry.errors import ModelError, ModelHTTPError, ModelUnreachable
 from tenantry.types import Message
-from tests.models.fake_openai import FakeOpenAI, Reply
+from tests.support.fake_openai import FakeOpenAI, Reply
 from tests.support.servers import free_port, serve
 
 

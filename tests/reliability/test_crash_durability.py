@@ -26,8 +26,8 @@ from tests.conftest import (
     namespace_name,
     server_url,
 )
-from tests.reliability.counting_server import STATE_KEY, reply_text
-from tests.reliability.crash import (
+from tests.support.reliability.counting_server import STATE_KEY, reply_text
+from tests.support.reliability.crash import (
     Ledger,
     Sent,
     check_stored,

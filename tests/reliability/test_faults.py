@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import namespace_name
-from tests.reliability.faults import (
+from tests.support.reliability.faults import (
     PrivatePostgres,
     PrivateRedis,
     private_postgres,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from tenantry import InvalidSessionId, InvalidUserId, Message, Scope, SyncStore
 from tenantry.errors import InvalidScope
 from tests.conftest import MakeStore
-from tests.reliability.strategies import ids
+from tests.support.reliability.strategies import ids
 
 CANARY = Scope("canary-user", "canary-session")
 

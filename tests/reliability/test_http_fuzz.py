@@ -29,7 +29,8 @@ from tenantry._runner import run_sync
 from tenantry.errors import InvalidScope
 from tenantry.server import ServerSettings, create_app
 from tenantry.tenancy import DEFAULT_SESSION_ID
-from tests.reliability.http_checks import (
+from tests.server.conftest import JWT_SECRET, make_tenants, open_settings
+from tests.support.reliability.http_checks import (
     Contents,
     changed_scopes,
     contents_of,
@@ -37,8 +38,7 @@ from tests.reliability.http_checks import (
     error_shape_problem,
     leaked_internals,
 )
-from tests.reliability.strategies import header_texts, http_ids, message_texts
-from tests.server.conftest import JWT_SECRET, make_tenants, open_settings
+from tests.support.reliability.strategies import header_texts, http_ids, message_texts
 
 EXAMPLES = 20
 """Hypothesis examples per endpoint and principal (15 endpoints, 6 principals)."""

@@ -20,7 +20,7 @@ from tests.conftest import (
     namespace_name,
     server_url,
 )
-from tests.reliability.isolation_processes import Plan, run_processes, split
+from tests.support.reliability.isolation_processes import Plan, run_processes, split
 
 PROCESSES = 3
 OPERATIONS = 20_001

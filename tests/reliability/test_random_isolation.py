@@ -4,7 +4,7 @@ from many concurrent tasks; no read may ever return another scope's token."""
 from __future__ import annotations
 
 from tenantry.storage.base import BaseStore
-from tests.reliability.workloads import make_scopes, random_isolation
+from tests.support.reliability.workloads import make_scopes, random_isolation
 
 OPERATIONS = 20_000
 

@@ -17,7 +17,7 @@ import pytest
 from tenantry import Agent, InMemoryStore, Message
 from tenantry.server import ServerSettings, create_app
 from tests.conftest import FakeClock
-from tests.reliability.soak import Sample, SoakConfig, SoakResult, judge, run_soak
+from tests.support.reliability.soak import Sample, SoakConfig, SoakResult, judge, run_soak
 
 SMOKE = SoakConfig(
     seconds=120,

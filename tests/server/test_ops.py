@@ -267,7 +267,7 @@ async def test_a_turn_that_outlives_the_grace_period_ends_with_shutting_down() -
 
 
 async def test_the_server_uses_openai_when_it_is_configured(client_for: Any) -> None:
-    from tests.models.fake_openai import FakeOpenAI, Reply
+    from tests.support.fake_openai import FakeOpenAI, Reply
     from tests.support.servers import serve
 
     api = FakeOpenAI(replies=[Reply(content="Hello from the API")])

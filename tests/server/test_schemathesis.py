@@ -17,14 +17,14 @@ from schemathesis.checks import not_a_server_error
 from tenantry import Agent, InMemoryStore, Message
 from tenantry._runner import run_sync
 from tenantry.server import create_app
-from tests.reliability.http_checks import (
+from tests.server.conftest import make_tenants, open_settings
+from tests.support.reliability.http_checks import (
     Contents,
     changed_scopes,
     contents_of,
     error_shape_problem,
     leaked_internals,
 )
-from tests.server.conftest import make_tenants, open_settings
 
 EXAMPLES = 30
 _tenants = make_tenants(["alice"])

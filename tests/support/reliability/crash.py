@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +36,12 @@ from typing import Any
 
 import httpx
 
-from tests.reliability.counting_server import STATE_KEY, TOOL_NAME, reply_text
-from tests.support.servers import Spawned
+from tests.support.env import clean_environ, with_checkout_on_path
+from tests.support.reliability.counting_server import STATE_KEY, TOOL_NAME, reply_text
+from tests.support.servers import Spawned, spawn
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
-"""Seconds a server gets to listen and to answer /readyz after it starts."""
+"""Seconds a server gets to answer /readyz after it starts."""
 
 Scope = tuple[str, str]
 _TEXT = re.compile(r"r(?P<round>\d+)-c(?P<client>\d+)-(?P<seq>\d+) .*")
@@ -58,36 +55,11 @@ def counting_server(
     store_url: str, cwd: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> Iterator[Spawned]:
     """Run `tenantry serve` (with the counting agent) on a free loopback port, store
-    `store_url`, until the block ends; give it once uvicorn listens. A process still running
-    at the end is stopped with SIGTERM (SIGKILL if it does not stop within a minute)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
-    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), clean.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "tests.reliability.counting_server"]
+    `store_url`, until the block ends; give it once uvicorn listens (see `spawn`)."""
+    command = [sys.executable, "-m", "tests.support.reliability.counting_server"]
     command += ["--port", "0", "--store", store_url, "--rate-limit", "0", *args]
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    spawned = Spawned(process)
-    reader = threading.Thread(target=spawned.read, daemon=True)
-    reader.start()
-    try:
-        if not spawned.listening.wait(START_TIMEOUT) or not spawned.url:
-            raise AssertionError(f"the server did not start:\n{spawned.output[-4000:]}")
+    with spawn(command, cwd, with_checkout_on_path(clean_environ(env))) as spawned:
         yield spawned
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        reader.join(10)
 
 
 async def wait_ready(http: httpx.AsyncClient, within: float = START_TIMEOUT) -> float:

@@ -6,7 +6,7 @@ Each checks every read it makes for foreign tokens and reports its counts to the
 line of JSON; once all are done, the parent reads every scope once more (`scan_scopes`).
 Shared by `test_multiprocess_isolation.py` and `bench/soak.py`.
 
-    python -m tests.reliability.isolation_processes '<plan as JSON>'
+    python -m tests.support.reliability.isolation_processes '<plan as JSON>'
 
 runs one worker: it opens the store, prints "ready", waits for a line on stdin (so that all
 workers start together), runs its share of the operations and prints "report <JSON>".
@@ -20,11 +20,11 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from tenantry import open_store
-from tests.reliability.workloads import (
+from tests.support.env import ROOT, with_checkout_on_path
+from tests.support.reliability.workloads import (
     IsolationReport,
     TokenScope,
     make_scopes,
@@ -32,7 +32,6 @@ from tests.reliability.workloads import (
     scan_scopes,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 """Seconds a worker gets to open its store and say it is ready."""
 
@@ -91,12 +90,11 @@ def split(total: int, parts: int) -> list[int]:
 
 
 async def _spawn(plan: Plan) -> asyncio.subprocess.Process:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = with_checkout_on_path(os.environ)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.reliability.isolation_processes",
+        "tests.support.reliability.isolation_processes",
         json.dumps(asdict(plan)),
         cwd=ROOT,
         env=env,

@@ -13,6 +13,7 @@ from typing import Any
 import tenantry
 from tenantry._runner import run_sync
 from tenantry.storage.base import Store
+from tests.support.env import ROOT
 
 _TRACE = re.compile(
     r"Traceback \(most recent call last\)"
@@ -26,7 +27,7 @@ _TRACE = re.compile(
 _INTERNAL_PATHS = tuple(
     {
         str(Path(tenantry.__file__).resolve().parent.parent),  # the source tree
-        str(Path(__file__).resolve().parents[2]),  # the checkout
+        str(ROOT),  # the checkout
         sys.prefix,
         sys.base_prefix,
     }

@@ -652,7 +652,7 @@ def to_json(result: SoakResult) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    """python -m tests.reliability.soak [SECONDS]: a quick run, figures as JSON."""
+    """python -m tests.support.reliability.soak [SECONDS]: a quick run, figures as JSON."""
     import tempfile
 
     seconds = float(argv[0]) if argv else 120.0

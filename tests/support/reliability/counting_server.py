@@ -1,6 +1,6 @@
 """`tenantry serve`, serving an agent with a tool that counts the turns in session state.
 
-    python -m tests.reliability.counting_server [tenantry serve options]
+    python -m tests.support.reliability.counting_server [tenantry serve options]
 
 This runs the real `tenantry serve` command (settings from flags and TENANTRY_*, logging,
 uvicorn, the app's lifespan, the store opened from --store); the only difference is the agent

@@ -30,7 +30,7 @@ from typing import NoReturn
 import httpx
 import pytest
 
-from tests.reliability.crash import (
+from tests.support.reliability.crash import (
     Ledger,
     Load,
     Sent,
