@@ -10,7 +10,7 @@ bigger counts; results in bench/results/soak.json, soak.md and soak_*.png.
    whole (`tests/support/reliability/crash.py`, `crash_rounds`);
 3. server: one `tenantry serve` (SQLite, JWT auth, TTL pruning) under 30 minutes of mixed
    traffic over 10 000 tenants; RSS, open descriptors, TCP connections and p99 latency over
-   time, with the verdicts of `tests/support/reliability/soak.py`.
+   time, with the verdicts of `tests/support/reliability/soak/`.
 
     .venv/bin/python -m bench.soak                 # everything, full counts (about 1.5 h)
     .venv/bin/python -m bench.soak --smoke         # tiny counts: check the harness (~5 min)
