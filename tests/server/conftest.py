@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from fastapi import FastAPI
 from tenantry import Agent, InMemoryStore
 from tenantry.server import ServerSettings, create_app
 from tenantry.server.auth import hash_api_key, new_api_key
+from tests.support.env import clear_settings
 from tests.support.servers import serve
 
 JWT_SECRET = "tenantry-test-secret-" + "0123456789abcdef" * 4
@@ -61,9 +61,7 @@ def make_tenants(users: list[str]) -> Tenants:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from each test, never from the machine's environment."""
-    for name in list(os.environ):
-        if name.startswith("TENANTRY_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch)
 
 
 def open_settings(**overrides: Any) -> ServerSettings:

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout: the directory that holds `src/`, `tests/` and `bench/`."""
 SETTING_PREFIXES = ("TENANTRY_", "OPENAI_")
@@ -23,3 +25,10 @@ def with_checkout_on_path(env: Mapping[str, str]) -> dict[str, str]:
     """Give `env` with the checkout first on PYTHONPATH."""
     path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return {**env, "PYTHONPATH": path}
+
+
+def clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset every tenantry and OpenAI setting of this process for the rest of the test."""
+    for name in list(os.environ):
+        if name.startswith(SETTING_PREFIXES):
+            monkeypatch.delenv(name)

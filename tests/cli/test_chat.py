@@ -1,3 +1,5 @@
+"""`tenantry chat` and `tenantry version`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +12,7 @@ from tenantry.cli import app
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TENANTRY_MODEL", "TENANTRY_STORE_URL"):
-        monkeypatch.delenv(name, raising=False)
+def runner() -> CliRunner:
     return CliRunner()
 
 
