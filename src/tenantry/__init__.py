@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
     InvalidSessionId,
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from tenantry.models.openai import OpenAIChatModel
     from tenantry.storage.postgres import PostgresStore
     from tenantry.storage.redis import RedisStore
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""`tenantry chat` and `tenantry version`."""
+"""`tenantry chat`: one message or an interactive session, on any store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tenantry import __version__
 from tenantry.cli import app
 
 
@@ -42,7 +41,3 @@ def test_bad_input_is_a_clear_error_not_a_traceback(runner: CliRunner) -> None:
     bad_url = runner.invoke(app, ["chat", "-m", "hi", "--store", "mysql://x"])
     assert bad_url.exit_code == 1
     assert "no store backend" in bad_url.output
-
-
-def test_version(runner: CliRunner) -> None:
-    assert runner.invoke(app, ["version"]).output.strip() == __version__

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenantry.cli import app
+from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption
 from tenantry.errors import TenantryError
 

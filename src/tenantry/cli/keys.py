@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tenantry.cli import app
+from tenantry.cli.app import app
 from tenantry.errors import InvalidScope
 from tenantry.tenancy import validate_user_id
 

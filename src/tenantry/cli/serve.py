@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tenantry.cli import app
+from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption
 from tenantry.errors import MissingDependency, TenantryError
 

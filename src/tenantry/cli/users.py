@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tenantry.cli import app
+from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption, run_with_store
 from tenantry.storage.base import BaseStore
 
