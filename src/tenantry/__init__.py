@@ -7,34 +7,47 @@ agent.run("My name is Alice", user_id="user-a")
 agent.run("What's my name?", user_id="user-a").content  # 'Your name is Alice.'
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import typing
 
 from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
+    InvalidInput,
+    InvalidMessage,
+    InvalidScope,
     InvalidSessionId,
+    InvalidState,
+    InvalidStoreURL,
     InvalidUserId,
+    MaxLoopsExceeded,
+    MissingDependency,
     ModelError,
+    ModelHTTPError,
     ModelRetry,
+    ModelUnreachable,
     ScopeBusy,
+    ScopeLockLost,
+    StoreClosed,
     StoreError,
+    StoreSchemaError,
+    StoreUnavailable,
     TenantryError,
+    ToolDefinitionError,
+    ToolError,
 )
-from tenantry.models import FunctionModel, Model, ModelResponse, OfflineModel
-from tenantry.storage import InMemoryStore, SQLiteStore, Store, SyncStore, open_store
+from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
+from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
-from tenantry.types import Message, RunOutput, ToolCall, Usage
+from tenantry.types import Message, RunOutput, ToolCall, ToolSpec, Usage
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from tenantry.models.openai import OpenAIChatModel
     from tenantry.storage.postgres import PostgresStore
     from tenantry.storage.redis import RedisStore
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     # The OpenAI SDK is imported only by those who use it (extra: tenantry[openai]).
     if name == "OpenAIChatModel":
         from tenantry.models.openai import OpenAIChatModel
@@ -51,13 +64,23 @@ __all__ = [
     "Agent",
     "FunctionModel",
     "InMemoryStore",
+    "InvalidInput",
+    "InvalidMessage",
+    "InvalidScope",
     "InvalidSessionId",
+    "InvalidState",
+    "InvalidStoreURL",
     "InvalidUserId",
+    "MaxLoopsExceeded",
     "Message",
+    "MissingDependency",
     "Model",
+    "ModelBase",
     "ModelError",
+    "ModelHTTPError",
     "ModelResponse",
     "ModelRetry",
+    "ModelUnreachable",
     "OfflineModel",
     "OpenAIChatModel",
     "PostgresStore",
@@ -67,12 +90,20 @@ __all__ = [
     "SQLiteStore",
     "Scope",
     "ScopeBusy",
+    "ScopeLockLost",
+    "Snapshot",
     "Store",
+    "StoreClosed",
     "StoreError",
+    "StoreSchemaError",
+    "StoreUnavailable",
     "SyncStore",
     "TenantryError",
     "Tool",
     "ToolCall",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolSpec",
     "Usage",
     "__version__",
     "open_store",
