@@ -13,6 +13,7 @@ The tenant is an argument of each run, never an attribute set per request (the s
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -47,10 +48,24 @@ def _window(history: list[Message]) -> list[Message]:
     return []
 
 
+def _renamed_user_id(user_id: str, default_user_id: str, where: str) -> str:
+    """Give the default user id named by the deprecated `user_id` keyword, warning about it."""
+    if default_user_id != DEFAULT_USER_ID:
+        raise TypeError(f"{where}() got default_user_id and its old name user_id; drop user_id")
+    warnings.warn(
+        f"{where}(user_id=...) is deprecated; use default_user_id=... (the tenant of runs "
+        "that name none), and pass user_id=... to run()/arun() for each tenant",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return user_id
+
+
 class Agent:
     """One agent for many users. Immutable: derive a variant with `agent.replace(...)`."""
 
     __slots__ = (
+        "default_user_id",
         "history_window",
         "instructions",
         "lock_timeout",
@@ -59,7 +74,6 @@ class Agent:
         "name",
         "store",
         "tools",
-        "user_id",
     )
 
     name: str
@@ -69,7 +83,8 @@ class Agent:
     tools: tuple[Tool, ...]
     max_loops: int
     history_window: int
-    user_id: str
+    default_user_id: str
+    """The tenant of runs that name none (for scripts); a server passes user_id= to each run."""
     lock_timeout: float
 
     def __init__(
@@ -81,10 +96,13 @@ class Agent:
         tools: Iterable[Tool | ToolFunction] = (),
         max_loops: int = 10,
         history_window: int = 50,
-        user_id: str = DEFAULT_USER_ID,
+        default_user_id: str = DEFAULT_USER_ID,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        user_id: str | None = None,
     ) -> None:
+        if user_id is not None:
+            default_user_id = _renamed_user_id(user_id, default_user_id, "Agent")
         if model is None:
             from tenantry.models import model_from_settings
 
@@ -106,14 +124,15 @@ class Agent:
             "tools": converted,
             "max_loops": _positive("max_loops", max_loops),
             "history_window": _positive("history_window", history_window, allow_zero=True),
-            "user_id": validate_user_id(user_id),
+            "default_user_id": validate_user_id(default_user_id),
             "lock_timeout": float(lock_timeout),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
     def __setattr__(self, key: str, value: object) -> NoReturn:
-        hint = " pass user_id=... to run()/arun() instead" if key == "user_id" else ""
+        tenant = key in ("default_user_id", "user_id")
+        hint = " pass user_id=... to run()/arun() instead" if tenant else ""
         raise AttributeError(
             f"Agent is immutable, so one instance can serve many users safely: cannot set "
             f"{key!r};{hint or ' use agent.replace(' + key + '=...) to derive a new agent'}"
@@ -121,9 +140,23 @@ class Agent:
 
     def replace(self, **changes: Any) -> Agent:
         """Give a new agent with some settings changed."""
+        if "user_id" in changes:
+            given = changes.get("default_user_id", DEFAULT_USER_ID)
+            renamed = _renamed_user_id(changes.pop("user_id"), given, "Agent.replace")
+            changes["default_user_id"] = renamed
         current = {key: getattr(self, key) for key in self.__slots__}
         current.update(changes)
         return Agent(**current)
+
+    @property
+    def user_id(self) -> str:
+        """Deprecated: `default_user_id`."""
+        warnings.warn(
+            "Agent.user_id is deprecated; read Agent.default_user_id",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.default_user_id
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model.name!r}, tools={len(self.tools)})"
@@ -175,7 +208,7 @@ class Agent:
     # --- the turn -----------------------------------------------------------------------------
 
     def _scope(self, user_id: str | None, session_id: str | None) -> Scope:
-        return Scope.of(self.user_id if user_id is None else user_id, session_id)
+        return Scope.of(self.default_user_id if user_id is None else user_id, session_id)
 
     async def _turn(
         self,

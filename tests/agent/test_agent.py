@@ -11,7 +11,16 @@ from collections.abc import Sequence
 
 import pytest
 
-from tenantry import Agent, FunctionModel, Message, OfflineModel, RunContext, RunOutput, tool
+from tenantry import (
+    Agent,
+    FunctionModel,
+    InMemoryStore,
+    Message,
+    OfflineModel,
+    RunContext,
+    RunOutput,
+    tool,
+)
 from tenantry.errors import (
     InvalidInput,
     InvalidMessage,
@@ -45,11 +54,11 @@ def test_the_seed_demo_through_one_shared_agent(store: BaseStore) -> None:
     agent.run("My name is Bob", user_id="user-b")
     assert agent.run("What's my name?", user_id="user-b").content == "Your name is Bob."
     assert agent.run("What's my name?", user_id="user-a").content == "Your name is Alice."
-    assert agent.user_id == "default"
+    assert agent.default_user_id == "default"
 
 
 async def test_the_default_user_is_used_when_none_is_given(store: BaseStore) -> None:
-    agent = Agent(model=OfflineModel(), store=store, user_id="script-user")
+    agent = Agent(model=OfflineModel(), store=store, default_user_id="script-user")
     output = await agent.arun("My name is Carol")
     assert (output.user_id, output.session_id) == ("script-user", "default")
     assert await store.size("script-user") == 2
@@ -410,6 +419,8 @@ def test_the_agent_is_immutable(store: BaseStore) -> None:
     agent = Agent(model=OfflineModel(), store=store)
     with pytest.raises(AttributeError, match="pass user_id"):
         agent.user_id = "user-a"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="pass user_id"):
+        agent.default_user_id = "user-a"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="replace"):
         agent.instructions = "new"  # type: ignore[misc]
     derived = agent.replace(instructions="new", history_window=3)
@@ -430,11 +441,35 @@ async def test_bad_input_is_rejected_before_anything_is_stored(store: BaseStore)
 
 
 @pytest.mark.parametrize(
-    "bad", [{"max_loops": 0}, {"history_window": -1}, {"max_loops": True}, {"user_id": ""}]
+    "bad",
+    [{"max_loops": 0}, {"history_window": -1}, {"max_loops": True}, {"default_user_id": ""}],
 )
 def test_bad_settings_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises((InvalidInput, InvalidUserId)):
         Agent(model=OfflineModel(), **bad)  # type: ignore[arg-type]
+
+
+async def test_the_old_user_id_keyword_still_sets_the_default_user_with_a_warning() -> None:
+    store = InMemoryStore()
+    with pytest.warns(DeprecationWarning, match="default_user_id"):
+        agent = Agent(model=OfflineModel(), store=store, user_id="script-user")
+    assert agent.default_user_id == "script-user"
+    assert (await agent.arun("My name is Carol")).user_id == "script-user"
+    with pytest.warns(DeprecationWarning, match="Agent.default_user_id"):
+        assert agent.user_id == "script-user"
+    with pytest.warns(DeprecationWarning, match=r"Agent\.replace\(user_id=\.\.\.\) is deprecated"):
+        derived = agent.replace(user_id="other")
+    assert (derived.default_user_id, agent.default_user_id) == ("other", "script-user")
+    assert agent.replace(default_user_id="third").default_user_id == "third"
+
+
+def test_the_old_user_id_keyword_is_checked_and_cannot_contradict_the_new_one() -> None:
+    with pytest.warns(DeprecationWarning, match="user_id"), pytest.raises(InvalidUserId):
+        Agent(model=OfflineModel(), user_id="")
+    with pytest.raises(TypeError, match="drop user_id"):
+        Agent(model=OfflineModel(), default_user_id="a", user_id="b")
+    with pytest.raises(TypeError, match="drop user_id"):
+        Agent(model=OfflineModel()).replace(default_user_id="a", user_id="b")
 
 
 def test_duplicate_tool_names_are_rejected() -> None:
