@@ -1,7 +1,8 @@
 """`Agent`: one immutable instance that serves every tenant.
 
-The tenant is an argument of each run, never an attribute set per request (the seed's
-`sharedAgent.UserID = req.UserID` race). A turn:
+The tenant is an argument of each run, never an attribute set per request (two concurrent
+requests would swap tenants); `default_user_id` only names the tenant of runs that name none.
+A turn:
 
 1. takes the scope's turn lock (turns of one scope never overlap; other scopes run in parallel),
 2. reads the newest `history_window` messages and the session state in one snapshot,

@@ -95,7 +95,6 @@ class ModelHTTPError(ModelError):
         where = f" from model {model!r}" if model else ""
         super().__init__(f"HTTP {status_code}{where}: {message}")
         self.status_code = status_code
-        self.body_message = message
         self.model = model
 
 

@@ -11,7 +11,7 @@ import time
 from base64 import urlsafe_b64encode
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
@@ -134,9 +134,6 @@ class Message:
     def created(self) -> datetime:
         """The creation time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.created_at, UTC)
-
-    def with_id(self, message_id: str) -> Message:
-        return replace(self, id=message_id)
 
     def to_dict(self) -> dict[str, Any]:
         """Give a JSON-ready dict; keys with empty values are left out."""

@@ -53,7 +53,7 @@ def serve(
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1; TENANTRY_HOST).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default 8080, as in the seed; TENANTRY_PORT).")
+        int | None, typer.Option(help="Port to listen on (default 8080; TENANTRY_PORT).")
     ] = None,
     store: StoreOption = None,
     model: Annotated[

@@ -1,6 +1,6 @@
 """`OfflineModel`: deterministic, no network; the default when no API key is set.
 
-It knows one trick, enough to make the seed's demo true from the history it is given: it
+It knows one trick, enough to make the Alice/Bob demo true from the history it is given: it
 remembers names. After "My name is Alice", "What's my name?" is answered "Your name is Alice."
 Anything else gets a short reply saying it is the offline model. Because it reads only the
 messages it is handed, it shows exactly what the agent's history isolation gives it.
