@@ -20,7 +20,6 @@ Semantics shared by every backend:
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -30,9 +29,12 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
+from tenantry._checks import check_int
+from tenantry.errors import ScopeBusy, StoreClosed
+from tenantry.storage.checks import check_age, check_messages
+from tenantry.storage.codec import decode_state, encode_state
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Message, ToolCall
+from tenantry.types import Message
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -117,82 +119,6 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-def encode_state(state: Mapping[str, Any]) -> str:
-    """Give the JSON text of a session state, or raise InvalidState saying why it is not one."""
-    if not isinstance(state, Mapping):
-        raise InvalidState(f"session state must be a dict, got {type(state).__name__}")
-    for key in state:
-        if not isinstance(key, str):
-            raise InvalidState(f"session state keys must be strings, got {key!r}")
-    try:
-        return json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidState(f"session state must be JSON-serialisable: {exc}") from exc
-
-
-def decode_state(text: str | None) -> dict[str, Any]:
-    """Give the dict a stored state text stands for ({} when there is none)."""
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
-
-
-def encode_message(message: Message) -> str:
-    """Give a message as compact JSON text. Control characters come out escaped, so any
-    database's text type can hold it (PostgreSQL's cannot hold a NUL character)."""
-    return json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def decode_message(text: str | bytes) -> Message:
-    """Give the message that `encode_message` turned into `text` (a store's own data, so
-    its fields are not checked again)."""
-    data = json.loads(text)
-    calls = data.get("tool_calls")
-    return Message._trusted(
-        data["role"],
-        data["content"],
-        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls) if calls else (),
-        data.get("tool_call_id"),
-        data.get("name"),
-        data["id"],
-        float(data["created_at"]),
-    )
-
-
-def check_messages(messages: Iterable[Message]) -> list[Message]:
-    """Give the messages as a list, or raise InvalidMessage for anything that is not one."""
-    if isinstance(messages, Message):
-        raise InvalidMessage("add_many takes a list of messages; use add for one message")
-    checked = list(messages)
-    for message in checked:
-        if not isinstance(message, Message):
-            raise InvalidMessage(f"expected a Message, got {type(message).__name__}")
-    return checked
-
-
-def check_limit(limit: int | None, name: str = "limit") -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidInput(f"{name} must be a non-negative integer or None, got {limit!r}")
-    return limit
-
-
-def check_max_messages(max_messages: int | None) -> int | None:
-    if max_messages is None:
-        return None
-    if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
-        raise InvalidInput(f"max_messages must be a positive integer or None, got {max_messages!r}")
-    return max_messages
-
-
-def check_age(older_than: timedelta) -> float:
-    if not isinstance(older_than, timedelta) or older_than.total_seconds() < 0:
-        raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
-    return older_than.total_seconds()
-
-
 class LocalScopeLocks:
     """Per-scope asyncio locks for one process. An entry lives only while someone holds or
     waits for it, so the table never grows beyond the number of scopes in flight."""
@@ -244,7 +170,7 @@ class BaseStore(ABC):
     """Implements the public `Store` API on top of a backend's scope-level primitives."""
 
     def __init__(self, *, max_messages: int | None = None, clock: Clock = time.time) -> None:
-        self._max_messages = check_max_messages(max_messages)
+        self._max_messages = check_int("max_messages", max_messages, or_none=True)
         self._clock = clock
         self._closed = False
 
@@ -291,8 +217,8 @@ class BaseStore(ABC):
         `limit=50, offset=50` is the second-newest page of 50.
         """
         scope = self._scope(user_id, session_id)
-        checked = check_limit(limit)
-        skipped = check_limit(offset, "offset") or 0
+        checked = check_int("limit", limit, minimum=0, or_none=True)
+        skipped = check_int("offset", offset, minimum=0, or_none=True) or 0
         if checked == 0:
             return []
         return await self._read(scope, checked, skipped)
@@ -302,7 +228,7 @@ class BaseStore(ABC):
     ) -> Snapshot:
         """Give the newest `limit` messages and the session state, read consistently."""
         scope = self._scope(user_id, session_id)
-        return await self._snapshot(scope, check_limit(limit))
+        return await self._snapshot(scope, check_int("limit", limit, minimum=0, or_none=True))
 
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot, decode_state
+from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot
+from tenantry.storage.codec import decode_state
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 

@@ -47,8 +47,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
+from tenantry._checks import check_int
 from tenantry.errors import (
-    InvalidInput,
     InvalidStoreURL,
     MissingDependency,
     StoreError,
@@ -61,10 +61,8 @@ from tenantry.storage.base import (
     Clock,
     LocalScopeLocks,
     Snapshot,
-    decode_message,
-    decode_state,
-    encode_message,
 )
+from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
 from tenantry.storage.pgschema import (
     DDL_LOCK_KEY,
@@ -174,8 +172,6 @@ class PostgresStore(BaseStore):
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InvalidStoreURL(f"not a PostgreSQL URL: {exc}") from None
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
         self.schema = schema
         self._s = check_identifier("schema", schema)
         self._role_name = tenant_role
@@ -183,7 +179,7 @@ class PostgresStore(BaseStore):
         self._url = url
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         self._where += f"/{params.get('dbname', '')}"
-        self._pool_size = pool_size
+        self._pool_size = check_int("pool_size", pool_size)
         self._pool_timeout = float(pool_timeout)
         self._connect_timeout = float(connect_timeout)
         self._rls = rls

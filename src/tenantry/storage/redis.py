@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
+from tenantry._checks import check_int
 from tenantry.errors import (
     InvalidInput,
     MissingDependency,
@@ -57,10 +58,8 @@ from tenantry.storage.base import (
     Clock,
     LocalScopeLocks,
     Snapshot,
-    decode_message,
-    decode_state,
-    encode_message,
 )
+from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
 from tenantry.storage.turnlock import held_lock, hold_turn, lost
 from tenantry.tenancy import Scope
@@ -177,13 +176,11 @@ class RedisStore(BaseStore):
                 f"key prefix must be 1-100 of A-Z a-z 0-9 _ . - (no ':', so that two "
                 f"prefixes never share a key), got {prefix!r}"
             )
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
         if not isinstance(lock_ttl, int | float) or lock_ttl < 0.1:
             raise InvalidInput(f"lock_ttl must be at least 0.1 seconds, got {lock_ttl!r}")
         self.prefix = prefix
         self._url = url
-        self._pool_size = pool_size
+        self._pool_size = check_int("pool_size", pool_size)
         self.lock_ttl = float(lock_ttl)
         self._users_key = f"{prefix}:users"
         self._activity_key = f"{prefix}:activity"

@@ -20,7 +20,6 @@ their writes), but only PostgreSQL or Redis serialise turns of one scope across 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import sqlite3
@@ -38,11 +37,11 @@ from tenantry.storage.base import (
     Clock,
     LocalScopeLocks,
     Snapshot,
-    decode_state,
 )
+from tenantry.storage.codec import decode_state, decode_tool_calls, encode_tool_calls
 from tenantry.storage.groupcommit import GroupCommit
 from tenantry.tenancy import Scope
-from tenantry.types import Message, ToolCall
+from tenantry.types import Message
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -87,17 +86,12 @@ _INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?,
 
 
 def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
-    calls = (
-        json.dumps([c.to_dict() for c in message.tool_calls], ensure_ascii=False)
-        if message.tool_calls
-        else None
-    )
     return (
         scope_id,
         message.id,
         message.role,
         message.content,
-        calls,
+        encode_tool_calls(message.tool_calls),
         message.tool_call_id,
         message.name,
         message.created_at,
@@ -110,9 +104,7 @@ def _from_row(row: _Row) -> Message:
     return Message._trusted(
         role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
         content,
-        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(calls))
-        if calls
-        else (),
+        decode_tool_calls(calls),
         tool_call_id,
         name,
         message_id,
