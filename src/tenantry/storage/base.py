@@ -19,18 +19,17 @@ Semantics shared by every backend:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from tenantry._checks import check_int
-from tenantry.errors import ScopeBusy, StoreClosed
+from tenantry.errors import StoreClosed
 from tenantry.storage.checks import check_age, check_messages
 from tenantry.storage.codec import decode_state, encode_state
 from tenantry.tenancy import Scope, validate_user_id
@@ -117,53 +116,6 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class LocalScopeLocks:
-    """Per-scope asyncio locks for one process. An entry lives only while someone holds or
-    waits for it, so the table never grows beyond the number of scopes in flight."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Scope, _LockEntry] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @asynccontextmanager
-    async def hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
-        entry = self._entries.get(scope)
-        if entry is None:
-            entry = self._entries[scope] = _LockEntry()
-        entry.users += 1
-        try:
-            if entry.users == 1:
-                # Nobody else holds or waits for this scope: the lock is free with no queue,
-                # so acquire() returns at once without suspending; no timer is needed.
-                await entry.lock.acquire()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await entry.lock.acquire()
-                except TimeoutError:
-                    raise ScopeBusy(
-                        f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
-                    ) from None
-            try:
-                yield
-            finally:
-                entry.lock.release()
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[scope]
-
-
-class _LockEntry:
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
 
 
 class BaseStore(ABC):

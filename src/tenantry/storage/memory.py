@@ -14,8 +14,9 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot
+from tenantry.storage.base import BaseStore, Clock, Snapshot
 from tenantry.storage.codec import decode_state
+from tenantry.storage.locks import LocalScopeLocks
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 

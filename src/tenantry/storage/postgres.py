@@ -28,7 +28,7 @@ Design (tables in `pgschema`):
   row-level security, which is why the switch of role is needed. Only list_users,
   prune_inactive and clear_all run as the connecting role, which must own the schema.
 - Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
-  dedicated lock connection, after the in-process lock (see `turnlock`). One connection holds
+  dedicated lock connection, after the in-process lock (see `locks`). One connection holds
   every lock of the process, so waiting and holding cost no pool connection and a turn can
   always get one to write. If the process dies, its session ends and PostgreSQL frees its
   locks at once. A turn's append checks, in its own transaction, that the lock connection
@@ -59,11 +59,11 @@ from tenantry.storage.base import (
     PRUNE_BATCH,
     BaseStore,
     Clock,
-    LocalScopeLocks,
     Snapshot,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
+from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn, lost
 from tenantry.storage.pgschema import (
     DDL_LOCK_KEY,
     LOCK_LOST_SQLSTATE,
@@ -74,7 +74,6 @@ from tenantry.storage.pgschema import (
     tables_ddl,
     upgrade_ddl,
 )
-from tenantry.storage.turnlock import held_lock, hold_turn, lost
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 

@@ -18,7 +18,7 @@ set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, a
 re-checks each scope's last activity inside it, so a scope written meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
-Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `turnlock`), renewed
+Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
 every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
 compare-and-delete script. A process that dies frees its locks after at most lock_ttl. The
 append script checks that the lock still holds the turn's token and refuses the write
@@ -56,12 +56,11 @@ from tenantry.storage.base import (
     PRUNE_BATCH,
     BaseStore,
     Clock,
-    LocalScopeLocks,
     Snapshot,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
-from tenantry.storage.turnlock import held_lock, hold_turn, lost
+from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn, lost
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 

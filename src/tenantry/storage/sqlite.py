@@ -35,11 +35,11 @@ from tenantry.storage.base import (
     PRUNE_BATCH,
     BaseStore,
     Clock,
-    LocalScopeLocks,
     Snapshot,
 )
 from tenantry.storage.codec import decode_state, decode_tool_calls, encode_tool_calls
 from tenantry.storage.groupcommit import GroupCommit
+from tenantry.storage.locks import LocalScopeLocks
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
