@@ -1,9 +1,9 @@
-"""The store contract and what every backend shares.
+"""The store contract: `Store`, the one abstract class every caller is typed against.
 
-`Store` is the protocol the agent and the server program against. `BaseStore` implements its
-public methods once — id validation, message and state checks, the closed check — on top of a
-handful of scope-level primitives that each backend provides (`_append`, `_read`, ...). So every
-backend rejects bad input the same way, and a new backend is one module of primitives.
+Its public methods are implemented once — id validation, message and state checks, the
+closed check, `async with` — on top of a handful of scope-level primitives that each backend
+provides (`_append`, `_read`, ...). So every backend rejects bad input the same way, and a
+new backend is one module of primitives (a server-backed one starts from `remote`).
 
 Semantics shared by every backend:
 
@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 
 from tenantry._checks import check_int
 from tenantry.errors import StoreClosed
@@ -52,74 +52,10 @@ class Snapshot:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What the agent and the server need of a store. See the module docstring."""
+class Store(ABC):
+    """The store contract: what the agent, the server and the CLI need of a store.
 
-    @property
-    def max_messages(self) -> int | None: ...
-
-    async def add(
-        self, message: Message, *, user_id: str | None = None, session_id: str | None = None
-    ) -> None: ...
-
-    async def add_many(
-        self,
-        messages: Iterable[Message],
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        state: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-    async def get_messages(
-        self,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[Message]: ...
-
-    async def snapshot(
-        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
-    ) -> Snapshot: ...
-
-    async def size(self, user_id: str | None = None, session_id: str | None = None) -> int: ...
-
-    async def clear(self, user_id: str | None = None, session_id: str | None = None) -> None: ...
-
-    async def clear_all(self) -> None: ...
-
-    async def list_users(self) -> list[str]: ...
-
-    async def list_sessions(self, user_id: str | None = None) -> list[str]: ...
-
-    async def prune_inactive(self, older_than: timedelta) -> int: ...
-
-    async def get_state(
-        self, user_id: str | None = None, session_id: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def set_state(
-        self,
-        state: Mapping[str, Any],
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-    ) -> None: ...
-
-    def lock(
-        self, user_id: str | None = None, session_id: str | None = None, *, timeout: float = ...
-    ) -> AbstractAsyncContextManager[None]: ...
-
-    async def ping(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class BaseStore(ABC):
-    """Implements the public `Store` API on top of a backend's scope-level primitives."""
+    The public methods are written once, here, on top of the backend primitives below."""
 
     def __init__(self, *, max_messages: int | None = None, clock: Clock = time.time) -> None:
         self._max_messages = check_int("max_messages", max_messages, or_none=True)
@@ -257,6 +193,7 @@ class BaseStore(ABC):
 
     @property
     def closed(self) -> bool:
+        """Whether `close` was called."""
         return self._closed
 
     async def __aenter__(self) -> Self:
@@ -345,3 +282,6 @@ class BaseStore(ABC):
 
     @abstractmethod
     async def _close(self) -> None: ...
+
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "PRUNE_BATCH", "Clock", "Snapshot", "Store"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import BaseStore, Clock, Snapshot
+from tenantry.storage.base import Clock, Snapshot, Store
 from tenantry.storage.codec import decode_state
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.tenancy import Scope
@@ -39,7 +39,7 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
     return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
-class InMemoryStore(BaseStore):
+class InMemoryStore(Store):
     """The seed's `NewInMemory(100)`: `InMemoryStore(max_messages=100)`."""
 
     def __init__(self, max_messages: int | None = None, *, clock: Clock = time.time) -> None:

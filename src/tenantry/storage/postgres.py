@@ -57,9 +57,9 @@ from tenantry.errors import (
 )
 from tenantry.storage.base import (
     PRUNE_BATCH,
-    BaseStore,
     Clock,
     Snapshot,
+    Store,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
@@ -150,7 +150,7 @@ class _Queries:
         )
 
 
-class PostgresStore(BaseStore):
+class PostgresStore(Store):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(

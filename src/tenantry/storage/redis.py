@@ -54,9 +54,9 @@ from tenantry.errors import (
 )
 from tenantry.storage.base import (
     PRUNE_BATCH,
-    BaseStore,
     Clock,
     Snapshot,
+    Store,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
@@ -156,7 +156,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(BaseStore):
+class RedisStore(Store):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(

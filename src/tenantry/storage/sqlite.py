@@ -33,9 +33,9 @@ from typing import Any, Literal, TypeVar
 from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
 from tenantry.storage.base import (
     PRUNE_BATCH,
-    BaseStore,
     Clock,
     Snapshot,
+    Store,
 )
 from tenantry.storage.codec import decode_state, decode_tool_calls, encode_tool_calls
 from tenantry.storage.groupcommit import GroupCommit
@@ -112,7 +112,7 @@ def _from_row(row: _Row) -> Message:
     )
 
 
-class SQLiteStore(BaseStore):
+class SQLiteStore(Store):
     """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
 
     def __init__(
