@@ -45,6 +45,21 @@ Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
+class TurnWrite:
+    """What one atomic write stores in a scope, handed to the backend's `_append`.
+
+    A value that must commit together with a turn's messages gets a field here, and every
+    backend's `_append` writes it in the same atomic step."""
+
+    messages: Sequence[Message]
+    """The new messages, oldest first, already cut to the newest `max_messages`."""
+    state: str | None
+    """The new session state as JSON text; None keeps the stored one."""
+    now: float
+    """The time of the write: the scope's last activity."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A scope's newest messages and its session state, read together."""
 
@@ -89,7 +104,7 @@ class Store(ABC):
         state_text = None if state is None else encode_state(state)
         if not checked and state_text is None:
             return
-        await self._append(scope, checked, state_text, self._clock())
+        await self._append(scope, TurnWrite(self._keep(checked), state_text, self._clock()))
 
     async def get_messages(
         self,
@@ -167,7 +182,7 @@ class Store(ABC):
     ) -> None:
         """Replace the scope's session state."""
         scope = self._scope(user_id, session_id)
-        await self._append(scope, [], encode_state(state), self._clock())
+        await self._append(scope, TurnWrite((), encode_state(state), self._clock()))
 
     def lock(
         self,
@@ -241,11 +256,9 @@ class Store(ABC):
     # --- backend primitives -------------------------------------------------------------------
 
     @abstractmethod
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        """Atomically append `messages`, trim to max_messages, set `state` if not None and
-        mark the scope active at `now`."""
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        """Atomically append `write.messages`, trim the scope to max_messages, set
+        `write.state` if not None and mark the scope active at `write.now`."""
 
     @abstractmethod
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
@@ -284,4 +297,4 @@ class Store(ABC):
     async def _close(self) -> None: ...
 
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "PRUNE_BATCH", "Clock", "Snapshot", "Store"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "PRUNE_BATCH", "Clock", "Snapshot", "Store", "TurnWrite"]

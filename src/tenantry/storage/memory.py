@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import Clock, Snapshot, Store
+from tenantry.storage.base import Clock, Snapshot, Store, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.tenancy import Scope
@@ -52,22 +51,20 @@ class InMemoryStore(Store):
         sessions = self._users.get(scope.user_id)
         return None if sessions is None else sessions.get(scope.session_id)
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
-                session = sessions[scope.session_id] = _Session(now)
+                session = sessions[scope.session_id] = _Session(write.now)
             history = session.messages
-            history.extend(self._keep(messages))
+            history.extend(write.messages)
             cap = self._max_messages
             if cap is not None and len(history) > cap:
                 del history[:-cap]  # the oldest first
-            if state is not None:
-                session.state = state
-            session.updated_at = now
+            if write.state is not None:
+                session.state = write.state
+            session.updated_at = write.now
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         with self._mutex:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ from tenantry.storage.base import (
     Clock,
     Snapshot,
     Store,
+    TurnWrite,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
@@ -370,17 +371,15 @@ class PostgresStore(Store):
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
         held = held_lock(self, scope)
-        bodies = [encode_message(m) for m in self._keep(messages)]
+        bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
         params: dict[str, Any] = {
             "u": scope.user_id,
             "s": scope.session_id,
-            "state": state,
-            "now": now,
+            "state": write.state,
+            "now": write.now,
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
         }
@@ -392,10 +391,10 @@ class PostgresStore(Store):
             statements.insert(0, self._q.check_lock)
             params["holder"], params["lock_key"] = held.proof
 
-        async def write() -> None:
+        async def append() -> None:
             await self._tenant(scope.user_id, "; ".join(statements), params)
 
-        await self._run(write, scope)
+        await self._run(append, scope)
 
     async def _newest(
         self, scope: Scope, limit: int | None, offset: int

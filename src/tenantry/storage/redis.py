@@ -57,6 +57,7 @@ from tenantry.storage.base import (
     Clock,
     Snapshot,
     Store,
+    TurnWrite,
 )
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.homeloop import HomeLoop
@@ -243,22 +244,20 @@ class RedisStore(Store):
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
         held = held_lock(self, scope)
         token = "" if held is None else held.proof.token
         keys = self._keys(scope)
         args: list[Any] = [
-            repr(now),
+            repr(write.now),
             self._max_messages or 0,
-            "0" if state is None else "1",
-            state or "",
+            "0" if write.state is None else "1",
+            write.state or "",
             scope.session_id,
             scope.user_id,
             keys.member,
             token,
-            *(encode_message(m) for m in self._keep(messages)),
+            *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
         script_keys += [self._activity_key, keys.lock]

@@ -25,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, TypeVar
@@ -36,6 +36,7 @@ from tenantry.storage.base import (
     Clock,
     Snapshot,
     Store,
+    TurnWrite,
 )
 from tenantry.storage.codec import decode_state, decode_tool_calls, encode_tool_calls
 from tenantry.storage.groupcommit import GroupCommit
@@ -259,10 +260,8 @@ class SQLiteStore(Store):
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        batch = self._keep(messages)
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        batch, state, now = write.messages, write.state, write.now
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
