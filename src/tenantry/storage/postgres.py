@@ -43,11 +43,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-from tenantry._checks import check_int
 from tenantry.errors import (
     InvalidStoreURL,
     MissingDependency,
@@ -55,16 +54,9 @@ from tenantry.errors import (
     StoreSchemaError,
     StoreUnavailable,
 )
-from tenantry.storage.base import (
-    PRUNE_BATCH,
-    Clock,
-    Snapshot,
-    Store,
-    TurnWrite,
-)
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
-from tenantry.storage.homeloop import HomeLoop
-from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn, lost
+from tenantry.storage.locks import lost
 from tenantry.storage.pgschema import (
     DDL_LOCK_KEY,
     LOCK_LOST_SQLSTATE,
@@ -75,6 +67,7 @@ from tenantry.storage.pgschema import (
     tables_ddl,
     upgrade_ddl,
 )
+from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -85,7 +78,6 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("psycopg", "postgres") from exc
 
-T = TypeVar("T")
 Connection = psycopg.AsyncConnection[Any]
 LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
@@ -151,7 +143,7 @@ class _Queries:
         )
 
 
-class PostgresStore(Store):
+class PostgresStore(RemoteStore[LockProof]):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -167,7 +159,7 @@ class PostgresStore(Store):
         tenant_role: str = "tenantry_tenant",
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -179,13 +171,10 @@ class PostgresStore(Store):
         self._url = url
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         self._where += f"/{params.get('dbname', '')}"
-        self._pool_size = check_int("pool_size", pool_size)
         self._pool_timeout = float(pool_timeout)
         self._connect_timeout = float(connect_timeout)
         self._rls = rls
         self._q = _Queries(self._s)
-        self._home = HomeLoop()
-        self._locks = LocalScopeLocks()
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._lock_conn: Connection | None = None
         self._opening: asyncio.Lock | None = None
@@ -347,14 +336,9 @@ class PostgresStore(Store):
         rows, even for a query with no WHERE clause. Use it on the store's event loop."""
         return self._transaction(Scope.of(user_id).user_id)
 
-    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
-        """Run `work` on the store's loop, turning driver errors into tenantry's."""
-        try:
-            return await self._home.run(work)
-        except psycopg.Error as exc:
-            raise self._translate(exc, scope) from exc
-
-    def _translate(self, exc: psycopg.Error, scope: Scope | None) -> StoreError:
+    def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
         if isinstance(exc, PoolTimeout):
             return StoreUnavailable(
                 f"no PostgreSQL connection to {self._where} was free within "
@@ -372,7 +356,7 @@ class PostgresStore(Store):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
-        held = held_lock(self, scope)
+        fence = self._fence(scope)
         bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
         params: dict[str, Any] = {
@@ -387,9 +371,9 @@ class PostgresStore(Store):
         statements = [self._q.append]
         if bodies and cap is not None:
             statements.append(self._q.trim)
-        if held is not None:  # first: a turn that lost its lock writes nothing
+        if fence is not None:  # first: a turn that lost its lock writes nothing
             statements.insert(0, self._q.check_lock)
-            params["holder"], params["lock_key"] = held.proof
+            params["holder"], params["lock_key"] = fence
 
         async def append() -> None:
             await self._tenant(scope.user_id, "; ".join(statements), params)
@@ -471,26 +455,8 @@ class PostgresStore(Store):
         text = "\0".join((self.schema, scope.user_id, scope.session_id)).encode()
         return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
-    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._hold(scope, self.lock_key(scope), timeout)
-
-    @asynccontextmanager
-    async def _hold(
-        self,
-        scope: Scope,
-        key: int,
-        timeout: float,  # noqa: ASYNC109
-    ) -> AsyncIterator[None]:
-        async def try_acquire() -> LockProof | None:
-            return await self._run(lambda: self._try_lock(key))
-
-        async def release(proof: LockProof) -> None:
-            await self._home.run(lambda: self._unlock(proof))
-
-        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
-            yield
-
-    async def _try_lock(self, key: int) -> LockProof | None:
+    async def _try_lock(self, scope: Scope) -> LockProof | None:
+        key = self.lock_key(scope)
         conn = await self._lock_connection()
         try:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
@@ -518,25 +484,17 @@ class PostgresStore(Store):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def ping(self) -> None:
-        self._check_open()
+    async def _ping_server(self) -> None:
+        async with self._connection(self._connect_timeout) as conn:
+            await conn.execute("SELECT 1")
 
-        async def select_one() -> None:
-            async with self._connection(self._connect_timeout) as conn:
-                await conn.execute("SELECT 1")
-
-        await self._run(select_one)
-
-    async def _close(self) -> None:
-        async def shutdown() -> None:
-            pool, conn = self._pool, self._lock_conn
-            self._pool = self._lock_conn = None
-            if pool is not None:
-                await pool.close()
-            if conn is not None:
-                await conn.close()
-
-        await self._home.close(shutdown)
+    async def _disconnect(self) -> None:
+        pool, conn = self._pool, self._lock_conn
+        self._pool = self._lock_conn = None
+        if pool is not None:
+            await pool.close()
+        if conn is not None:
+            await conn.close()
 
 
 def _lost(exc: psycopg.Error) -> bool:

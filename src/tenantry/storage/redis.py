@@ -38,13 +38,11 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, unquote
 
-from tenantry._checks import check_int
 from tenantry.errors import (
     InvalidInput,
     MissingDependency,
@@ -52,16 +50,10 @@ from tenantry.errors import (
     StoreError,
     StoreUnavailable,
 )
-from tenantry.storage.base import (
-    PRUNE_BATCH,
-    Clock,
-    Snapshot,
-    Store,
-    TurnWrite,
-)
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
-from tenantry.storage.homeloop import HomeLoop
-from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn, lost
+from tenantry.storage.locks import lost
+from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -73,8 +65,6 @@ try:
     from redis.commands.core import AsyncScript
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("redis", "redis") from exc
-
-T = TypeVar("T")
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _LOCK_LOST = "TENANTRY_LOCK_LOST"
@@ -157,7 +147,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(Store):
+class RedisStore(RemoteStore[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -170,7 +160,7 @@ class RedisStore(Store):
         lock_ttl: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
                 f"key prefix must be 1-100 of A-Z a-z 0-9 _ . - (no ':', so that two "
@@ -180,12 +170,9 @@ class RedisStore(Store):
             raise InvalidInput(f"lock_ttl must be at least 0.1 seconds, got {lock_ttl!r}")
         self.prefix = prefix
         self._url = url
-        self._pool_size = check_int("pool_size", pool_size)
         self.lock_ttl = float(lock_ttl)
         self._users_key = f"{prefix}:users"
         self._activity_key = f"{prefix}:activity"
-        self._home = HomeLoop()
-        self._locks = LocalScopeLocks()
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -227,26 +214,24 @@ class RedisStore(Store):
         self._ready()
         return await self._scripts[name](keys=keys, args=args)
 
-    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
-        """Run `work` on the store's loop, turning redis-py errors into tenantry's."""
-        try:
-            return await self._home.run(work)
-        except redis_errors.RedisError as exc:
-            if scope is not None and _LOCK_LOST in str(exc):
-                raise lost(scope) from None
-            if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-                raise StoreUnavailable(
-                    f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
-                    "runs and the store URL is right (or raise pool_size if no connection "
-                    "was free)"
-                ) from exc
-            raise StoreError(f"Redis error: {exc}") from exc
+    def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
+        if not isinstance(exc, redis_errors.RedisError):
+            return None
+        if scope is not None and _LOCK_LOST in str(exc):
+            return lost(scope)
+        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+            return StoreUnavailable(
+                f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
+                "runs and the store URL is right (or raise pool_size if no connection "
+                "was free)"
+            )
+        return StoreError(f"Redis error: {exc}")
 
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
-        held = held_lock(self, scope)
-        token = "" if held is None else held.proof.token
+        fence = self._fence(scope)
+        token = "" if fence is None else fence.token
         keys = self._keys(scope)
         args: list[Any] = [
             repr(write.now),
@@ -345,24 +330,8 @@ class RedisStore(Store):
 
     # --- the turn lock ------------------------------------------------------------------------
 
-    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._hold(scope, timeout)
-
-    @asynccontextmanager
-    async def _hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+    async def _try_lock(self, scope: Scope) -> _Lock | None:
         key = self._keys(scope).lock
-
-        async def try_acquire() -> _Lock | None:
-            return await self._run(lambda: self._try_lock(key))
-
-        async def release(lock: _Lock) -> None:
-            with suppress(StoreError):
-                await self._run(lambda: self._unlock(lock))
-
-        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
-            yield
-
-    async def _try_lock(self, key: str) -> _Lock | None:
         token = secrets.token_hex(16)
         ttl_ms = round(self.lock_ttl * 1000)
         if not await self._ready().set(key, token, nx=True, px=ttl_ms):
@@ -391,16 +360,13 @@ class RedisStore(Store):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def ping(self) -> None:
-        self._check_open()
-        await self._run(lambda: self._ready().ping())
+    async def _ping_server(self) -> None:
+        await self._ready().ping()
 
-    async def _close(self) -> None:
-        client = self._client
-        self._client = None
-        if client is None:
-            return
-        await self._home.close(lambda: client.aclose(close_connection_pool=True))
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
 
 
 def _window(limit: int | None, offset: int) -> tuple[int, int]:
