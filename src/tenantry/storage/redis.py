@@ -12,10 +12,11 @@ neither make two scopes share a key nor reach outside the prefix:
     {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
     {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
 
-A turn is one Lua script: append, trim to max_messages, set state, update the indexes, all
-atomic. Listing users or sessions reads an index set and pruning reads the activity sorted
-set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning
-re-checks each scope's last activity inside it, so a scope written meanwhile survives.
+A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
+indexes, all atomic. Listing users or sessions reads an index set and pruning reads the
+activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script
+too, and pruning re-checks each scope's last activity inside it, so a scope written
+meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
@@ -53,6 +54,7 @@ from tenantry.errors import (
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
+from tenantry.storage.redis_lua import APPEND, DELETE, LOCK_LOST, RELEASE, RENEW
 from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
@@ -67,61 +69,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependency("redis", "redis") from exc
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-_LOCK_LOST = "TENANTRY_LOCK_LOST"
-
-_APPEND = f"""
-if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
-    return redis.error_reply('{_LOCK_LOST}')
-end
-local n = #ARGV
-for i = 9, n, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
-end
-local cap = tonumber(ARGV[2])
-if cap > 0 and n >= 9 then
-    redis.call('LTRIM', KEYS[1], -cap, -1)
-end
-if ARGV[3] == '1' then
-    redis.call('SET', KEYS[2], ARGV[4])
-end
-redis.call('SADD', KEYS[3], ARGV[5])
-redis.call('SADD', KEYS[4], ARGV[6])
-redis.call('ZADD', KEYS[5], ARGV[1], ARGV[7])
-return 1
-"""
-
-# KEYS: users, activity, then (messages, state, sessions) per scope.
-# ARGV: cutoff ('' = delete unconditionally), then (user, session, member) per scope.
-_DELETE = """
-local deleted = 0
-for i = 0, (#KEYS - 2) / 3 - 1 do
-    local k, a = 3 + i * 3, 2 + i * 3
-    local score = redis.call('ZSCORE', KEYS[2], ARGV[a + 2])
-    if ARGV[1] == '' or (score and tonumber(score) < tonumber(ARGV[1])) then
-        redis.call('DEL', KEYS[k], KEYS[k + 1])
-        redis.call('SREM', KEYS[k + 2], ARGV[a + 1])
-        if redis.call('SCARD', KEYS[k + 2]) == 0 then
-            redis.call('SREM', KEYS[1], ARGV[a])
-        end
-        deleted = deleted + redis.call('ZREM', KEYS[2], ARGV[a + 2])
-    end
-end
-return deleted
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def encode_id(value: str) -> str:
@@ -201,10 +148,10 @@ class RedisStore(RemoteStore[_Lock]):
             )
             client = Redis(connection_pool=pool)
             for name, source in (
-                ("append", _APPEND),
-                ("delete", _DELETE),
-                ("renew", _RENEW),
-                ("release", _RELEASE),
+                ("append", APPEND),
+                ("delete", DELETE),
+                ("renew", RENEW),
+                ("release", RELEASE),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -217,7 +164,7 @@ class RedisStore(RemoteStore[_Lock]):
     def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
         if not isinstance(exc, redis_errors.RedisError):
             return None
-        if scope is not None and _LOCK_LOST in str(exc):
+        if scope is not None and LOCK_LOST in str(exc):
             return lost(scope)
         if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
             return StoreUnavailable(
