@@ -39,7 +39,8 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
 
 
 class InMemoryStore(Store):
-    """The seed's `NewInMemory(100)`: `InMemoryStore(max_messages=100)`."""
+    """Every scope in this process's memory: `InMemoryStore(max_messages=100)` keeps each
+    scope's newest 100 messages; nothing outlives the process or `close()`."""
 
     def __init__(self, max_messages: int | None = None, *, clock: Clock = time.time) -> None:
         super().__init__(max_messages=max_messages, clock=clock)

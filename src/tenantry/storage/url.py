@@ -24,7 +24,7 @@ from tenantry.storage.base import Store
 
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
-_INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size", "prune_batch"})
+_INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size"})
 _FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
 _BOOL_OPTIONS = frozenset({"rls"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
