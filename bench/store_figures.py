@@ -34,7 +34,7 @@ from typing import Any
 
 import tenantry
 from tenantry import Message
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tenantry.storage.url import open_store
 
 WRITERS = 1000
@@ -69,7 +69,7 @@ async def _bounded(jobs: list[Callable[[], Awaitable[None]]], limit: int) -> Non
     await asyncio.gather(*(run(job) for job in jobs))
 
 
-async def append_throughput(store: BaseStore) -> float:
+async def append_throughput(store: Store) -> float:
     """Messages per second with WRITERS concurrent writers, one message per call."""
 
     async def writer(n: int) -> None:
@@ -82,7 +82,7 @@ async def append_throughput(store: BaseStore) -> float:
     return WRITERS * WRITES_PER_WRITER / elapsed
 
 
-async def fill(store: BaseStore) -> None:
+async def fill(store: Store) -> None:
     """10 000 other tenants, a scope of 10 and a scope of 100 000 messages."""
 
     def tenant(n: int) -> Callable[[], Awaitable[None]]:
@@ -101,7 +101,7 @@ async def fill(store: BaseStore) -> None:
     assert await store.size("small") == 10
 
 
-async def median_read_ms(store: BaseStore, user_id: str) -> float:
+async def median_read_ms(store: Store, user_id: str) -> float:
     timings = []
     for _ in range(READS):
         started = time.perf_counter()

@@ -31,7 +31,7 @@ from typing import Any
 from bench.common import Config, Report, table
 from bench.raw_drivers import RawMemory, RawPostgres, RawRedis, RawSQLite, RawStore, Row
 from tenantry import InMemoryStore, Message, SQLiteStore
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 
 BACKENDS = ("memory", "sqlite", "postgres", "redis")
 READ_LIMIT = 50
@@ -58,7 +58,7 @@ class Side:
     read: Callable[[str], Awaitable[list[Any]]]
 
 
-def tenantry_side(name: str, store: BaseStore) -> Side:
+def tenantry_side(name: str, store: Store) -> Side:
     async def append(user_id: str, message: Message) -> None:
         await store.add(message, user_id=user_id)
 
@@ -114,7 +114,7 @@ async def read_rate(side: Side, callers: int, each: int) -> float:
     return await concurrent_rate(callers, each, lambda n, i: side.read(f"fill-{n}"))
 
 
-async def fill(store: BaseStore, raw: RawStore, extras: list[BaseStore], scopes: int) -> None:
+async def fill(store: Store, raw: RawStore, extras: list[Store], scopes: int) -> None:
     """Give `scopes` scopes FILL messages each, in every store."""
     for n in range(scopes):
         messages = [Message.user(f"{TEXT}fill {n} message {i}") for i in range(FILL)]

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tenantry.storage.memory import InMemoryStore
 from tenantry.storage.sqlite import SQLiteStore
 
-MakeStore = Callable[..., BaseStore]
+MakeStore = Callable[..., Store]
 
 
 class FakeClock:
@@ -39,11 +39,11 @@ class FakeClock:
         self.now += seconds
 
 
-def _memory(namespace: Path, **options: Any) -> BaseStore:
+def _memory(namespace: Path, **options: Any) -> Store:
     return InMemoryStore(**options)
 
 
-def _sqlite(namespace: Path, **options: Any) -> BaseStore:
+def _sqlite(namespace: Path, **options: Any) -> Store:
     return SQLiteStore(namespace / "tenantry.db", **options)
 
 
@@ -64,7 +64,7 @@ def namespace_name(namespace: Path) -> str:
     return "tenantry_test_" + hashlib.blake2b(str(namespace).encode(), digest_size=8).hexdigest()
 
 
-def _postgres(namespace: Path, **options: Any) -> BaseStore:
+def _postgres(namespace: Path, **options: Any) -> Store:
     from tenantry.storage.postgres import PostgresStore
 
     url = server_url(POSTGRES_URL_VARIABLE)
@@ -79,7 +79,7 @@ async def drop_postgres_schema(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _redis(namespace: Path, **options: Any) -> BaseStore:
+def _redis(namespace: Path, **options: Any) -> Store:
     from tenantry.storage.redis import RedisStore
 
     url = server_url(REDIS_URL_VARIABLE)
@@ -104,7 +104,7 @@ async def _cleanup_redis(namespace: Path) -> None:
     await delete_redis_prefix(namespace_name(namespace))
 
 
-BACKENDS: dict[str, Callable[..., BaseStore]] = {
+BACKENDS: dict[str, Callable[..., Store]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "postgres": _postgres,
@@ -126,9 +126,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[MakeStore]:
-    created: list[BaseStore] = []
+    created: list[Store] = []
 
-    def make(**options: Any) -> BaseStore:
+    def make(**options: Any) -> Store:
         store = BACKENDS[backend](tmp_path, **options)
         created.append(store)
         return store
@@ -141,7 +141,7 @@ async def make_store(backend: str, tmp_path: Path) -> AsyncIterator[MakeStore]:
 
 
 @pytest.fixture
-async def store(make_store: MakeStore) -> BaseStore:
+async def store(make_store: MakeStore) -> Store:
     return make_store()
 
 

@@ -16,7 +16,6 @@ from tenantry import types as data_types
 LAZY = {"OpenAIChatModel", "PostgresStore", "RedisStore"}
 """Exported, but imported on first use (their drivers come with extras)."""
 KEPT_IN_SUBPACKAGE = {
-    "BaseStore": "the former name of the store base class; `Store` is exported",
     "DEFAULT_STORE_URL": "a setting's default, for tenantry.storage users",
     "DEFAULT_SESSION_ID": "the default the runs apply; read it from tenantry.tenancy",
     "DEFAULT_USER_ID": "the default the runs apply; read it from tenantry.tenancy",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.peers import REPLY, Recorder, connect
 from tenantry import Agent, FunctionModel, Message, open_store
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tenantry.types import ToolSpec
 
 _COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
@@ -33,7 +33,7 @@ class TenantryPeer:
         }
         self._recorder = Recorder()
         self._path: Path | None = None
-        self._store: BaseStore | None = None
+        self._store: Store | None = None
         self._agent: Agent | None = None
 
     def _answer(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:

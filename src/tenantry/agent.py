@@ -18,6 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, NoReturn
 
+from tenantry._checks import check_int
 from tenantry._runner import run_sync
 from tenantry.errors import (
     InvalidInput,
@@ -31,13 +32,6 @@ from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
-
-
-def _positive(name: str, value: int, *, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidInput(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 def _window(history: list[Message]) -> list[Message]:
@@ -123,8 +117,8 @@ class Agent:
             "store": store,
             "instructions": instructions,
             "tools": converted,
-            "max_loops": _positive("max_loops", max_loops),
-            "history_window": _positive("history_window", history_window, allow_zero=True),
+            "max_loops": check_int("max_loops", max_loops),
+            "history_window": check_int("history_window", history_window, minimum=0),
             "default_user_id": validate_user_id(default_user_id),
             "lock_timeout": float(lock_timeout),
         }

@@ -31,7 +31,7 @@ from tenantry.errors import (
     ToolError,
 )
 from tenantry.models import ModelResponse
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tenantry.types import ToolCall, ToolSpec
 
 
@@ -47,7 +47,7 @@ async def _echo(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
 # --- the seed's demo --------------------------------------------------------------------------
 
 
-def test_the_seed_demo_through_one_shared_agent(store: BaseStore) -> None:
+def test_the_seed_demo_through_one_shared_agent(store: Store) -> None:
     agent = Agent(name="customer-service", model=OfflineModel(), store=store)
     assert "Alice" in agent.run("My name is Alice", user_id="user-a").content
     assert agent.run("What's my name?", user_id="user-a").content == "Your name is Alice."
@@ -57,7 +57,7 @@ def test_the_seed_demo_through_one_shared_agent(store: BaseStore) -> None:
     assert agent.default_user_id == "default"
 
 
-async def test_the_default_user_is_used_when_none_is_given(store: BaseStore) -> None:
+async def test_the_default_user_is_used_when_none_is_given(store: Store) -> None:
     agent = Agent(model=OfflineModel(), store=store, default_user_id="script-user")
     output = await agent.arun("My name is Carol")
     assert (output.user_id, output.session_id) == ("script-user", "default")
@@ -68,7 +68,7 @@ async def test_the_default_user_is_used_when_none_is_given(store: BaseStore) -> 
 
 
 async def test_1000_concurrent_turns_over_100_users_keep_every_history_whole(
-    store: BaseStore,
+    store: Store,
 ) -> None:
     agent = Agent(model=FunctionModel(_echo), store=store, history_window=0)
 
@@ -94,7 +94,7 @@ async def test_1000_concurrent_turns_over_100_users_keep_every_history_whole(
     assert len(store._locks) == 0  # type: ignore[attr-defined]  # the lock table emptied
 
 
-async def test_turns_of_one_scope_never_interleave(store: BaseStore) -> None:
+async def test_turns_of_one_scope_never_interleave(store: Store) -> None:
     seen: dict[str, list[int]] = {}
 
     async def record(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
@@ -114,7 +114,7 @@ async def test_turns_of_one_scope_never_interleave(store: BaseStore) -> None:
         assert seen[user] == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
 
 
-async def test_different_scopes_run_in_parallel(store: BaseStore) -> None:
+async def test_different_scopes_run_in_parallel(store: Store) -> None:
     inside = asyncio.Barrier(3)
 
     async def wait_for_others(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
@@ -130,7 +130,7 @@ async def test_different_scopes_run_in_parallel(store: BaseStore) -> None:
     assert [o.content for o in outputs] == ["together"] * 3
 
 
-async def test_a_turn_waiting_too_long_for_its_scope_raises_scope_busy(store: BaseStore) -> None:
+async def test_a_turn_waiting_too_long_for_its_scope_raises_scope_busy(store: Store) -> None:
     release = asyncio.Event()
     started = asyncio.Event()
 
@@ -152,7 +152,7 @@ async def test_a_turn_waiting_too_long_for_its_scope_raises_scope_busy(store: Ba
 # --- atomic turns -----------------------------------------------------------------------------
 
 
-async def test_a_failing_model_leaves_no_half_turn(store: BaseStore) -> None:
+async def test_a_failing_model_leaves_no_half_turn(store: Store) -> None:
     def broken(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
         raise RuntimeError("model exploded")
 
@@ -164,7 +164,7 @@ async def test_a_failing_model_leaves_no_half_turn(store: BaseStore) -> None:
     assert [m.content for m in await store.get_messages("u")] == ["before", "kept"]
 
 
-async def test_a_failure_after_a_tool_changed_state_stores_neither(store: BaseStore) -> None:
+async def test_a_failure_after_a_tool_changed_state_stores_neither(store: Store) -> None:
     calls = 0
 
     @tool
@@ -186,7 +186,7 @@ async def test_a_failure_after_a_tool_changed_state_stores_neither(store: BaseSt
     assert await store.get_state("u") == {}
 
 
-async def test_a_failing_tool_raises_tool_error_and_stores_nothing(store: BaseStore) -> None:
+async def test_a_failing_tool_raises_tool_error_and_stores_nothing(store: Store) -> None:
     @tool
     def explode() -> str:
         raise ValueError("no")
@@ -200,7 +200,7 @@ async def test_a_failing_tool_raises_tool_error_and_stores_nothing(store: BaseSt
     assert await store.size("u") == 0
 
 
-async def test_an_endless_tool_loop_stops_at_max_loops(store: BaseStore) -> None:
+async def test_an_endless_tool_loop_stops_at_max_loops(store: Store) -> None:
     calls = 0
 
     @tool
@@ -219,7 +219,7 @@ async def test_an_endless_tool_loop_stops_at_max_loops(store: BaseStore) -> None
     assert await store.size("u") == 0
 
 
-async def test_unknown_tools_and_bad_arguments_go_back_to_the_model(store: BaseStore) -> None:
+async def test_unknown_tools_and_bad_arguments_go_back_to_the_model(store: Store) -> None:
     @tool
     def double(n: int) -> int:
         return n * 2
@@ -248,7 +248,7 @@ async def test_unknown_tools_and_bad_arguments_go_back_to_the_model(store: BaseS
 # --- history window ---------------------------------------------------------------------------
 
 
-async def test_only_the_history_window_reaches_the_model(store: BaseStore) -> None:
+async def test_only_the_history_window_reaches_the_model(store: Store) -> None:
     received: list[list[Message]] = []
 
     def record(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
@@ -267,7 +267,7 @@ async def test_only_the_history_window_reaches_the_model(store: BaseStore) -> No
     assert [m.content for m in sent[1:]] == ["q194", "a195", "q196", "a197", "q198", "a199", "now"]
 
 
-async def test_a_window_never_opens_with_an_orphan_tool_result(store: BaseStore) -> None:
+async def test_a_window_never_opens_with_an_orphan_tool_result(store: Store) -> None:
     received: list[list[Message]] = []
 
     def record(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str:
@@ -297,7 +297,7 @@ async def test_a_window_never_opens_with_an_orphan_tool_result(store: BaseStore)
 
 
 async def test_a_counter_tool_ends_at_exactly_10_per_user_after_1000_turns(
-    store: BaseStore,
+    store: Store,
 ) -> None:
     wrong_scope: list[str] = []
 
@@ -331,7 +331,7 @@ async def test_a_counter_tool_ends_at_exactly_10_per_user_after_1000_turns(
 
 
 async def test_state_changes_are_stored_with_the_turn_and_passed_to_the_next(
-    store: BaseStore,
+    store: Store,
 ) -> None:
     @tool
     def add_to_cart(ctx: RunContext, item: str) -> str:
@@ -353,7 +353,7 @@ async def test_state_changes_are_stored_with_the_turn_and_passed_to_the_next(
     assert await store.get_state("bob") == {"cart": ["plum"]}
 
 
-async def test_deps_reach_the_tools(store: BaseStore) -> None:
+async def test_deps_reach_the_tools(store: Store) -> None:
     @tool
     def greet(ctx: RunContext) -> str:
         return f"{ctx.deps['greeting']}, {ctx.user_id} ({ctx.session_id})"
@@ -371,7 +371,7 @@ async def test_deps_reach_the_tools(store: BaseStore) -> None:
 # --- streaming --------------------------------------------------------------------------------
 
 
-async def test_streamed_deltas_add_up_to_the_stored_reply(store: BaseStore) -> None:
+async def test_streamed_deltas_add_up_to_the_stored_reply(store: Store) -> None:
     agent = Agent(model=OfflineModel(), store=store)
     await agent.arun("My name is Alice", user_id="a")
     deltas: list[str] = []
@@ -387,7 +387,7 @@ async def test_streamed_deltas_add_up_to_the_stored_reply(store: BaseStore) -> N
     assert (await store.get_messages("a"))[-1].content == final.content
 
 
-async def test_a_stream_without_a_response_is_a_model_error(store: BaseStore) -> None:
+async def test_a_stream_without_a_response_is_a_model_error(store: Store) -> None:
     class Mute(OfflineModel):
         async def stream(self, messages, tools=()):  # type: ignore[no-untyped-def,override]
             yield "partial"
@@ -399,7 +399,7 @@ async def test_a_stream_without_a_response_is_a_model_error(store: BaseStore) ->
     assert await store.size("u") == 0
 
 
-async def test_a_stream_that_fails_midway_stores_nothing(store: BaseStore) -> None:
+async def test_a_stream_that_fails_midway_stores_nothing(store: Store) -> None:
     class Flaky(OfflineModel):
         async def stream(self, messages, tools=()):  # type: ignore[no-untyped-def,override]
             yield "half a reply"
@@ -415,7 +415,7 @@ async def test_a_stream_that_fails_midway_stores_nothing(store: BaseStore) -> No
 # --- the agent itself -------------------------------------------------------------------------
 
 
-def test_the_agent_is_immutable(store: BaseStore) -> None:
+def test_the_agent_is_immutable(store: Store) -> None:
     agent = Agent(model=OfflineModel(), store=store)
     with pytest.raises(AttributeError, match="pass user_id"):
         agent.user_id = "user-a"  # type: ignore[misc]
@@ -429,7 +429,7 @@ def test_the_agent_is_immutable(store: BaseStore) -> None:
     assert "Agent(name='agent'" in repr(agent)
 
 
-async def test_bad_input_is_rejected_before_anything_is_stored(store: BaseStore) -> None:
+async def test_bad_input_is_rejected_before_anything_is_stored(store: Store) -> None:
     agent = Agent(model=OfflineModel(), store=store)
     with pytest.raises(InvalidMessage):
         await agent.arun("   ", user_id="u")

@@ -3,13 +3,13 @@ from many concurrent tasks; no read may ever return another scope's token."""
 
 from __future__ import annotations
 
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tests.support.reliability.workloads import make_scopes, random_isolation
 
 OPERATIONS = 20_000
 
 
-async def test_no_read_ever_returns_another_scopes_data(store: BaseStore) -> None:
+async def test_no_read_ever_returns_another_scopes_data(store: Store) -> None:
     scopes = make_scopes(users=250, sessions_per_user=4)
     report = await random_isolation(store, scopes, operations=OPERATIONS, concurrency=64, seed=7)
     assert report.violations == []

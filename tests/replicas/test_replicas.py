@@ -14,7 +14,7 @@ import pytest
 
 from tenantry import Agent, OfflineModel, open_store
 from tenantry.errors import ScopeBusy
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tests.conftest import (
     CLEANUPS,
     POSTGRES_URL_VARIABLE,
@@ -64,7 +64,7 @@ async def _expect(process: asyncio.subprocess.Process, word: str) -> None:
     assert line.decode().strip() == word, f"replica said {line!r}, expected {word!r}"
 
 
-async def _history_is_whole_and_serial(store: BaseStore, user: str) -> None:
+async def _history_is_whole_and_serial(store: Store, user: str) -> None:
     history = await store.get_messages(user)
     assert len(history) == 2 * 2 * TURNS_PER_REPLICA, f"{user} lost turns"
     asked = []

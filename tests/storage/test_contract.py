@@ -15,13 +15,13 @@ import pytest
 
 from tenantry import InvalidSessionId, InvalidUserId, Message, SyncStore, ToolCall
 from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tests.conftest import PERSISTENT, FakeClock, MakeStore
 
 # --- the seed's cases -------------------------------------------------------------------------
 
 
-async def test_each_user_sees_only_their_own_messages(store: BaseStore) -> None:
+async def test_each_user_sees_only_their_own_messages(store: Store) -> None:
     for i in range(10):
         await store.add(Message.user(f"User A message {i}"), user_id="user-a")
     for i in range(5):
@@ -36,13 +36,13 @@ async def test_each_user_sees_only_their_own_messages(store: BaseStore) -> None:
     assert await store.get_messages("user-c") == []
 
 
-async def test_omitted_user_id_is_the_default_user(store: BaseStore) -> None:
+async def test_omitted_user_id_is_the_default_user(store: Store) -> None:
     await store.add(Message.user("hello"))
     assert await store.size("default") == 1
     assert await store.list_users() == ["default"]
 
 
-async def test_1000_concurrent_adds_over_10_users_keep_exact_counts(store: BaseStore) -> None:
+async def test_1000_concurrent_adds_over_10_users_keep_exact_counts(store: Store) -> None:
     async def add(user: int, n: int) -> None:
         await store.add(Message.user(f"Message {n}"), user_id=f"user-{user}")
 
@@ -54,7 +54,7 @@ async def test_1000_concurrent_adds_over_10_users_keep_exact_counts(store: BaseS
         assert contents == {f"Message {n}" for n in range(100)}
 
 
-async def test_concurrent_adds_from_threads_through_the_sync_facade(store: BaseStore) -> None:
+async def test_concurrent_adds_from_threads_through_the_sync_facade(store: Store) -> None:
     sync = SyncStore(store)
 
     def add(user: int, n: int) -> None:
@@ -74,7 +74,7 @@ async def test_concurrent_adds_from_threads_through_the_sync_facade(store: BaseS
 
 
 async def test_messages_come_back_oldest_first_and_limit_gives_the_newest(
-    store: BaseStore,
+    store: Store,
 ) -> None:
     await store.add_many([Message.user(f"m{i}") for i in range(10)], user_id="u")
     assert [m.content for m in await store.get_messages("u")] == [f"m{i}" for i in range(10)]
@@ -83,7 +83,7 @@ async def test_messages_come_back_oldest_first_and_limit_gives_the_newest(
     assert len(await store.get_messages("u", limit=100)) == 10
 
 
-async def test_offset_pages_backwards_from_the_newest(store: BaseStore) -> None:
+async def test_offset_pages_backwards_from_the_newest(store: Store) -> None:
     await store.add_many([Message.user(f"m{i}") for i in range(10)], user_id="u")
     page = await store.get_messages("u", limit=3, offset=3)
     assert [m.content for m in page] == ["m4", "m5", "m6"]
@@ -93,12 +93,12 @@ async def test_offset_pages_backwards_from_the_newest(store: BaseStore) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"limit": -1}, {"offset": -1}, {"limit": True}, {"offset": 1.5}])
-async def test_bad_paging_is_rejected(store: BaseStore, bad: dict[str, Any]) -> None:
+async def test_bad_paging_is_rejected(store: Store, bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
         await store.get_messages("u", **bad)
 
 
-async def test_messages_round_trip_with_every_field(store: BaseStore) -> None:
+async def test_messages_round_trip_with_every_field(store: Store) -> None:
     call = ToolCall(id="call-1", name="lookup", arguments='{"q": "ü"}')
     sent = [
         Message.user("Find ü ✓ 日本語"),
@@ -110,7 +110,7 @@ async def test_messages_round_trip_with_every_field(store: BaseStore) -> None:
     assert await store.get_messages("u", "s") == sent
 
 
-async def test_a_caller_cannot_change_stored_messages(store: BaseStore) -> None:
+async def test_a_caller_cannot_change_stored_messages(store: Store) -> None:
     await store.add(Message.user("original"), user_id="u")
     got = await store.get_messages("u")
     got.append(Message.user("smuggled"))
@@ -120,7 +120,7 @@ async def test_a_caller_cannot_change_stored_messages(store: BaseStore) -> None:
     assert [m.content for m in await store.get_messages("u")] == ["original"]
 
 
-async def test_messages_read_back_are_ordinary_frozen_messages(store: BaseStore) -> None:
+async def test_messages_read_back_are_ordinary_frozen_messages(store: Store) -> None:
     call = ToolCall(id="call-1", name="lookup", arguments="{}")
     sent = Message.assistant("looking", tool_calls=(call,))
     await store.add(sent, user_id="u")
@@ -136,7 +136,7 @@ async def test_messages_read_back_are_ordinary_frozen_messages(store: BaseStore)
     assert (await store.snapshot("u")).messages == [sent]
 
 
-async def test_sessions_of_one_user_are_separate(store: BaseStore) -> None:
+async def test_sessions_of_one_user_are_separate(store: Store) -> None:
     await store.add(Message.user("in s1"), user_id="u", session_id="s1")
     await store.add(Message.user("in s2"), user_id="u", session_id="s2")
     assert [m.content for m in await store.get_messages("u", "s1")] == ["in s1"]
@@ -147,7 +147,7 @@ async def test_sessions_of_one_user_are_separate(store: BaseStore) -> None:
 # --- writing ----------------------------------------------------------------------------------
 
 
-async def test_add_many_is_all_or_nothing(store: BaseStore) -> None:
+async def test_add_many_is_all_or_nothing(store: Store) -> None:
     bad: list[Any] = [Message.user("one"), "not a message", Message.user("three")]
     with pytest.raises(InvalidMessage):
         await store.add_many(bad, user_id="u")
@@ -155,7 +155,7 @@ async def test_add_many_is_all_or_nothing(store: BaseStore) -> None:
     assert await store.list_users() == []
 
 
-async def test_add_rejects_what_is_not_a_message(store: BaseStore) -> None:
+async def test_add_rejects_what_is_not_a_message(store: Store) -> None:
     with pytest.raises(InvalidMessage):
         await store.add("hello", user_id="u")  # type: ignore[arg-type]
     with pytest.raises(InvalidMessage):
@@ -177,14 +177,14 @@ async def test_capacity_drops_the_oldest_first(make_store: MakeStore) -> None:
 # --- clearing ---------------------------------------------------------------------------------
 
 
-async def _fill(store: BaseStore) -> None:
+async def _fill(store: Store) -> None:
     for user in ("a", "b"):
         for session in ("s1", "s2"):
             await store.add(Message.user(f"{user}/{session}"), user_id=user, session_id=session)
             await store.set_state({"who": f"{user}/{session}"}, user_id=user, session_id=session)
 
 
-async def test_clearing_a_session_leaves_every_other_scope_intact(store: BaseStore) -> None:
+async def test_clearing_a_session_leaves_every_other_scope_intact(store: Store) -> None:
     await _fill(store)
     await store.clear("a", "s1")
     assert await store.size("a", "s1") == 0
@@ -195,7 +195,7 @@ async def test_clearing_a_session_leaves_every_other_scope_intact(store: BaseSto
         assert await store.get_state(user, session) == {"who": f"{user}/{session}"}
 
 
-async def test_clearing_a_user_removes_all_their_sessions_only(store: BaseStore) -> None:
+async def test_clearing_a_user_removes_all_their_sessions_only(store: Store) -> None:
     await _fill(store)
     await store.clear("a")
     assert await store.list_users() == ["b"]
@@ -204,7 +204,7 @@ async def test_clearing_a_user_removes_all_their_sessions_only(store: BaseStore)
     assert await store.size("b", "s1") == 1
 
 
-async def test_clear_all_removes_everything(store: BaseStore) -> None:
+async def test_clear_all_removes_everything(store: Store) -> None:
     await _fill(store)
     await store.clear_all()
     assert await store.list_users() == []
@@ -213,7 +213,7 @@ async def test_clear_all_removes_everything(store: BaseStore) -> None:
     assert await store.size("a") == 1
 
 
-async def test_clearing_unknown_scopes_is_harmless(store: BaseStore) -> None:
+async def test_clearing_unknown_scopes_is_harmless(store: Store) -> None:
     await store.clear("nobody")
     await store.clear("nobody", "nothing")
     assert await store.list_users() == []
@@ -222,7 +222,7 @@ async def test_clearing_unknown_scopes_is_harmless(store: BaseStore) -> None:
 # --- listing ----------------------------------------------------------------------------------
 
 
-async def test_list_users_and_sessions_are_sorted_and_exact(store: BaseStore) -> None:
+async def test_list_users_and_sessions_are_sorted_and_exact(store: Store) -> None:
     await store.add(Message.user("x"), user_id="carol", session_id="z")
     await store.add(Message.user("x"), user_id="alice", session_id="b")
     await store.add(Message.user("x"), user_id="alice", session_id="a")
@@ -236,7 +236,7 @@ async def test_list_users_and_sessions_are_sorted_and_exact(store: BaseStore) ->
 # --- session state ----------------------------------------------------------------------------
 
 
-async def test_state_is_per_scope_and_starts_empty(store: BaseStore) -> None:
+async def test_state_is_per_scope_and_starts_empty(store: Store) -> None:
     assert await store.get_state("u") == {}
     await store.set_state({"cart": ["apple"], "n": 1}, user_id="u")
     await store.set_state({"cart": ["pear"]}, user_id="v")
@@ -246,7 +246,7 @@ async def test_state_is_per_scope_and_starts_empty(store: BaseStore) -> None:
     assert await store.get_state("u", "s2") == {"other": True}
 
 
-async def test_state_returned_is_a_copy(store: BaseStore) -> None:
+async def test_state_returned_is_a_copy(store: Store) -> None:
     await store.set_state({"cart": ["apple"]}, user_id="u")
     got = await store.get_state("u")
     got["cart"].append("stolen")
@@ -257,14 +257,14 @@ async def test_state_returned_is_a_copy(store: BaseStore) -> None:
 @pytest.mark.parametrize(
     "bad", [{"f": object()}, {1: "int key"}, ["not", "a", "dict"], {"nan": float("nan")}]
 )
-async def test_state_that_is_not_json_is_rejected(store: BaseStore, bad: Any) -> None:
+async def test_state_that_is_not_json_is_rejected(store: Store, bad: Any) -> None:
     with pytest.raises(InvalidState):
         await store.set_state(bad, user_id="u")
     assert await store.get_state("u") == {}
     assert await store.list_users() == []
 
 
-async def test_add_many_writes_messages_and_state_together(store: BaseStore) -> None:
+async def test_add_many_writes_messages_and_state_together(store: Store) -> None:
     await store.add_many([Message.user("hi")], user_id="u", state={"turns": 1})
     snapshot = await store.snapshot("u", limit=10)
     assert [m.content for m in snapshot.messages] == ["hi"]
@@ -275,7 +275,7 @@ async def test_add_many_writes_messages_and_state_together(store: BaseStore) -> 
     assert await store.get_state("u") == {"turns": 1}
 
 
-async def test_snapshot_of_an_unknown_scope_is_empty(store: BaseStore) -> None:
+async def test_snapshot_of_an_unknown_scope_is_empty(store: Store) -> None:
     snapshot = await store.snapshot("ghost", limit=5)
     assert snapshot.messages == []
     assert snapshot.state == {}
@@ -319,7 +319,7 @@ async def test_prune_works_through_more_than_one_batch(
     assert await store.list_users() == ["survivor"]
 
 
-async def test_prune_rejects_a_negative_age(store: BaseStore) -> None:
+async def test_prune_rejects_a_negative_age(store: Store) -> None:
     with pytest.raises(InvalidInput):
         await store.prune_inactive(timedelta(seconds=-1))
 
@@ -329,7 +329,7 @@ async def test_prune_rejects_a_negative_age(store: BaseStore) -> None:
 BAD_IDS = ["", "   ", "x" * 256, "nul\x00byte", "new\nline", "esc\x1b[0m", "del\x7f", "\ud800"]
 
 
-def _calls(store: BaseStore, *, user: str | None, session: str | None) -> list[Any]:
+def _calls(store: Store, *, user: str | None, session: str | None) -> list[Any]:
     m = Message.user("x")
     calls = [
         store.add(m, user_id=user, session_id=session),
@@ -348,7 +348,7 @@ def _calls(store: BaseStore, *, user: str | None, session: str | None) -> list[A
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
-async def test_every_call_rejects_a_bad_user_id(store: BaseStore, bad: str) -> None:
+async def test_every_call_rejects_a_bad_user_id(store: Store, bad: str) -> None:
     for call in _calls(store, user=bad, session=None):
         with pytest.raises(InvalidUserId):
             await call
@@ -359,14 +359,14 @@ async def test_every_call_rejects_a_bad_user_id(store: BaseStore, bad: str) -> N
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
-async def test_every_call_rejects_a_bad_session_id(store: BaseStore, bad: str) -> None:
+async def test_every_call_rejects_a_bad_session_id(store: Store, bad: str) -> None:
     for call in _calls(store, user="ok", session=bad):
         with pytest.raises(InvalidSessionId):
             await call
     assert await store.list_users() == []
 
 
-async def test_ids_errors_say_what_is_wrong(store: BaseStore) -> None:
+async def test_ids_errors_say_what_is_wrong(store: Store) -> None:
     with pytest.raises(InvalidUserId, match="at most 255 characters"):
         await store.size("x" * 256)
     with pytest.raises(InvalidSessionId, match="control characters"):
@@ -387,7 +387,7 @@ HOSTILE_IDS = [
 ]
 
 
-async def test_unusual_but_valid_ids_are_stored_separately(store: BaseStore) -> None:
+async def test_unusual_but_valid_ids_are_stored_separately(store: Store) -> None:
     for i, user in enumerate(HOSTILE_IDS):
         await store.add(Message.user(f"msg {i}"), user_id=user, session_id=user)
     assert await store.list_users() == sorted(HOSTILE_IDS)
@@ -399,7 +399,7 @@ async def test_unusual_but_valid_ids_are_stored_separately(store: BaseStore) -> 
 # --- locks ------------------------------------------------------------------------------------
 
 
-async def test_the_turn_lock_serialises_one_scope(store: BaseStore) -> None:
+async def test_the_turn_lock_serialises_one_scope(store: Store) -> None:
     inside = 0
     most = 0
 
@@ -416,7 +416,7 @@ async def test_the_turn_lock_serialises_one_scope(store: BaseStore) -> None:
     assert most == 1
 
 
-async def test_the_turn_lock_lets_other_scopes_run_in_parallel(store: BaseStore) -> None:
+async def test_the_turn_lock_lets_other_scopes_run_in_parallel(store: Store) -> None:
     both_inside = asyncio.Barrier(2)
 
     async def turn(user: str) -> None:
@@ -426,7 +426,7 @@ async def test_the_turn_lock_lets_other_scopes_run_in_parallel(store: BaseStore)
     await asyncio.gather(turn("a"), turn("b"))
 
 
-async def test_waiting_too_long_for_the_lock_raises_scope_busy(store: BaseStore) -> None:
+async def test_waiting_too_long_for_the_lock_raises_scope_busy(store: Store) -> None:
     release = asyncio.Event()
     entered = asyncio.Event()
 
@@ -472,7 +472,7 @@ async def test_closing_while_a_turn_holds_its_lock_is_clean(make_store: MakeStor
             pass
 
 
-async def test_ping_succeeds_on_an_open_store(store: BaseStore) -> None:
+async def test_ping_succeeds_on_an_open_store(store: Store) -> None:
     await store.ping()
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from tenantry import Message
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tests.conftest import (
     POSTGRES_URL_VARIABLE,
     REDIS_URL_VARIABLE,
@@ -19,7 +19,7 @@ from tests.conftest import (
 )
 
 
-async def _footprint(backend: str, store: BaseStore, namespace: Path) -> list[str]:
+async def _footprint(backend: str, store: Store, namespace: Path) -> list[str]:
     """Give, sorted, everything the backend holds, in its own terms."""
     if backend == "memory":
         users = store._users  # type: ignore[attr-defined]

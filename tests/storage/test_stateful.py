@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 )
 
 from tenantry import Message, SyncStore
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 from tests.conftest import FakeClock, MakeStore
 
 USERS = st.sampled_from(["u0", "u1", "u2", "a:b", "ü{*}", "default"])
@@ -57,7 +57,7 @@ def machine_for(make_store: MakeStore) -> type[RuleBasedStateMachine]:
         @initialize()
         def open(self) -> None:
             self.clock = FakeClock()
-            backend: BaseStore = make_store(max_messages=CAP, clock=self.clock)
+            backend: Store = make_store(max_messages=CAP, clock=self.clock)
             self.store = SyncStore(backend)
             self.store.clear_all()
             self.model = {}

@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ StoreOption = Annotated[
 ]
 
 
-def run_with_store(store_url: str | None, command: Callable[[BaseStore], Awaitable[T]]) -> T:
+def run_with_store(store_url: str | None, command: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run `command` on it, close it. A tenantry error becomes a one-line
     message on stderr and exit code 2 for bad input (ids, URL), 1 for anything else."""
     from tenantry.settings import Settings

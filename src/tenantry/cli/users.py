@@ -21,7 +21,7 @@ import typer
 
 from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption, run_with_store
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 
 users_app = typer.Typer(
     name="users",
@@ -61,7 +61,7 @@ def list_users(
 ) -> None:
     """Print the ids of users that have stored sessions, one per line, sorted."""
 
-    async def rows(opened: BaseStore) -> list[str]:
+    async def rows(opened: Store) -> list[str]:
         users = await opened.list_users()
         if not sessions:
             return users
@@ -74,7 +74,7 @@ def list_users(
         typer.echo("no users stored", err=True)
 
 
-async def _sessions_of(opened: BaseStore, user_id: str, session: str | None) -> list[str]:
+async def _sessions_of(opened: Store, user_id: str, session: str | None) -> list[str]:
     """Give the sessions a command acts on; exit 1 when there are none."""
     sessions = await opened.list_sessions(user_id)
     chosen = sessions if session is None else [s for s in sessions if s == session]
@@ -94,7 +94,7 @@ def delete(
 ) -> None:
     """Delete a user's messages and session state (every session, or just --session)."""
 
-    async def delete_sessions(opened: BaseStore) -> int:
+    async def delete_sessions(opened: Store) -> int:
         chosen = await _sessions_of(opened, user_id, session)
         if not yes:
             what = f"session {session!r}" if session else f"all {len(chosen)} session(s)"
@@ -121,7 +121,7 @@ def export(
     messages, that session's state: {"type": "state", ..., "state": {...}}.
     """
 
-    async def lines(opened: BaseStore) -> list[dict[str, Any]]:
+    async def lines(opened: Store) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for name in await _sessions_of(opened, user_id, session):
             snapshot = await opened.snapshot(user_id, name)
@@ -158,7 +158,7 @@ def prune(
 ) -> None:
     """Delete every session (messages and state) idle for longer than --inactive."""
 
-    async def prune_idle(opened: BaseStore) -> int:
+    async def prune_idle(opened: Store) -> int:
         return await opened.prune_inactive(inactive)
 
     deleted = run_with_store(store, prune_idle)

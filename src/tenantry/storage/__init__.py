@@ -1,4 +1,4 @@
-"""Stores: where each scope's messages and session state live. See `base` for the contract.
+"""Stores: where each scope's messages and session state live; `base.Store` is the contract.
 
 `PostgresStore` and `RedisStore` import their drivers only when used (extras
 `tenantry[postgres]`, `tenantry[redis]`).
@@ -6,7 +6,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from tenantry.storage.base import BaseStore, Snapshot, Store
+from tenantry.storage.base import Snapshot, Store
 from tenantry.storage.memory import InMemoryStore
 from tenantry.storage.sqlite import SQLiteStore
 from tenantry.storage.sync import SyncStore
@@ -31,7 +31,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_STORE_URL",
-    "BaseStore",
     "InMemoryStore",
     "PostgresStore",
     "RedisStore",

@@ -1,9 +1,9 @@
-"""The store contract and what every backend shares.
+"""The store contract: `Store`, the one abstract class every caller is typed against.
 
-`Store` is the protocol the agent and the server program against. `BaseStore` implements its
-public methods once — id validation, message and state checks, the closed check — on top of a
-handful of scope-level primitives that each backend provides (`_append`, `_read`, ...). So every
-backend rejects bad input the same way, and a new backend is one module of primitives.
+Its public methods are implemented once — id validation, message and state checks, the
+closed check, `async with` — on top of a handful of scope-level primitives that each backend
+provides (`_append`, `_read`, ...). So every backend rejects bad input the same way, and a
+new backend is one module of primitives (a server-backed one starts from `remote`).
 
 Semantics shared by every backend:
 
@@ -19,20 +19,21 @@ Semantics shared by every backend:
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 
-from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
+from tenantry._checks import check_int
+from tenantry.errors import StoreClosed
+from tenantry.storage.checks import check_age, check_messages
+from tenantry.storage.codec import decode_state, encode_state
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Message, ToolCall
+from tenantry.types import Message
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -44,6 +45,21 @@ Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
+class TurnWrite:
+    """What one atomic write stores in a scope, handed to the backend's `_append`.
+
+    A value that must commit together with a turn's messages gets a field here, and every
+    backend's `_append` writes it in the same atomic step."""
+
+    messages: Sequence[Message]
+    """The new messages, oldest first, already cut to the newest `max_messages`."""
+    state: str | None
+    """The new session state as JSON text; None keeps the stored one."""
+    now: float
+    """The time of the write: the scope's last activity."""
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A scope's newest messages and its session state, read together."""
 
@@ -51,200 +67,13 @@ class Snapshot:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What the agent and the server need of a store. See the module docstring."""
+class Store(ABC):
+    """The store contract: what the agent, the server and the CLI need of a store.
 
-    @property
-    def max_messages(self) -> int | None: ...
-
-    async def add(
-        self, message: Message, *, user_id: str | None = None, session_id: str | None = None
-    ) -> None: ...
-
-    async def add_many(
-        self,
-        messages: Iterable[Message],
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        state: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-    async def get_messages(
-        self,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[Message]: ...
-
-    async def snapshot(
-        self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
-    ) -> Snapshot: ...
-
-    async def size(self, user_id: str | None = None, session_id: str | None = None) -> int: ...
-
-    async def clear(self, user_id: str | None = None, session_id: str | None = None) -> None: ...
-
-    async def clear_all(self) -> None: ...
-
-    async def list_users(self) -> list[str]: ...
-
-    async def list_sessions(self, user_id: str | None = None) -> list[str]: ...
-
-    async def prune_inactive(self, older_than: timedelta) -> int: ...
-
-    async def get_state(
-        self, user_id: str | None = None, session_id: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def set_state(
-        self,
-        state: Mapping[str, Any],
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-    ) -> None: ...
-
-    def lock(
-        self, user_id: str | None = None, session_id: str | None = None, *, timeout: float = ...
-    ) -> AbstractAsyncContextManager[None]: ...
-
-    async def ping(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-def encode_state(state: Mapping[str, Any]) -> str:
-    """Give the JSON text of a session state, or raise InvalidState saying why it is not one."""
-    if not isinstance(state, Mapping):
-        raise InvalidState(f"session state must be a dict, got {type(state).__name__}")
-    for key in state:
-        if not isinstance(key, str):
-            raise InvalidState(f"session state keys must be strings, got {key!r}")
-    try:
-        return json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidState(f"session state must be JSON-serialisable: {exc}") from exc
-
-
-def decode_state(text: str | None) -> dict[str, Any]:
-    """Give the dict a stored state text stands for ({} when there is none)."""
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
-
-
-def encode_message(message: Message) -> str:
-    """Give a message as compact JSON text. Control characters come out escaped, so any
-    database's text type can hold it (PostgreSQL's cannot hold a NUL character)."""
-    return json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def decode_message(text: str | bytes) -> Message:
-    """Give the message that `encode_message` turned into `text` (a store's own data, so
-    its fields are not checked again)."""
-    data = json.loads(text)
-    calls = data.get("tool_calls")
-    return Message._trusted(
-        data["role"],
-        data["content"],
-        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls) if calls else (),
-        data.get("tool_call_id"),
-        data.get("name"),
-        data["id"],
-        float(data["created_at"]),
-    )
-
-
-def check_messages(messages: Iterable[Message]) -> list[Message]:
-    """Give the messages as a list, or raise InvalidMessage for anything that is not one."""
-    if isinstance(messages, Message):
-        raise InvalidMessage("add_many takes a list of messages; use add for one message")
-    checked = list(messages)
-    for message in checked:
-        if not isinstance(message, Message):
-            raise InvalidMessage(f"expected a Message, got {type(message).__name__}")
-    return checked
-
-
-def check_limit(limit: int | None, name: str = "limit") -> int | None:
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidInput(f"{name} must be a non-negative integer or None, got {limit!r}")
-    return limit
-
-
-def check_max_messages(max_messages: int | None) -> int | None:
-    if max_messages is None:
-        return None
-    if isinstance(max_messages, bool) or not isinstance(max_messages, int) or max_messages < 1:
-        raise InvalidInput(f"max_messages must be a positive integer or None, got {max_messages!r}")
-    return max_messages
-
-
-def check_age(older_than: timedelta) -> float:
-    if not isinstance(older_than, timedelta) or older_than.total_seconds() < 0:
-        raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
-    return older_than.total_seconds()
-
-
-class LocalScopeLocks:
-    """Per-scope asyncio locks for one process. An entry lives only while someone holds or
-    waits for it, so the table never grows beyond the number of scopes in flight."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Scope, _LockEntry] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @asynccontextmanager
-    async def hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
-        entry = self._entries.get(scope)
-        if entry is None:
-            entry = self._entries[scope] = _LockEntry()
-        entry.users += 1
-        try:
-            if entry.users == 1:
-                # Nobody else holds or waits for this scope: the lock is free with no queue,
-                # so acquire() returns at once without suspending; no timer is needed.
-                await entry.lock.acquire()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await entry.lock.acquire()
-                except TimeoutError:
-                    raise ScopeBusy(
-                        f"scope {scope} is busy: another turn held it for more than {timeout:g}s"
-                    ) from None
-            try:
-                yield
-            finally:
-                entry.lock.release()
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[scope]
-
-
-class _LockEntry:
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
-
-
-class BaseStore(ABC):
-    """Implements the public `Store` API on top of a backend's scope-level primitives."""
+    The public methods are written once, here, on top of the backend primitives below."""
 
     def __init__(self, *, max_messages: int | None = None, clock: Clock = time.time) -> None:
-        self._max_messages = check_max_messages(max_messages)
+        self._max_messages = check_int("max_messages", max_messages, or_none=True)
         self._clock = clock
         self._closed = False
 
@@ -275,7 +104,7 @@ class BaseStore(ABC):
         state_text = None if state is None else encode_state(state)
         if not checked and state_text is None:
             return
-        await self._append(scope, checked, state_text, self._clock())
+        await self._append(scope, TurnWrite(self._keep(checked), state_text, self._clock()))
 
     async def get_messages(
         self,
@@ -291,8 +120,8 @@ class BaseStore(ABC):
         `limit=50, offset=50` is the second-newest page of 50.
         """
         scope = self._scope(user_id, session_id)
-        checked = check_limit(limit)
-        skipped = check_limit(offset, "offset") or 0
+        checked = check_int("limit", limit, minimum=0, or_none=True)
+        skipped = check_int("offset", offset, minimum=0, or_none=True) or 0
         if checked == 0:
             return []
         return await self._read(scope, checked, skipped)
@@ -302,7 +131,7 @@ class BaseStore(ABC):
     ) -> Snapshot:
         """Give the newest `limit` messages and the session state, read consistently."""
         scope = self._scope(user_id, session_id)
-        return await self._snapshot(scope, check_limit(limit))
+        return await self._snapshot(scope, check_int("limit", limit, minimum=0, or_none=True))
 
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""
@@ -353,7 +182,7 @@ class BaseStore(ABC):
     ) -> None:
         """Replace the scope's session state."""
         scope = self._scope(user_id, session_id)
-        await self._append(scope, [], encode_state(state), self._clock())
+        await self._append(scope, TurnWrite((), encode_state(state), self._clock()))
 
     def lock(
         self,
@@ -379,6 +208,7 @@ class BaseStore(ABC):
 
     @property
     def closed(self) -> bool:
+        """Whether `close` was called."""
         return self._closed
 
     async def __aenter__(self) -> Self:
@@ -426,11 +256,9 @@ class BaseStore(ABC):
     # --- backend primitives -------------------------------------------------------------------
 
     @abstractmethod
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        """Atomically append `messages`, trim to max_messages, set `state` if not None and
-        mark the scope active at `now`."""
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        """Atomically append `write.messages`, trim the scope to max_messages, set
+        `write.state` if not None and mark the scope active at `write.now`."""
 
     @abstractmethod
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
@@ -467,3 +295,6 @@ class BaseStore(ABC):
 
     @abstractmethod
     async def _close(self) -> None: ...
+
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "PRUNE_BATCH", "Clock", "Snapshot", "Store", "TurnWrite"]

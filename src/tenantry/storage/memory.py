@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import BaseStore, Clock, LocalScopeLocks, Snapshot, decode_state
+from tenantry.storage.base import Clock, Snapshot, Store, TurnWrite
+from tenantry.storage.codec import decode_state
+from tenantry.storage.locks import LocalScopeLocks
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -37,8 +38,9 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
     return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
-class InMemoryStore(BaseStore):
-    """The seed's `NewInMemory(100)`: `InMemoryStore(max_messages=100)`."""
+class InMemoryStore(Store):
+    """Every scope in this process's memory: `InMemoryStore(max_messages=100)` keeps each
+    scope's newest 100 messages; nothing outlives the process or `close()`."""
 
     def __init__(self, max_messages: int | None = None, *, clock: Clock = time.time) -> None:
         super().__init__(max_messages=max_messages, clock=clock)
@@ -50,22 +52,20 @@ class InMemoryStore(BaseStore):
         sessions = self._users.get(scope.user_id)
         return None if sessions is None else sessions.get(scope.session_id)
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
-                session = sessions[scope.session_id] = _Session(now)
+                session = sessions[scope.session_id] = _Session(write.now)
             history = session.messages
-            history.extend(self._keep(messages))
+            history.extend(write.messages)
             cap = self._max_messages
             if cap is not None and len(history) > cap:
                 del history[:-cap]  # the oldest first
-            if state is not None:
-                session.state = state
-            session.updated_at = now
+            if write.state is not None:
+                session.state = write.state
+            session.updated_at = write.now
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         with self._mutex:

@@ -8,10 +8,10 @@ prepared statements (so it also works behind PgBouncer in transaction mode). psy
 every value itself (ClientCursor); no value is ever pasted into SQL text by tenantry.
 asyncpg decodes rows faster, but a turn's cost here is round trips and locks, not decoding.
 
-Design (tables in `pgschema`):
+Design (tables and queries in `postgres_sql`):
 
 - The pool belongs to the store, is created on first use, and is closed by `close()`. The
-  first use also creates the schema (see `pgschema`) on a dedicated connection, which then
+  first use also creates the schema (see `postgres_sql`) on a dedicated connection, which then
   stays open to hold this process's turn locks.
 - A connection found lost (the server restarted or went away) closes the whole pool. While
   the server is away each call then fails at once with `StoreUnavailable` (HTTP 503) instead
@@ -28,7 +28,7 @@ Design (tables in `pgschema`):
   row-level security, which is why the switch of role is needed. Only list_users,
   prune_inactive and clear_all run as the connecting role, which must own the schema.
 - Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
-  dedicated lock connection, after the in-process lock (see `turnlock`). One connection holds
+  dedicated lock connection, after the in-process lock (see `locks`). One connection holds
   every lock of the process, so waiting and holding cost no pool connection and a turn can
   always get one to write. If the process dies, its session ends and PostgreSQL frees its
   locks at once. A turn's append checks, in its own transaction, that the lock connection
@@ -43,40 +43,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-from tenantry.errors import (
-    InvalidInput,
-    InvalidStoreURL,
-    MissingDependency,
-    StoreError,
-    StoreSchemaError,
-    StoreUnavailable,
-)
-from tenantry.storage.base import (
-    PRUNE_BATCH,
-    BaseStore,
-    Clock,
-    LocalScopeLocks,
-    Snapshot,
-    decode_message,
-    decode_state,
-    encode_message,
-)
-from tenantry.storage.homeloop import HomeLoop
-from tenantry.storage.pgschema import (
-    DDL_LOCK_KEY,
-    LOCK_LOST_SQLSTATE,
-    SCHEMA_VERSION,
-    check_identifier,
-    rls_ddl,
-    role_ddl,
-    tables_ddl,
-    upgrade_ddl,
-)
-from tenantry.storage.turnlock import held_lock, hold_turn, lost
+from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
+from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.locks import lost
+from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -87,73 +62,21 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("psycopg", "postgres") from exc
 
-T = TypeVar("T")
+# After the driver: postgres_sql runs psycopg too.
+from tenantry.storage.postgres_sql import (
+    LOCK_LOST_SQLSTATE,
+    SCHEMA_VERSION,
+    Queries,
+    check_identifier,
+    install_schema,
+)
+
 Connection = psycopg.AsyncConnection[Any]
 LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
 
 
-class _Queries:
-    """The store's SQL, with the schema name filled in once."""
-
-    def __init__(self, s: str) -> None:
-        scope = "user_id = %(u)s AND session_id = %(s)s"
-        self.become_tenant = (
-            "SELECT set_config('role', %(tenant_role)s, true),"
-            " set_config('tenantry.user_id', %(tenant)s, true)"
-        )
-        self.check_lock = f"SELECT {s}.check_turn_lock(%(holder)s, %(lock_key)s)"
-        self.append = (
-            f"SELECT {s}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s, %(bodies)s::text[])"
-        )
-        # Bounds are computed in a materialised step first: under row-level security only
-        # leakproof comparisons with plain values may become index conditions, and `-` is
-        # not leakproof. So the trim and the read are ranges of the primary key.
-        self.trim = (
-            f"WITH sc AS MATERIALIZED (SELECT scope_id, next_pos - %(cap)s AS lo"
-            f" FROM {s}.scopes WHERE {scope})"
-            f" DELETE FROM {s}.messages m USING sc"
-            " WHERE m.scope_id = sc.scope_id AND m.pos < sc.lo"
-        )
-        # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
-        # `offset` are a range known before reading.
-        self.newest = (
-            "WITH sc AS MATERIALIZED (SELECT scope_id, state,"
-            " next_pos - %(offset)s - coalesce(%(limit)s, message_count) AS lo,"
-            f" next_pos - %(offset)s AS hi FROM {s}.scopes WHERE {scope})"
-            f" SELECT sc.state, m.body FROM sc LEFT JOIN {s}.messages m"
-            " ON m.scope_id = sc.scope_id AND m.pos >= sc.lo AND m.pos < sc.hi"
-            " ORDER BY m.pos"
-        )
-        self.size = f"SELECT message_count FROM {s}.scopes WHERE {scope}"
-        self.state = f"SELECT state FROM {s}.scopes WHERE {scope}"
-        # Lock the rows first: appends in flight finish before, later ones start afresh.
-        self.clear_scope = (
-            f"SELECT 1 FROM {s}.scopes WHERE {scope} FOR UPDATE;"
-            f" DELETE FROM {s}.messages WHERE scope_id IN"
-            f" (SELECT scope_id FROM {s}.scopes WHERE {scope});"
-            f" DELETE FROM {s}.scopes WHERE {scope}"
-        )
-        self.clear_user = (
-            f"SELECT 1 FROM {s}.scopes WHERE user_id = %(u)s FOR UPDATE;"
-            f" DELETE FROM {s}.messages WHERE scope_id IN"
-            f" (SELECT scope_id FROM {s}.scopes WHERE user_id = %(u)s);"
-            f" DELETE FROM {s}.scopes WHERE user_id = %(u)s"
-        )
-        self.delete_idle = (
-            f"DELETE FROM {s}.scopes WHERE scope_id IN (SELECT scope_id FROM {s}.scopes"
-            " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
-            " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
-        )
-        self.delete_messages = f"DELETE FROM {s}.messages WHERE scope_id = ANY(%(ids)s)"
-        self.truncate = f"TRUNCATE {s}.messages, {s}.scopes"
-        self.users = f"SELECT DISTINCT user_id FROM {s}.scopes ORDER BY user_id"
-        self.sessions = (
-            f"SELECT session_id FROM {s}.scopes WHERE user_id = %(u)s ORDER BY session_id"
-        )
-
-
-class PostgresStore(BaseStore):
+class PostgresStore(RemoteStore[LockProof]):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -169,27 +92,21 @@ class PostgresStore(BaseStore):
         tenant_role: str = "tenantry_tenant",
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InvalidStoreURL(f"not a PostgreSQL URL: {exc}") from None
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
         self.schema = schema
-        self._s = check_identifier("schema", schema)
+        self._q = Queries(check_identifier("schema", schema))
         self._role_name = tenant_role
-        self._role = check_identifier("tenant_role", tenant_role)
+        check_identifier("tenant_role", tenant_role)
         self._url = url
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         self._where += f"/{params.get('dbname', '')}"
-        self._pool_size = pool_size
         self._pool_timeout = float(pool_timeout)
         self._connect_timeout = float(connect_timeout)
         self._rls = rls
-        self._q = _Queries(self._s)
-        self._home = HomeLoop()
-        self._locks = LocalScopeLocks()
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._lock_conn: Connection | None = None
         self._opening: asyncio.Lock | None = None
@@ -213,7 +130,8 @@ class PostgresStore(BaseStore):
             if self._pool is None:
                 conn = await self._connect()
                 try:
-                    await self._create_schema(conn)
+                    role = self._role_name if self._rls else None
+                    await install_schema(conn, self.schema, tenant_role=role, where=self._where)
                 except BaseException:
                     await conn.close()
                     raise
@@ -267,50 +185,6 @@ class PostgresStore(BaseStore):
         finally:
             await pool.putconn(conn)
 
-    async def _create_schema(self, conn: Connection) -> None:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
-            cur = await conn.execute("SELECT to_regclass(%s)", (f"{self._s}.schema_version",))
-            row = await cur.fetchone()
-            created = row is None or row[0] is None
-            if created:
-                await conn.execute(tables_ddl(self._s).encode())
-            else:
-                cur = await conn.execute(f"SELECT max(version) FROM {self._s}.schema_version")
-                found = await cur.fetchone()
-                version = found[0] if found else None
-                if version is None or version > SCHEMA_VERSION:
-                    raise StoreSchemaError(
-                        f"schema {self.schema!r} at {self._where} has tenantry schema version "
-                        f"{version}, which this tenantry (version {SCHEMA_VERSION}) cannot use; "
-                        "upgrade tenantry or use another schema"
-                    )
-                if version < SCHEMA_VERSION:
-                    await conn.execute(upgrade_ddl(self._s, version).encode())
-            if self._rls:
-                await self._secure(conn, created)
-
-    async def _secure(self, conn: Connection, created: bool) -> None:
-        try:
-            await conn.execute(role_ddl(self._role, self._role_name).encode())
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise StoreSchemaError(
-                f"cannot create the row-level-security role {self._role_name!r}: {exc}. "
-                f"Create it once as an administrator (CREATE ROLE {self._role_name} NOLOGIN; "
-                f"GRANT {self._role_name} TO <this user>), or open the store with rls=false"
-            ) from None
-        if not created:
-            cur = await conn.execute(
-                "SELECT count(*) = 2 AND bool_and(has_table_privilege(%s, "
-                "format('%%I.%%I', schemaname, tablename), 'INSERT')) FROM pg_policies "
-                "WHERE schemaname = %s AND policyname = 'tenant_rows' AND %s = ANY(roles)",
-                (self._role_name, self.schema, self._role_name),
-            )
-            row = await cur.fetchone()
-            if row is not None and row[0]:
-                return
-        await conn.execute(rls_ddl(self._s, self._role).encode())
-
     async def _lock_connection(self) -> Connection:
         await self._ready()
         conn = self._lock_conn
@@ -351,14 +225,9 @@ class PostgresStore(BaseStore):
         rows, even for a query with no WHERE clause. Use it on the store's event loop."""
         return self._transaction(Scope.of(user_id).user_id)
 
-    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
-        """Run `work` on the store's loop, turning driver errors into tenantry's."""
-        try:
-            return await self._home.run(work)
-        except psycopg.Error as exc:
-            raise self._translate(exc, scope) from exc
-
-    def _translate(self, exc: psycopg.Error, scope: Scope | None) -> StoreError:
+    def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
         if isinstance(exc, PoolTimeout):
             return StoreUnavailable(
                 f"no PostgreSQL connection to {self._where} was free within "
@@ -375,17 +244,15 @@ class PostgresStore(BaseStore):
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        held = held_lock(self, scope)
-        bodies = [encode_message(m) for m in self._keep(messages)]
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        fence = self._fence(scope)
+        bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
         params: dict[str, Any] = {
             "u": scope.user_id,
             "s": scope.session_id,
-            "state": state,
-            "now": now,
+            "state": write.state,
+            "now": write.now,
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
         }
@@ -393,20 +260,19 @@ class PostgresStore(BaseStore):
         statements = [self._q.append]
         if bodies and cap is not None:
             statements.append(self._q.trim)
-        if held is not None:  # first: a turn that lost its lock writes nothing
+        if fence is not None:  # first: a turn that lost its lock writes nothing
             statements.insert(0, self._q.check_lock)
-            params["holder"], params["lock_key"] = held.proof
+            params["holder"], params["lock_key"] = fence
 
-        async def write() -> None:
+        async def append() -> None:
             await self._tenant(scope.user_id, "; ".join(statements), params)
 
-        await self._run(write, scope)
+        await self._run(append, scope)
 
     async def _newest(
         self, scope: Scope, limit: int | None, offset: int
     ) -> tuple[list[Message], str | None]:
         params = {"u": scope.user_id, "s": scope.session_id, "limit": limit, "offset": offset}
-
         rows = await self._run(lambda: self._tenant(scope.user_id, self._q.newest, params))
         if not rows:
             return [], None
@@ -477,26 +343,8 @@ class PostgresStore(BaseStore):
         text = "\0".join((self.schema, scope.user_id, scope.session_id)).encode()
         return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
-    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._hold(scope, self.lock_key(scope), timeout)
-
-    @asynccontextmanager
-    async def _hold(
-        self,
-        scope: Scope,
-        key: int,
-        timeout: float,  # noqa: ASYNC109
-    ) -> AsyncIterator[None]:
-        async def try_acquire() -> LockProof | None:
-            return await self._run(lambda: self._try_lock(key))
-
-        async def release(proof: LockProof) -> None:
-            await self._home.run(lambda: self._unlock(proof))
-
-        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
-            yield
-
-    async def _try_lock(self, key: int) -> LockProof | None:
+    async def _try_lock(self, scope: Scope) -> LockProof | None:
+        key = self.lock_key(scope)
         conn = await self._lock_connection()
         try:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
@@ -524,25 +372,17 @@ class PostgresStore(BaseStore):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def ping(self) -> None:
-        self._check_open()
+    async def _ping_server(self) -> None:
+        async with self._connection(self._connect_timeout) as conn:
+            await conn.execute("SELECT 1")
 
-        async def select_one() -> None:
-            async with self._connection(self._connect_timeout) as conn:
-                await conn.execute("SELECT 1")
-
-        await self._run(select_one)
-
-    async def _close(self) -> None:
-        async def shutdown() -> None:
-            pool, conn = self._pool, self._lock_conn
-            self._pool = self._lock_conn = None
-            if pool is not None:
-                await pool.close()
-            if conn is not None:
-                await conn.close()
-
-        await self._home.close(shutdown)
+    async def _disconnect(self) -> None:
+        pool, conn = self._pool, self._lock_conn
+        self._pool = self._lock_conn = None
+        if pool is not None:
+            await pool.close()
+        if conn is not None:
+            await conn.close()
 
 
 def _lost(exc: psycopg.Error) -> bool:

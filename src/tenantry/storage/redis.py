@@ -12,13 +12,14 @@ neither make two scopes share a key nor reach outside the prefix:
     {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
     {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
 
-A turn is one Lua script: append, trim to max_messages, set state, update the indexes, all
-atomic. Listing users or sessions reads an index set and pruning reads the activity sorted
-set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning
-re-checks each scope's last activity inside it, so a scope written meanwhile survives.
+A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
+indexes, all atomic. Listing users or sessions reads an index set and pruning reads the
+activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script
+too, and pruning re-checks each scope's last activity inside it, so a scope written
+meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
-Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `turnlock`), renewed
+Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
 every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
 compare-and-delete script. A process that dies frees its locks after at most lock_ttl. The
 append script checks that the lock still holds the turn's token and refuses the write
@@ -38,10 +39,9 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, unquote
 
 from tenantry.errors import (
@@ -51,18 +51,11 @@ from tenantry.errors import (
     StoreError,
     StoreUnavailable,
 )
-from tenantry.storage.base import (
-    PRUNE_BATCH,
-    BaseStore,
-    Clock,
-    LocalScopeLocks,
-    Snapshot,
-    decode_message,
-    decode_state,
-    encode_message,
-)
-from tenantry.storage.homeloop import HomeLoop
-from tenantry.storage.turnlock import held_lock, hold_turn, lost
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
+from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.locks import lost
+from tenantry.storage.redis_lua import APPEND, DELETE, LOCK_LOST, RELEASE, RENEW
+from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -75,64 +68,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("redis", "redis") from exc
 
-T = TypeVar("T")
-
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-_LOCK_LOST = "TENANTRY_LOCK_LOST"
-
-_APPEND = f"""
-if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
-    return redis.error_reply('{_LOCK_LOST}')
-end
-local n = #ARGV
-for i = 9, n, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
-end
-local cap = tonumber(ARGV[2])
-if cap > 0 and n >= 9 then
-    redis.call('LTRIM', KEYS[1], -cap, -1)
-end
-if ARGV[3] == '1' then
-    redis.call('SET', KEYS[2], ARGV[4])
-end
-redis.call('SADD', KEYS[3], ARGV[5])
-redis.call('SADD', KEYS[4], ARGV[6])
-redis.call('ZADD', KEYS[5], ARGV[1], ARGV[7])
-return 1
-"""
-
-# KEYS: users, activity, then (messages, state, sessions) per scope.
-# ARGV: cutoff ('' = delete unconditionally), then (user, session, member) per scope.
-_DELETE = """
-local deleted = 0
-for i = 0, (#KEYS - 2) / 3 - 1 do
-    local k, a = 3 + i * 3, 2 + i * 3
-    local score = redis.call('ZSCORE', KEYS[2], ARGV[a + 2])
-    if ARGV[1] == '' or (score and tonumber(score) < tonumber(ARGV[1])) then
-        redis.call('DEL', KEYS[k], KEYS[k + 1])
-        redis.call('SREM', KEYS[k + 2], ARGV[a + 1])
-        if redis.call('SCARD', KEYS[k + 2]) == 0 then
-            redis.call('SREM', KEYS[1], ARGV[a])
-        end
-        deleted = deleted + redis.call('ZREM', KEYS[2], ARGV[a + 2])
-    end
-end
-return deleted
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def encode_id(value: str) -> str:
@@ -158,7 +94,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(BaseStore):
+class RedisStore(RemoteStore[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -171,24 +107,19 @@ class RedisStore(BaseStore):
         lock_ttl: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
                 f"key prefix must be 1-100 of A-Z a-z 0-9 _ . - (no ':', so that two "
                 f"prefixes never share a key), got {prefix!r}"
             )
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise InvalidInput(f"pool_size must be a positive integer, got {pool_size!r}")
         if not isinstance(lock_ttl, int | float) or lock_ttl < 0.1:
             raise InvalidInput(f"lock_ttl must be at least 0.1 seconds, got {lock_ttl!r}")
         self.prefix = prefix
         self._url = url
-        self._pool_size = pool_size
         self.lock_ttl = float(lock_ttl)
         self._users_key = f"{prefix}:users"
         self._activity_key = f"{prefix}:activity"
-        self._home = HomeLoop()
-        self._locks = LocalScopeLocks()
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -217,10 +148,10 @@ class RedisStore(BaseStore):
             )
             client = Redis(connection_pool=pool)
             for name, source in (
-                ("append", _APPEND),
-                ("delete", _DELETE),
-                ("renew", _RENEW),
-                ("release", _RELEASE),
+                ("append", APPEND),
+                ("delete", DELETE),
+                ("renew", RENEW),
+                ("release", RELEASE),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -230,39 +161,35 @@ class RedisStore(BaseStore):
         self._ready()
         return await self._scripts[name](keys=keys, args=args)
 
-    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
-        """Run `work` on the store's loop, turning redis-py errors into tenantry's."""
-        try:
-            return await self._home.run(work)
-        except redis_errors.RedisError as exc:
-            if scope is not None and _LOCK_LOST in str(exc):
-                raise lost(scope) from None
-            if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-                raise StoreUnavailable(
-                    f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
-                    "runs and the store URL is right (or raise pool_size if no connection "
-                    "was free)"
-                ) from exc
-            raise StoreError(f"Redis error: {exc}") from exc
+    def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
+        if not isinstance(exc, redis_errors.RedisError):
+            return None
+        if scope is not None and LOCK_LOST in str(exc):
+            return lost(scope)
+        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+            return StoreUnavailable(
+                f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
+                "runs and the store URL is right (or raise pool_size if no connection "
+                "was free)"
+            )
+        return StoreError(f"Redis error: {exc}")
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        held = held_lock(self, scope)
-        token = "" if held is None else held.proof.token
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        fence = self._fence(scope)
+        token = "" if fence is None else fence.token
         keys = self._keys(scope)
         args: list[Any] = [
-            repr(now),
+            repr(write.now),
             self._max_messages or 0,
-            "0" if state is None else "1",
-            state or "",
+            "0" if write.state is None else "1",
+            write.state or "",
             scope.session_id,
             scope.user_id,
             keys.member,
             token,
-            *(encode_message(m) for m in self._keep(messages)),
+            *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
         script_keys += [self._activity_key, keys.lock]
@@ -350,24 +277,8 @@ class RedisStore(BaseStore):
 
     # --- the turn lock ------------------------------------------------------------------------
 
-    def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._hold(scope, timeout)
-
-    @asynccontextmanager
-    async def _hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+    async def _try_lock(self, scope: Scope) -> _Lock | None:
         key = self._keys(scope).lock
-
-        async def try_acquire() -> _Lock | None:
-            return await self._run(lambda: self._try_lock(key))
-
-        async def release(lock: _Lock) -> None:
-            with suppress(StoreError):
-                await self._run(lambda: self._unlock(lock))
-
-        async with hold_turn(self, self._locks, scope, timeout, try_acquire, release):
-            yield
-
-    async def _try_lock(self, key: str) -> _Lock | None:
         token = secrets.token_hex(16)
         ttl_ms = round(self.lock_ttl * 1000)
         if not await self._ready().set(key, token, nx=True, px=ttl_ms):
@@ -396,16 +307,13 @@ class RedisStore(BaseStore):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def ping(self) -> None:
-        self._check_open()
-        await self._run(lambda: self._ready().ping())
+    async def _ping_server(self) -> None:
+        await self._ready().ping()
 
-    async def _close(self) -> None:
-        client = self._client
-        self._client = None
-        if client is None:
-            return
-        await self._home.close(lambda: client.aclose(close_connection_pool=True))
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
 
 
 def _window(limit: int | None, offset: int) -> tuple[int, int]:

@@ -20,107 +20,38 @@ their writes), but only PostgreSQL or Redis serialise turns of one scope across 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
-from tenantry.storage.base import (
-    PRUNE_BATCH,
-    BaseStore,
-    Clock,
-    LocalScopeLocks,
-    Snapshot,
-    decode_state,
-)
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, Store, TurnWrite
+from tenantry.storage.codec import decode_state
 from tenantry.storage.groupcommit import GroupCommit
+from tenantry.storage.locks import LocalScopeLocks
+from tenantry.storage.sqlite_sql import (
+    COLUMNS,
+    INSERT_MESSAGE,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPSERT_SCOPE,
+    from_row,
+    to_row,
+)
 from tenantry.tenancy import Scope
-from tenantry.types import Message, ToolCall
+from tenantry.types import Message
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS scopes (
-    scope_id INTEGER PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    state TEXT,
-    message_count INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL,
-    UNIQUE (user_id, session_id)
-);
-CREATE INDEX IF NOT EXISTS scopes_by_activity ON scopes (updated_at);
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY,
-    scope_id INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    tool_calls TEXT,
-    tool_call_id TEXT,
-    name TEXT,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_scope ON messages (scope_id, seq);
-"""
-_COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
-_Row = tuple[str, str, str, str | None, str | None, str | None, float]
-_UPSERT_SCOPE = (
-    "INSERT INTO scopes (user_id, session_id, state, message_count, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at, "
-    "message_count = message_count + excluded.message_count, "
-    "state = coalesce(excluded.state, state) "
-    "RETURNING scope_id, message_count"
-)
-_INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
-
-def _to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
-    calls = (
-        json.dumps([c.to_dict() for c in message.tool_calls], ensure_ascii=False)
-        if message.tool_calls
-        else None
-    )
-    return (
-        scope_id,
-        message.id,
-        message.role,
-        message.content,
-        calls,
-        message.tool_call_id,
-        message.name,
-        message.created_at,
-    )
-
-
-def _from_row(row: _Row) -> Message:
-    """Give the message `_to_row` stored (the store's own row: not checked again)."""
-    message_id, role, content, calls, tool_call_id, name, created_at = row
-    return Message._trusted(
-        role,  # type: ignore[arg-type]  # written by _to_row from a valid Message
-        content,
-        tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(calls))
-        if calls
-        else (),
-        tool_call_id,
-        name,
-        message_id,
-        created_at,
-    )
-
-
-class SQLiteStore(BaseStore):
+class SQLiteStore(Store):
     """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
 
     def __init__(
@@ -174,7 +105,7 @@ class SQLiteStore(BaseStore):
             try:
                 if not self._in_memory:
                     conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
                 # When waiting could deadlock (two processes switching a new file to WAL at
@@ -267,22 +198,20 @@ class SQLiteStore(BaseStore):
 
     # --- primitives ---------------------------------------------------------------------------
 
-    async def _append(
-        self, scope: Scope, messages: Sequence[Message], state: str | None, now: float
-    ) -> None:
-        batch = self._keep(messages)
+    async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        batch, state, now = write.messages, write.state, write.now
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
             # One statement marks the scope active, counts the new messages and sets the
             # state; the trim runs only when the count went over the cap.
             scope_id, count = conn.execute(
-                _UPSERT_SCOPE, (scope.user_id, scope.session_id, state, len(batch), now)
+                UPSERT_SCOPE, (scope.user_id, scope.session_id, state, len(batch), now)
             ).fetchone()
             if len(batch) == 1:
-                conn.execute(_INSERT_MESSAGE, _to_row(scope_id, batch[0]))
+                conn.execute(INSERT_MESSAGE, to_row(scope_id, batch[0]))
             elif batch:
-                conn.executemany(_INSERT_MESSAGE, [_to_row(scope_id, m) for m in batch])
+                conn.executemany(INSERT_MESSAGE, [to_row(scope_id, m) for m in batch])
             if cap is not None and count > cap:
                 conn.execute(
                     "DELETE FROM messages WHERE seq IN "
@@ -300,12 +229,11 @@ class SQLiteStore(BaseStore):
         conn: sqlite3.Connection, scope_id: int, limit: int | None, offset: int = 0
     ) -> list[Message]:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE scope_id = ? "
-            "ORDER BY seq DESC LIMIT ? OFFSET ?",
+            f"SELECT {COLUMNS} FROM messages WHERE scope_id = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
             (scope_id, -1 if limit is None else limit, offset),
         ).fetchall()
         rows.reverse()
-        return [_from_row(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     @staticmethod
     def _find(conn: sqlite3.Connection, scope: Scope) -> tuple[int, str | None] | None:

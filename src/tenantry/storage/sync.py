@@ -1,7 +1,9 @@
 """`SyncStore`: the store API without `await`, for scripts, notebooks and threads.
 
 It wraps any async store and runs each call on tenantry's background loop, so calls from many
-threads are safe and share the store's per-scope locks:
+threads are safe and share the store's per-scope locks. Every public method of `Store` has its
+twin here, with the same parameters (tests/storage/test_sync.py checks it), except `lock`: a
+turn lock belongs to the task that holds it, and a blocking caller has no task of its own.
 
     store = SyncStore(InMemoryStore(max_messages=100))
     store.add(Message.user("Hello from Alice"), user_id="user-a")
@@ -29,6 +31,10 @@ class SyncStore:
     @property
     def max_messages(self) -> int | None:
         return self.store.max_messages
+
+    @property
+    def closed(self) -> bool:
+        return self.store.closed
 
     def add(
         self, message: Message, *, user_id: str | None = None, session_id: str | None = None
@@ -91,6 +97,9 @@ class SyncStore:
         session_id: str | None = None,
     ) -> None:
         run_sync(self.store.set_state(state, user_id=user_id, session_id=session_id))
+
+    def ping(self) -> None:
+        run_sync(self.store.ping())
 
     def close(self) -> None:
         run_sync(self.store.close())

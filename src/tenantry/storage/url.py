@@ -20,11 +20,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL
-from tenantry.storage.base import BaseStore
+from tenantry.storage.base import Store
 
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
-_INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size", "prune_batch"})
+_INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size"})
 _FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
 _BOOL_OPTIONS = frozenset({"rls"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
@@ -64,14 +64,14 @@ def _options(query: str, overrides: dict[str, Any], allowed: frozenset[str]) -> 
     return options
 
 
-def _memory(url: str, overrides: dict[str, Any]) -> BaseStore:
+def _memory(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.memory import InMemoryStore
 
     parts = urlsplit(url)
     return InMemoryStore(**_options(parts.query, overrides, frozenset({"max_messages", "clock"})))
 
 
-def _sqlite(url: str, overrides: dict[str, Any]) -> BaseStore:
+def _sqlite(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.sqlite import SQLiteStore
 
     parts = urlsplit(url)
@@ -98,14 +98,14 @@ def _split(url: str, ours: frozenset[str], scheme: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(scheme=scheme, query=driver)), tenantry
 
 
-def _postgres(url: str, overrides: dict[str, Any]) -> BaseStore:
+def _postgres(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.postgres import PostgresStore
 
     driver_url, query = _split(url, _POSTGRES_OPTIONS, "postgresql")
     return PostgresStore(driver_url, **_options(query, overrides, _POSTGRES_OPTIONS))
 
 
-def _redis(url: str, overrides: dict[str, Any]) -> BaseStore:
+def _redis(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.redis import RedisStore
 
     scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
@@ -113,7 +113,7 @@ def _redis(url: str, overrides: dict[str, Any]) -> BaseStore:
     return RedisStore(driver_url, **_options(query, overrides, _REDIS_OPTIONS))
 
 
-_BACKENDS: dict[str, Callable[[str, dict[str, Any]], BaseStore]] = {
+_BACKENDS: dict[str, Callable[[str, dict[str, Any]], Store]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "postgresql": _postgres,
@@ -123,7 +123,7 @@ _BACKENDS: dict[str, Callable[[str, dict[str, Any]], BaseStore]] = {
 }
 
 
-def open_store(url: str = DEFAULT_STORE_URL, **options: Any) -> BaseStore:
+def open_store(url: str = DEFAULT_STORE_URL, **options: Any) -> Store:
     """Give a store for `url`; no connection is made until the first call."""
     if not isinstance(url, str) or "://" not in url:
         raise InvalidStoreURL(

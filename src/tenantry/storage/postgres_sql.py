@@ -1,8 +1,10 @@
-"""The PostgreSQL schema of `PostgresStore`: tables, indexes, row-level security, versioning.
+"""The SQL of `PostgresStore`: its schema (tables, indexes, row-level security, versioning)
+and its queries (`Queries`).
 
-Created on first use by whichever replica gets there first: the DDL runs in one transaction
-under a transaction-scoped advisory lock, so replicas starting together wait for each other
-instead of racing, and a schema newer than this code is refused rather than misread.
+The schema is created on first use by whichever replica gets there first (`install_schema`):
+the DDL runs in one transaction under a transaction-scoped advisory lock, so replicas
+starting together wait for each other instead of racing, and a schema newer than this code
+is refused rather than misread.
 
 Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
 
@@ -35,8 +37,11 @@ User and session ids use the "C" collation, so ordering is by code point, as in 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from tenantry.errors import InvalidInput
+import psycopg
+
+from tenantry.errors import InvalidInput, StoreSchemaError
 
 SCHEMA_VERSION = 2
 
@@ -172,12 +177,132 @@ END $$
 """
 
 
+async def install_schema(
+    conn: psycopg.AsyncConnection[Any], schema: str, *, tenant_role: str | None, where: str
+) -> None:
+    """Create the tables of `schema` on `conn`, or bring them to SCHEMA_VERSION, and with a
+    `tenant_role` (row-level security on) that role and its policies. A schema of a newer
+    version is refused (StoreSchemaError naming `where`)."""
+    quoted = check_identifier("schema", schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+        cur = await conn.execute("SELECT to_regclass(%s)", (f"{quoted}.schema_version",))
+        row = await cur.fetchone()
+        created = row is None or row[0] is None
+        if created:
+            await conn.execute(tables_ddl(quoted).encode())
+        else:
+            cur = await conn.execute(f"SELECT max(version) FROM {quoted}.schema_version")
+            found = await cur.fetchone()
+            version = found[0] if found else None
+            if version is None or version > SCHEMA_VERSION:
+                raise StoreSchemaError(
+                    f"schema {schema!r} at {where} has tenantry schema version "
+                    f"{version}, which this tenantry (version {SCHEMA_VERSION}) cannot use; "
+                    "upgrade tenantry or use another schema"
+                )
+            if version < SCHEMA_VERSION:
+                await conn.execute(upgrade_ddl(quoted, version).encode())
+        if tenant_role is not None:
+            await _secure(conn, schema, tenant_role, created)
+
+
+async def _secure(
+    conn: psycopg.AsyncConnection[Any], schema: str, role_name: str, created: bool
+) -> None:
+    role = check_identifier("tenant_role", role_name)
+    try:
+        await conn.execute(role_ddl(role, role_name).encode())
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreSchemaError(
+            f"cannot create the row-level-security role {role_name!r}: {exc}. "
+            f"Create it once as an administrator (CREATE ROLE {role_name} NOLOGIN; "
+            f"GRANT {role_name} TO <this user>), or open the store with rls=false"
+        ) from None
+    if not created:
+        cur = await conn.execute(
+            "SELECT count(*) = 2 AND bool_and(has_table_privilege(%s, "
+            "format('%%I.%%I', schemaname, tablename), 'INSERT')) FROM pg_policies "
+            "WHERE schemaname = %s AND policyname = 'tenant_rows' AND %s = ANY(roles)",
+            (role_name, schema, role_name),
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            return
+    await conn.execute(rls_ddl(check_identifier("schema", schema), role).encode())
+
+
+class Queries:
+    """The store's queries, with the (quoted) schema name filled in once.
+
+    Parameters: `%(u)s` is the user id, `%(s)s` the session id."""
+
+    def __init__(self, schema: str) -> None:
+        scope = "user_id = %(u)s AND session_id = %(s)s"
+        self.become_tenant = (
+            "SELECT set_config('role', %(tenant_role)s, true),"
+            " set_config('tenantry.user_id', %(tenant)s, true)"
+        )
+        self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
+        self.append = (
+            f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
+            " %(bodies)s::text[])"
+        )
+        # Bounds are computed in a materialised step first: under row-level security only
+        # leakproof comparisons with plain values may become index conditions, and `-` is
+        # not leakproof. So the trim and the read are ranges of the primary key.
+        self.trim = (
+            f"WITH sc AS MATERIALIZED (SELECT scope_id, next_pos - %(cap)s AS lo"
+            f" FROM {schema}.scopes WHERE {scope})"
+            f" DELETE FROM {schema}.messages m USING sc"
+            " WHERE m.scope_id = sc.scope_id AND m.pos < sc.lo"
+        )
+        # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
+        # `offset` are a range known before reading.
+        self.newest = (
+            "WITH sc AS MATERIALIZED (SELECT scope_id, state,"
+            " next_pos - %(offset)s - coalesce(%(limit)s, message_count) AS lo,"
+            f" next_pos - %(offset)s AS hi FROM {schema}.scopes WHERE {scope})"
+            f" SELECT sc.state, m.body FROM sc LEFT JOIN {schema}.messages m"
+            " ON m.scope_id = sc.scope_id AND m.pos >= sc.lo AND m.pos < sc.hi"
+            " ORDER BY m.pos"
+        )
+        self.size = f"SELECT message_count FROM {schema}.scopes WHERE {scope}"
+        self.state = f"SELECT state FROM {schema}.scopes WHERE {scope}"
+        # Lock the rows first: appends in flight finish before, later ones start afresh.
+        self.clear_scope = (
+            f"SELECT 1 FROM {schema}.scopes WHERE {scope} FOR UPDATE;"
+            f" DELETE FROM {schema}.messages WHERE scope_id IN"
+            f" (SELECT scope_id FROM {schema}.scopes WHERE {scope});"
+            f" DELETE FROM {schema}.scopes WHERE {scope}"
+        )
+        self.clear_user = (
+            f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
+            f" DELETE FROM {schema}.messages WHERE scope_id IN"
+            f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
+            f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s"
+        )
+        self.delete_idle = (
+            f"DELETE FROM {schema}.scopes WHERE scope_id IN (SELECT scope_id FROM {schema}.scopes"
+            " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
+            " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
+        )
+        self.delete_messages = f"DELETE FROM {schema}.messages WHERE scope_id = ANY(%(ids)s)"
+        self.truncate = f"TRUNCATE {schema}.messages, {schema}.scopes"
+        self.users = f"SELECT DISTINCT user_id FROM {schema}.scopes ORDER BY user_id"
+        self.sessions = (
+            f"SELECT session_id FROM {schema}.scopes WHERE user_id = %(u)s ORDER BY session_id"
+        )
+
+
 __all__ = [
     "DDL_LOCK_KEY",
     "LOCK_LOST_SQLSTATE",
     "SCHEMA_VERSION",
+    "Queries",
     "append_turn_ddl",
     "check_identifier",
+    "install_schema",
     "rls_ddl",
     "role_ddl",
     "tables_ddl",

@@ -1,6 +1,6 @@
-"""The shared turn-lock loop of the networked stores, against a fake server lock: a lock
+"""The turn locks: the shared loop of the networked stores, against a fake server lock (a lock
 granted to a turn that was cancelled meanwhile, or held by a turn that is cancelled, is
-always given back."""
+always given back), and the in-process table every store starts with."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import asyncio
 import pytest
 
 from tenantry.errors import ScopeBusy
-from tenantry.storage.base import LocalScopeLocks
-from tenantry.storage.turnlock import held_lock, hold_turn
+from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn
 from tenantry.tenancy import Scope
 
 SCOPE = Scope("u", "s")
@@ -93,6 +92,26 @@ async def test_a_lock_held_elsewhere_is_polled_until_the_deadline() -> None:
             pass
     assert 0.3 <= loop.time() - started < 1.5
     assert server.released == []
+
+
+async def test_a_turn_that_waited_too_long_hears_one_message_wherever_it_waited() -> None:
+    """Behind a turn of this process or behind one of another replica, the error names the
+    scope and the timeout and says what to do, in the same words."""
+    locks = LocalScopeLocks()
+    async with locks.hold(SCOPE, 5):
+        with pytest.raises(ScopeBusy) as here:
+            async with locks.hold(SCOPE, 0.05):
+                pass
+    server = FakeServerLock()
+    server.holder = "another replica"
+    with pytest.raises(ScopeBusy) as elsewhere:
+        async with hold_turn(
+            object(), LocalScopeLocks(), SCOPE, 0.05, server.try_acquire, server.release
+        ):
+            pass
+    assert str(here.value) == str(elsewhere.value)
+    for said in ("scope u/s is busy", "more than 0.05s", "retry later", "lock_timeout"):
+        assert said in str(here.value)
 
 
 # --- the in-process table: a free scope is taken without a timer, and still serialises ------

@@ -1,0 +1,82 @@
+"""How a store turns messages and session state into text and back.
+
+Every backend stores a message either as one JSON text (`encode_message`; PostgreSQL, Redis)
+or as columns with the tool calls as JSON (`encode_tool_calls`; SQLite), and a session state
+as JSON text (`encode_state`). Decoding trusts the text: it is the store's own data, written
+by these functions from values that were checked, so its fields are not checked again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tenantry.errors import InvalidState
+from tenantry.types import Message, ToolCall
+
+
+def encode_state(state: Mapping[str, Any]) -> str:
+    """Give the JSON text of a session state, or raise InvalidState saying why it is not one."""
+    if not isinstance(state, Mapping):
+        raise InvalidState(f"session state must be a dict, got {type(state).__name__}")
+    for key in state:
+        if not isinstance(key, str):
+            raise InvalidState(f"session state keys must be strings, got {key!r}")
+    try:
+        return json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidState(f"session state must be JSON-serialisable: {exc}") from exc
+
+
+def decode_state(text: str | None) -> dict[str, Any]:
+    """Give the dict a stored state text stands for ({} when there is none)."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def encode_message(message: Message) -> str:
+    """Give a message as compact JSON text. Control characters come out escaped, so any
+    database's text type can hold it (PostgreSQL's cannot hold a NUL character)."""
+    return json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_message(text: str | bytes) -> Message:
+    """Give the message that `encode_message` turned into `text`."""
+    data = json.loads(text)
+    return Message._trusted(
+        data["role"],
+        data["content"],
+        _tool_calls(data.get("tool_calls")),
+        data.get("tool_call_id"),
+        data.get("name"),
+        data["id"],
+        float(data["created_at"]),
+    )
+
+
+def encode_tool_calls(calls: Sequence[ToolCall]) -> str | None:
+    """Give a message's tool calls as JSON text, or None when it has none."""
+    return json.dumps([c.to_dict() for c in calls], ensure_ascii=False) if calls else None
+
+
+def decode_tool_calls(text: str | None) -> tuple[ToolCall, ...]:
+    """Give the tool calls that `encode_tool_calls` turned into `text`."""
+    return _tool_calls(json.loads(text)) if text else ()
+
+
+def _tool_calls(calls: list[dict[str, str]] | None) -> tuple[ToolCall, ...]:
+    """Give the tool calls of their stored dicts: the one place a stored call is rebuilt."""
+    return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls) if calls else ()
+
+
+__all__ = [
+    "decode_message",
+    "decode_state",
+    "decode_tool_calls",
+    "encode_message",
+    "encode_state",
+    "encode_tool_calls",
+]
