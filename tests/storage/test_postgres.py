@@ -255,8 +255,9 @@ async def test_a_lock_held_by_another_store_makes_the_turn_wait_then_busy(
 async def test_a_turn_whose_lock_connection_died_stores_nothing(store: PostgresStore) -> None:
     await store.ping()
     async with store.lock("u", "s"):
-        assert store._lock_conn is not None
-        pid = store._lock_conn.info.backend_pid
+        lock_conn = store._db.current_lock_connection()
+        assert lock_conn is not None
+        pid = lock_conn.info.backend_pid
         async with await _superuser() as conn:
             await conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))  # waits
         with pytest.raises(ScopeLockLost, match="nothing of this turn was stored"):

@@ -10,13 +10,9 @@ asyncpg decodes rows faster, but a turn's cost here is round trips and locks, no
 
 Design (tables and queries in `postgres_sql`):
 
-- The pool belongs to the store, is created on first use, and is closed by `close()`. The
-  first use also creates the schema (see `postgres_sql`) on a dedicated connection, which then
-  stays open to hold this process's turn locks.
-- A connection found lost (the server restarted or went away) closes the whole pool. While
-  the server is away each call then fails at once with `StoreUnavailable` (HTTP 503) instead
-  of waiting `pool_timeout`; the first call after it answers again opens a new pool, so the
-  store recovers by itself as soon as the server is back.
+- Connections (`postgres_pool`): the pool belongs to the store, is created on first use
+  together with the schema, and is closed by `close()`; a lost server closes the pool, so
+  calls fail fast with `StoreUnavailable` and the store recovers by itself once it is back.
 - A turn (`add_many`) is one transaction: upsert the scope row (which row-locks the scope, so
   concurrent appends to one scope queue), insert the messages in order, trim to max_messages,
   set the state. Reads of one scope are one statement, so messages and state are consistent.
@@ -40,11 +36,9 @@ server's settings make a commit (with the defaults, it survives a crash of the s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
@@ -58,20 +52,19 @@ from tenantry.types import Message
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
-    from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+    from psycopg_pool import PoolClosed, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("psycopg", "postgres") from exc
 
-# After the driver: postgres_sql runs psycopg too.
+# After the driver: these modules run psycopg too.
+from tenantry.storage.postgres_pool import Connection, PostgresConnections, server_lost
 from tenantry.storage.postgres_sql import (
     LOCK_LOST_SQLSTATE,
     SCHEMA_VERSION,
     Queries,
     check_identifier,
-    install_schema,
 )
 
-Connection = psycopg.AsyncConnection[Any]
 LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
 
@@ -99,131 +92,28 @@ class PostgresStore(RemoteStore[LockProof]):
             raise InvalidStoreURL(f"not a PostgreSQL URL: {exc}") from None
         self.schema = schema
         self._q = Queries(check_identifier("schema", schema))
-        self._role_name = tenant_role
         check_identifier("tenant_role", tenant_role)
-        self._url = url
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         self._where += f"/{params.get('dbname', '')}"
-        self._pool_timeout = float(pool_timeout)
-        self._connect_timeout = float(connect_timeout)
-        self._rls = rls
-        self._pool: AsyncConnectionPool[Connection] | None = None
-        self._lock_conn: Connection | None = None
-        self._opening: asyncio.Lock | None = None
-
-    # --- connections --------------------------------------------------------------------------
-
-    async def _connect(self) -> Connection:
-        return await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, connect_timeout=max(1, round(self._connect_timeout))
+        self._db = PostgresConnections(
+            url,
+            schema=schema,
+            where=self._where,
+            pool_size=self._pool_size,
+            pool_timeout=float(pool_timeout),
+            connect_timeout=float(connect_timeout),
+            tenant_role=tenant_role if rls else None,
         )
-
-    async def _ready(self) -> AsyncConnectionPool[Connection]:
-        """Give the pool, creating the schema, the lock connection and the pool on first use,
-        and a new pool once the server answers again after a connection to it was lost."""
-        self._check_open()
-        if self._pool is not None and not self._pool.closed:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                conn = await self._connect()
-                try:
-                    role = self._role_name if self._rls else None
-                    await install_schema(conn, self.schema, tenant_role=role, where=self._where)
-                except BaseException:
-                    await conn.close()
-                    raise
-                self._lock_conn = conn
-                self._pool = await self._open_pool()
-            elif self._pool.closed:
-                # Closed by `_connection` when the server was lost. While it is still away
-                # this fails at once (StoreUnavailable), instead of waiting pool_timeout.
-                probe = await self._connect()
-                await probe.close()
-                self._pool = await self._open_pool()
-        return self._pool
-
-    async def _open_pool(self) -> AsyncConnectionPool[Connection]:
-        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            self._url,
-            min_size=1,
-            max_size=self._pool_size,
-            timeout=self._pool_timeout,
-            kwargs={"autocommit": True, "cursor_factory": psycopg.AsyncClientCursor},
-            open=False,
-            name=f"tenantry-{self.schema}",
-        )
-        await pool.open(wait=False)
-        return pool
-
-    @asynccontextmanager
-    async def _connection(self, wait: float | None = None) -> AsyncIterator[Connection]:
-        """Give a connection of the pool (waiting up to `wait` seconds, default pool_timeout).
-
-        A connection found lost closes its whole pool: after a restart of the server every
-        connection of the pool is dead, and psycopg_pool would replace them with a back-off
-        that can leave it empty for minutes after the server is back, while requests wait
-        pool_timeout each. Closed, the pool fails its waiting requests at once, and the next
-        request opens a new pool if the server answers (see `_ready`)."""
-        pool = await self._ready()
-        try:
-            conn = await pool.getconn(wait)
-        except PoolClosed:
-            # Closed after a lost connection while this waited; nothing ran yet, so wait on
-            # the new pool instead (or fail at once if the server is still away).
-            pool = await self._ready()
-            conn = await pool.getconn(wait)
-        try:
-            async with conn:
-                yield conn
-        except psycopg.Error as exc:
-            if _lost(exc):
-                await pool.close(timeout=1.0)
-            raise
-        finally:
-            await pool.putconn(conn)
-
-    async def _lock_connection(self) -> Connection:
-        await self._ready()
-        conn = self._lock_conn
-        if conn is not None and not conn.closed:
-            return conn
-        assert self._opening is not None
-        async with self._opening:
-            if self._lock_conn is None or self._lock_conn.closed:
-                self._lock_conn = await self._connect()
-            return self._lock_conn
-
-    async def _tenant(self, user_id: str, sql: str, params: dict[str, Any]) -> list[Any]:
-        """Run `sql` (one or more statements) as one transaction confined to `user_id`'s rows,
-        in one round trip; give the rows of the last statement."""
-        if self._rls:
-            sql = f"{self._q.become_tenant}; {sql}"
-            params = {**params, "tenant_role": self._role_name, "tenant": user_id}
-        async with self._connection() as conn:
-            cur = conn.cursor()
-            await cur.execute(sql, params, prepare=False)
-            while cur.nextset():
-                pass
-            return await cur.fetchall() if cur.description else []
-
-    @asynccontextmanager
-    async def _transaction(self, user_id: str | None) -> AsyncIterator[Connection]:
-        """An explicit transaction: confined to `user_id`, or as the connecting role (for
-        operations that span tenants) when None."""
-        async with self._connection() as conn, conn.transaction():
-            if user_id is not None and self._rls:
-                params = {"tenant_role": self._role_name, "tenant": user_id}
-                await conn.execute(self._q.become_tenant, params)
-            yield conn
 
     def tenant_transaction(self, user_id: str) -> AbstractAsyncContextManager[Connection]:
         """Give a psycopg connection inside a transaction confined to one tenant, for your own
         queries on the store's tables: row-level security shows and accepts only that user's
         rows, even for a query with no WHERE clause. Use it on the store's event loop."""
-        return self._transaction(Scope.of(user_id).user_id)
+        self._check_open()
+        return self._db.transaction(Scope.of(user_id).user_id)
+
+    async def _tenant(self, user_id: str, sql: str, params: dict[str, Any]) -> list[Any]:
+        return await self._db.tenant(user_id, sql, params)
 
     def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
         if not isinstance(exc, psycopg.Error):
@@ -231,11 +121,11 @@ class PostgresStore(RemoteStore[LockProof]):
         if isinstance(exc, PoolTimeout):
             return StoreUnavailable(
                 f"no PostgreSQL connection to {self._where} was free within "
-                f"{self._pool_timeout:g}s; raise pool_size or check that the server is up"
+                f"{self._db.pool_timeout:g}s; raise pool_size or check that the server is up"
             )
         if exc.sqlstate == LOCK_LOST_SQLSTATE and scope is not None:
             return lost(scope)
-        if _lost(exc) or isinstance(exc, PoolClosed):
+        if server_lost(exc) or isinstance(exc, PoolClosed):
             return StoreUnavailable(
                 f"PostgreSQL at {self._where} is unreachable: {exc}; check that the server "
                 "runs and the store URL is right"
@@ -306,14 +196,14 @@ class PostgresStore(RemoteStore[LockProof]):
 
     async def _clear_all(self) -> None:
         async def clear() -> None:
-            async with self._transaction(None) as conn:
+            async with self._db.transaction(None) as conn:
                 await conn.execute(self._q.truncate)
 
         await self._run(clear)
 
     async def _list_users(self) -> list[str]:
         async def users() -> list[str]:
-            async with self._transaction(None) as conn:
+            async with self._db.transaction(None) as conn:
                 cur = await conn.execute(self._q.users)
                 return [row[0] for row in await cur.fetchall()]
 
@@ -325,7 +215,7 @@ class PostgresStore(RemoteStore[LockProof]):
 
     async def _prune(self, cutoff: float) -> int:
         async def prune_batch() -> int:
-            async with self._transaction(None) as conn:
+            async with self._db.transaction(None) as conn:
                 params = {"cutoff": cutoff, "batch": PRUNE_BATCH}
                 cur = await conn.execute(self._q.delete_idle, params)
                 ids = [row[0] for row in await cur.fetchall()]
@@ -345,55 +235,34 @@ class PostgresStore(RemoteStore[LockProof]):
 
     async def _try_lock(self, scope: Scope) -> LockProof | None:
         key = self.lock_key(scope)
-        conn = await self._lock_connection()
+        conn = await self._db.lock_connection()
         try:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cur.fetchone()
         except psycopg.Error:
-            await self._drop_lock_connection(conn)
+            await self._db.drop_lock_connection(conn)
             raise
         return (conn.info.backend_pid, key) if row is not None and row[0] else None
 
     async def _unlock(self, proof: LockProof) -> None:
         pid, key = proof
-        conn = self._lock_conn
-        if conn is None or conn.closed or conn.info.backend_pid != pid:
+        conn = self._db.current_lock_connection()
+        if conn is None or conn.info.backend_pid != pid:
             return  # that session is gone, and its locks with it
         try:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except psycopg.Error:
             # Ending the session is the one sure way to free a lock we failed to release.
-            await self._drop_lock_connection(conn)
-
-    async def _drop_lock_connection(self, conn: Connection) -> None:
-        if self._lock_conn is conn:
-            self._lock_conn = None
-        await conn.close()
+            await self._db.drop_lock_connection(conn)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def _ping_server(self) -> None:
-        async with self._connection(self._connect_timeout) as conn:
+        async with self._db.connection(self._db.connect_timeout) as conn:
             await conn.execute("SELECT 1")
 
     async def _disconnect(self) -> None:
-        pool, conn = self._pool, self._lock_conn
-        self._pool = self._lock_conn = None
-        if pool is not None:
-            await pool.close()
-        if conn is not None:
-            await conn.close()
-
-
-def _lost(exc: psycopg.Error) -> bool:
-    """Tell whether `exc` means the server cannot be reached: the connection broke, could
-    not be made, or the server is shutting down or starting up."""
-    if isinstance(exc, PoolTimeout | PoolClosed):
-        return False
-    state = exc.sqlstate or ""
-    return isinstance(exc, psycopg.InterfaceError) or (
-        isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(("08", "57P")))
-    )
+        await self._db.close()
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]

@@ -239,10 +239,6 @@ class Queries:
 
     def __init__(self, schema: str) -> None:
         scope = "user_id = %(u)s AND session_id = %(s)s"
-        self.become_tenant = (
-            "SELECT set_config('role', %(tenant_role)s, true),"
-            " set_config('tenantry.user_id', %(tenant)s, true)"
-        )
         self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.append = (
             f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
