@@ -17,10 +17,10 @@ import uvicorn
 
 from tenantry import Agent, FunctionModel, InMemoryStore, Message, ModelResponse
 from tenantry.server import create_app
-from tenantry.server.chat import _produce
 from tenantry.server.errors import RateLimited
 from tenantry.server.ratelimit import RateLimiter
 from tenantry.server.state import ServerState
+from tenantry.server.turns import TurnRequest, _produce
 from tenantry.tenancy import Scope
 from tenantry.types import ToolSpec
 from tests.conftest import FakeClock
@@ -238,7 +238,7 @@ async def test_shutdown_waits_for_a_streamed_turn_whose_client_left() -> None:
     state: ServerState = app.state.tenantry
     async with app.router.lifespan_context(app):
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        state.spawn(_produce(state, "hi", Scope("u"), queue))
+        state.spawn(_produce(state, TurnRequest("stream", Scope("u"), "hi"), queue))
         assert len(state.tasks) == 1
         asyncio.get_running_loop().call_soon(release.set)
     assert not state.tasks
@@ -259,7 +259,7 @@ async def test_a_turn_that_outlives_the_grace_period_ends_with_shutting_down() -
     state: ServerState = app.state.tenantry
     queue: asyncio.Queue[Any] = asyncio.Queue()
     async with app.router.lifespan_context(app):
-        state.spawn(_produce(state, "hi", Scope("u"), queue))
+        state.spawn(_produce(state, TurnRequest("stream", Scope("u"), "hi"), queue))
     assert not state.tasks
     told = queue.get_nowait()
     assert type(told).__name__ == "ShuttingDown"

@@ -46,10 +46,10 @@ from starlette.routing import BaseRoute
 from tenantry import __version__
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.server.auth import API_KEY_HEADER, Authenticator
-from tenantry.server.chat import run_turn
 from tenantry.server.errors import public_message, retry_after
-from tenantry.server.middleware import request_id_var
+from tenantry.server.middleware import current_request_id
 from tenantry.server.state import ServerState
+from tenantry.server.turns import TurnRequest, run_turn, start_stream
 from tenantry.tenancy import DEFAULT_SESSION_ID, Scope
 from tenantry.types import RunOutput
 
@@ -63,7 +63,7 @@ MAX_TASKS = 10_000
 def a2a_error(exc: TenantryError) -> A2AError:
     """Give the A2A error for a tenantry error: bad input is InvalidParams, the rest Internal
     with the error type (and retry hint) in `data`."""
-    message = public_message(exc, request_id_var.get())
+    message = public_message(exc, current_request_id())
     if isinstance(exc, InvalidInput):
         return InvalidParamsError(message=message, data={"type": type(exc).__name__})
     data: dict[str, Any] = {"type": type(exc).__name__}
@@ -91,14 +91,14 @@ class TenantryExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         try:
             scope = self._scope(context)
-            text = context.get_user_input()
+            turn = TurnRequest("a2a", scope, context.get_user_input())
             self.state.limiter.hit(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
             if method in STREAMING_METHODS:
-                await self._stream(context, event_queue, text, scope)
+                await self._stream(context, event_queue, turn)
                 return
-            output = await run_turn(self.state, "a2a", text, scope)
+            output = await run_turn(self.state, turn)
             await event_queue.enqueue_event(
                 new_text_message(output.content, context_id=context.context_id)
             )
@@ -107,8 +107,11 @@ class TenantryExecutor(AgentExecutor):
             raise a2a_error(exc) from None
 
     async def _stream(
-        self, context: RequestContext, event_queue: EventQueue, text: str, scope: Scope
+        self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
     ) -> None:
+        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
+        error before the first delta is a plain A2A error (no task is created)."""
+        stream = await start_stream(self.state, turn)
         task_id, context_id = context.task_id or "", context.context_id or ""
         history = [context.message] if context.message is not None else None
         await event_queue.enqueue_event(
@@ -118,18 +121,15 @@ class TenantryExecutor(AgentExecutor):
         await updater.start_work()
         held: str | None = None
         chunks = 0
-        async with self.state.metrics.turn("a2a", scope):
-            async for item in self.state.agent.astream(
-                text, user_id=scope.user_id, session_id=scope.session_id
-            ):
-                if isinstance(item, RunOutput):
-                    await self._chunk(updater, held or "", chunks, last=True)
-                    await updater.complete(updater.new_agent_message([new_text_part(item.content)]))
-                    return
-                if held is not None:
-                    await self._chunk(updater, held, chunks, last=False)
-                    chunks += 1
-                held = item
+        async for event in stream:
+            if isinstance(event, RunOutput):
+                await self._chunk(updater, held or "", chunks, last=True)
+                await updater.complete(updater.new_agent_message([new_text_part(event.content)]))
+                return
+            if held is not None:
+                await self._chunk(updater, held, chunks, last=False)
+                chunks += 1
+            held = event
 
     @staticmethod
     async def _chunk(updater: TaskUpdater, text: str, index: int, *, last: bool) -> None:

@@ -35,7 +35,7 @@ from tenantry.server.middleware import (
     RequestIdMiddleware,
     RequireCredentialMiddleware,
     SegmentPathMiddleware,
-    request_id_of,
+    current_request_id,
 )
 from tenantry.server.ratelimit import RateLimiter
 from tenantry.server.state import ServerState
@@ -87,7 +87,7 @@ def _validation_error(errors: Sequence[Any], content_type: str) -> TenantryError
 def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
     def respond(request: Request, exc: BaseException) -> Response:
         state.metrics.count_error(exc)
-        return error_response(exc, request_id_of(request.scope))
+        return error_response(exc, current_request_id())
 
     async def on_tenantry(request: Request, exc: Exception) -> Response:
         return respond(request, exc)
@@ -116,7 +116,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
     def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
         error = Unauthorized(str(exc))
         state.metrics.count_error(error)
-        return error_response(error, request_id_of(conn.scope))
+        return error_response(error, current_request_id())
 
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)

@@ -1,9 +1,9 @@
-"""Chat routes: `POST /v1/chat`, `POST /v1/chat/stream` (Server-Sent Events) and the seed's
-`POST /chat`. The tenant comes from `ServerState.admit`, never from trust in the body."""
+"""The chat protocol: `POST /v1/chat`, `POST /v1/chat/stream` (Server-Sent Events) and the
+legacy `POST /chat` of the seed. The tenant comes from `ServerState.admit`, never from trust
+in the body; the turn runs through `turns`, like every transport's."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,9 +12,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from tenantry.server.errors import ShuttingDown, error_body
+from tenantry.server.errors import error_body
+from tenantry.server.middleware import current_request_id
 from tenantry.server.schemas import MessageText, SessionId, UsageBody, UserId, error_responses
 from tenantry.server.state import ServerState, State
+from tenantry.server.turns import TurnRequest, TurnStream, run_turn, start_stream
 from tenantry.tenancy import Scope
 from tenantry.types import RunOutput
 
@@ -50,44 +52,36 @@ class ChatReply(BaseModel):
         )
 
 
-class SeedChatRequest(BaseModel):
-    """The seed's request: `{"user_id", "message"}`."""
+class LegacyChatRequest(BaseModel):
+    """The legacy (seed) request: `{"user_id", "message"}`."""
 
     user_id: UserId | None = None
     message: MessageText
 
 
-class SeedChatReply(BaseModel):
-    """The seed's response: `{"user_id", "reply"}`."""
+class LegacyChatReply(BaseModel):
+    """The legacy (seed) response: `{"user_id", "reply"}`."""
 
     user_id: str
     reply: str
-
-
-async def run_turn(state: ServerState, transport: str, text: str, scope: Scope) -> RunOutput:
-    """Run one turn of `scope`, counted and timed in the metrics."""
-    async with state.metrics.turn(transport, scope):
-        return await state.agent.arun(text, user_id=scope.user_id, session_id=scope.session_id)
 
 
 @router.post("/v1/chat", response_model=ChatReply, responses=_TURN_ERRORS)
 async def chat(body: ChatRequest, request: Request, state: State) -> ChatReply:
     """Send a message and get the agent's reply."""
     scope = Scope.of(state.admit(request, body.user_id), body.session_id)
-    return ChatReply.of(await run_turn(state, "chat", body.message, scope))
+    return ChatReply.of(await run_turn(state, TurnRequest("chat", scope, body.message)))
 
 
-@router.post("/chat", response_model=SeedChatReply, responses=_TURN_ERRORS)
-async def seed_chat(body: SeedChatRequest, request: Request, state: State) -> SeedChatReply:
+@router.post("/chat", response_model=LegacyChatReply, responses=_TURN_ERRORS)
+async def legacy_chat(body: LegacyChatRequest, request: Request, state: State) -> LegacyChatReply:
     """The seed's route, verbatim: `{"user_id", "message"}` → `{"user_id", "reply"}`."""
     scope = Scope.of(state.admit(request, body.user_id))
-    output = await run_turn(state, "chat", body.message, scope)
-    return SeedChatReply(user_id=output.user_id, reply=output.content)
+    output = await run_turn(state, TurnRequest("chat", scope, body.message))
+    return LegacyChatReply(user_id=output.user_id, reply=output.content)
 
 
 # --- streaming ------------------------------------------------------------------------------
-
-StreamItem = str | RunOutput | BaseException
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -95,60 +89,16 @@ def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _produce(
-    state: ServerState,
-    text: str,
-    scope: Scope,
-    queue: asyncio.Queue[StreamItem],
-    transport: str = "stream",
-) -> None:
+async def _events(stream: TurnStream, state: ServerState) -> AsyncIterator[bytes]:
     try:
-        async with state.metrics.turn(transport, scope):
-            async for item in state.agent.astream(
-                text, user_id=scope.user_id, session_id=scope.session_id
-            ):
-                queue.put_nowait(item)
+        async for event in stream:
+            if isinstance(event, RunOutput):
+                yield sse("done", ChatReply.of(event).model_dump())
+            else:
+                yield sse("delta", {"text": event})
     except Exception as exc:
-        queue.put_nowait(exc)
-    except asyncio.CancelledError:  # shutdown's grace period ran out: tell the client
-        queue.put_nowait(ShuttingDown("the server stopped before this turn finished; retry"))
-        raise
-
-
-async def _events(
-    first: StreamItem, queue: asyncio.Queue[StreamItem], state: ServerState, request_id: str
-) -> AsyncIterator[bytes]:
-    item = first
-    while True:
-        if isinstance(item, str):
-            yield sse("delta", {"text": item})
-        elif isinstance(item, RunOutput):
-            yield sse("done", ChatReply.of(item).model_dump())
-            return
-        else:
-            state.metrics.count_error(item)
-            yield sse("error", error_body(item, request_id))
-            return
-        item = await queue.get()
-
-
-async def start_stream(
-    state: ServerState, text: str, scope: Scope, transport: str
-) -> tuple[str | RunOutput, asyncio.Queue[StreamItem]]:
-    """Start a streamed turn in its own task; give its first item and the queue of the rest.
-
-    An error before the first item (busy scope, store down) is raised here, so the caller can
-    still answer with a plain HTTP error."""
-    queue: asyncio.Queue[StreamItem] = asyncio.Queue()
-    state.spawn(_produce(state, text, scope, queue, transport))
-    first = await queue.get()
-    if isinstance(first, BaseException):
-        raise first
-    return first, queue
-
-
-def request_id_of(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", "-"))
+        state.metrics.count_error(exc)
+        yield sse("error", error_body(exc, current_request_id()))
 
 
 @router.post(
@@ -170,9 +120,9 @@ async def chat_stream(body: ChatRequest, request: Request, state: State) -> Stre
     HTTP errors; later ones arrive as an `error` event.
     """
     scope = Scope.of(state.admit(request, body.user_id), body.session_id)
-    first, queue = await start_stream(state, body.message, scope, "stream")
+    stream = await start_stream(state, TurnRequest("stream", scope, body.message))
     return StreamingResponse(
-        _events(first, queue, state, request_id_of(request)),
+        _events(stream, state),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -181,10 +131,8 @@ async def chat_stream(body: ChatRequest, request: Request, state: State) -> Stre
 __all__ = [
     "ChatReply",
     "ChatRequest",
-    "StreamItem",
-    "request_id_of",
+    "LegacyChatReply",
+    "LegacyChatRequest",
     "router",
-    "run_turn",
     "sse",
-    "start_stream",
 ]

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
 from tenantry.types import new_id
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("tenantry.server.access")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SEGMENT_ESCAPE = re.compile(r"%(25|2F)")
@@ -31,7 +31,7 @@ class RequestIdFilter(logging.Filter):
     """Adds `request_id` to every log record, so a format can show `%(request_id)s`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        record.request_id = current_request_id()
         return True
 
 
@@ -53,8 +53,7 @@ class RequestIdMiddleware:
             return
         offered = Headers(scope=scope).get("x-request-id", "")
         request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else new_id()
-        token = request_id_var.set(request_id)
-        scope.setdefault("state", {})["request_id"] = request_id
+        token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 0
 
@@ -80,11 +79,15 @@ class RequestIdMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000,
             )
-            request_id_var.reset(token)
+            _request_id.reset(token)
 
 
-def request_id_of(scope: Scope) -> str:
-    return str(scope.get("state", {}).get("request_id", "-"))
+def current_request_id() -> str:
+    """Give the id of the request being served ("-" outside a request).
+
+    The one way to read it: routes, error handlers, middleware inside RequestIdMiddleware,
+    the tasks a request spawns and the A2A SDK's executor all run in the request's context."""
+    return _request_id.get()
 
 
 def routing_path(raw_path: bytes) -> str:
@@ -169,7 +172,7 @@ class BodyLimitMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = BodyTooLarge(f"the request body exceeds the limit of {self.max_bytes} bytes")
         self.on_error(exc)
-        response = error_response(exc, request_id_of(scope))
+        response = error_response(exc, current_request_id())
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
@@ -209,7 +212,7 @@ class RequireCredentialMiddleware:
                     "Authorization: Bearer <token>"
                 )
                 self.on_error(exc)
-                await error_response(exc, request_id_of(scope))(scope, receive, send)
+                await error_response(exc, current_request_id())(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -220,8 +223,7 @@ __all__ = [
     "RequestIdMiddleware",
     "RequireCredentialMiddleware",
     "SegmentPathMiddleware",
-    "request_id_of",
-    "request_id_var",
+    "current_request_id",
     "routing_path",
     "unescape_segment",
 ]

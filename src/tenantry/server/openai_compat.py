@@ -17,7 +17,6 @@ client turns into its typed exceptions.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -28,12 +27,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenantry.errors import InvalidMessage
-from tenantry.server.chat import StreamItem, request_id_of, run_turn, start_stream
 from tenantry.server.errors import error_body
+from tenantry.server.middleware import current_request_id
 from tenantry.server.schemas import UserId, error_responses
 from tenantry.server.state import ServerState, State
+from tenantry.server.turns import TurnRequest, TurnStream, run_turn, start_stream
 from tenantry.tenancy import Scope, validate_session_id
-from tenantry.types import RunOutput, Usage
+from tenantry.types import Usage
 
 router = APIRouter(tags=["openai-compatible"])
 
@@ -140,23 +140,20 @@ def _chunk(completion_id: str, model: str, delta: dict[str, Any], **extra: Any) 
 
 
 async def _chunks(
-    first: StreamItem,
-    queue: asyncio.Queue[StreamItem],
-    state: ServerState,
-    include_usage: bool,
-    request_id: str,
+    stream: TurnStream, state: ServerState, include_usage: bool
 ) -> AsyncIterator[bytes]:
+    request_id = current_request_id()
     model = state.agent.model.name
     completion_id = f"chatcmpl-{request_id}"
     yield _chunk(completion_id, model, {"role": "assistant", "content": ""})
-    item = first
-    while True:
-        if isinstance(item, str):
-            yield _chunk(completion_id, model, {"content": item})
-        elif isinstance(item, RunOutput):
+    try:
+        async for event in stream:
+            if isinstance(event, str):
+                yield _chunk(completion_id, model, {"content": event})
+                continue
             yield _chunk(completion_id, model, {}, finish="stop")
             if include_usage:
-                usage = CompletionUsage.of(item.usage).model_dump()
+                usage = CompletionUsage.of(event.usage).model_dump()
                 data = {
                     "id": completion_id,
                     "object": "chat.completion.chunk",
@@ -166,12 +163,9 @@ async def _chunks(
                     "usage": usage,
                 }
                 yield f"data: {json.dumps(data)}\n\n".encode()
-            break
-        else:
-            state.metrics.count_error(item)
-            yield f"data: {json.dumps(error_body(item, request_id))}\n\n".encode()
-            break
-        item = await queue.get()
+    except Exception as exc:
+        state.metrics.count_error(exc)
+        yield f"data: {json.dumps(error_body(exc, request_id))}\n\n".encode()
     yield b"data: [DONE]\n\n"
 
 
@@ -193,15 +187,16 @@ async def chat_completions(
     """OpenAI-compatible chat: send the user's new message, get the agent's reply."""
     text = _new_text(body)
     scope = _scope(body, request, state)
+    turn = TurnRequest("openai", scope, text)
     if body.stream:
-        first, queue = await start_stream(state, text, scope, "openai")
+        stream = await start_stream(state, turn)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         return StreamingResponse(
-            _chunks(first, queue, state, include_usage, request_id_of(request)),
+            _chunks(stream, state, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    output = await run_turn(state, "openai", text, scope)
+    output = await run_turn(state, turn)
     return Completion(
         id=f"chatcmpl-{output.run_id}",
         created=int(time.time()),

@@ -1,0 +1,102 @@
+"""The one path a turn takes from any transport to the agent.
+
+Each transport (chat, OpenAI-compatible, A2A) parses its protocol, decides the tenant, then
+hands a `TurnRequest` to `run_turn` (one reply) or `start_stream` (text deltas, then the
+reply). What must hold for every turn, whatever protocol asked for it, is written once here:
+today its metrics; budgets checked before the model is called, usage accounting, idempotency
+keys and tracing belong here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from tenantry.server.errors import ShuttingDown
+from tenantry.server.state import ServerState
+from tenantry.tenancy import Scope
+from tenantry.types import RunOutput
+
+TurnEvent = str | RunOutput
+"""What a streamed turn gives: text deltas (str), then the finished turn (RunOutput)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """One turn a transport asks for: whose (scope), what the user said, and which transport
+    asked (the `transport` label of the turn metrics: chat, stream, openai, a2a)."""
+
+    transport: str
+    scope: Scope
+    text: str
+
+
+@asynccontextmanager
+async def _every_turn(state: ServerState, turn: TurnRequest) -> AsyncIterator[None]:
+    """What wraps every turn, plain or streamed, of every transport."""
+    async with state.metrics.turn(turn.transport, turn.scope):
+        yield
+
+
+async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:
+    """Run one turn and give its output."""
+    async with _every_turn(state, turn):
+        return await state.agent.arun(
+            turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
+        )
+
+
+async def _produce(
+    state: ServerState, turn: TurnRequest, queue: asyncio.Queue[TurnEvent | Exception]
+) -> None:
+    """Stream the turn into `queue`: its events, or the exception that ended it."""
+    try:
+        async with _every_turn(state, turn):
+            async for event in state.agent.astream(
+                turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
+            ):
+                queue.put_nowait(event)
+    except Exception as exc:
+        queue.put_nowait(exc)
+    except asyncio.CancelledError:  # shutdown's grace period ran out: tell the client
+        queue.put_nowait(ShuttingDown("the server stopped before this turn finished; retry"))
+        raise
+
+
+class TurnStream:
+    """A streamed turn running in its own task. Iterating gives its events up to and
+    including the RunOutput; a failure after the first event is raised from the iteration."""
+
+    def __init__(self, first: TurnEvent, queue: asyncio.Queue[TurnEvent | Exception]) -> None:
+        self._first = first
+        self._queue = queue
+
+    async def __aiter__(self) -> AsyncIterator[TurnEvent]:
+        event = self._first
+        while True:
+            yield event
+            if isinstance(event, RunOutput):
+                return
+            item = await self._queue.get()
+            if isinstance(item, Exception):
+                raise item
+            event = item
+
+
+async def start_stream(state: ServerState, turn: TurnRequest) -> TurnStream:
+    """Start a streamed turn in its own task, so a client that goes away does not cut it
+    short and shutdown waits for it; give the stream once its first event is there.
+
+    An error before the first event (busy scope, store down, model refused) is raised here,
+    so the transport can still answer with a plain error instead of a broken stream."""
+    queue: asyncio.Queue[TurnEvent | Exception] = asyncio.Queue()
+    state.spawn(_produce(state, turn, queue))
+    first = await queue.get()
+    if isinstance(first, Exception):
+        raise first
+    return TurnStream(first, queue)
+
+
+__all__ = ["TurnEvent", "TurnRequest", "TurnStream", "run_turn", "start_stream"]
