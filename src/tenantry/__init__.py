@@ -28,6 +28,7 @@ from tenantry.tools import RunContext, Tool, tool
 from tenantry.types import Message, RunOutput, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from tenantry.models.anthropic import AnthropicModel
     from tenantry.models.openai import OpenAIChatModel
     from tenantry.storage.postgres import PostgresStore
     from tenantry.storage.redis import RedisStore
@@ -36,11 +37,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # The OpenAI SDK is imported only by those who use it (extra: tenantry[openai]).
-    if name == "OpenAIChatModel":
-        from tenantry.models.openai import OpenAIChatModel
+    # Provider SDKs are imported only by those who use them (tenantry[openai], [anthropic]).
+    if name in ("AnthropicModel", "OpenAIChatModel"):
+        from tenantry import models
 
-        return OpenAIChatModel
+        return getattr(models, name)
     if name in ("PostgresStore", "RedisStore"):  # extras: tenantry[postgres], tenantry[redis]
         from tenantry import storage
 
@@ -50,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AnthropicModel",
     "FunctionModel",
     "InMemoryStore",
     "InvalidSessionId",
