@@ -13,7 +13,7 @@ The tenant is an argument of each run, never an attribute set per request (the s
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from tenantry._runner import run_sync
@@ -28,6 +28,7 @@ from tenantry.models.base import Model, ModelResponse
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
+from tenantry.toolsets import RunTool, Toolset, tools_for_turn
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
 
 
@@ -47,6 +48,14 @@ def _window(history: list[Message]) -> list[Message]:
     return []
 
 
+def _toolsets(toolsets: Iterable[Toolset]) -> tuple[Toolset, ...]:
+    found = tuple(toolsets)
+    for item in found:
+        if not isinstance(item, Toolset):
+            raise InvalidInput(f"a toolset needs a list_tools(ctx) method, got {item!r}")
+    return found
+
+
 class Agent:
     """One agent for many users. Immutable: derive a variant with `agent.replace(...)`."""
 
@@ -59,6 +68,7 @@ class Agent:
         "name",
         "store",
         "tools",
+        "toolsets",
         "user_id",
     )
 
@@ -67,6 +77,7 @@ class Agent:
     store: Store
     instructions: str
     tools: tuple[Tool, ...]
+    toolsets: tuple[Toolset, ...]
     max_loops: int
     history_window: int
     user_id: str
@@ -84,6 +95,7 @@ class Agent:
         user_id: str = DEFAULT_USER_ID,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        toolsets: Iterable[Toolset] = (),
     ) -> None:
         if model is None:
             from tenantry.models import model_from_settings
@@ -108,6 +120,7 @@ class Agent:
             "history_window": _positive("history_window", history_window, allow_zero=True),
             "user_id": validate_user_id(user_id),
             "lock_timeout": float(lock_timeout),
+            "toolsets": _toolsets(toolsets),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -204,7 +217,8 @@ class Agent:
             prompt.extend(_window(snapshot.messages))
             turn = [Message.user(text)]
             usage = Usage()
-            specs = [t.spec for t in self.tools]
+            tools = await self._tools_for(ctx)
+            specs = [t.spec for t in tools.values()]
             for _ in range(self.max_loops):
                 response: ModelResponse | None = None
                 if streaming:
@@ -220,7 +234,7 @@ class Agent:
                 turn.append(Message.assistant(response.content, response.tool_calls))
                 if not response.tool_calls:
                     break
-                turn.extend(await self._run_tools(response, ctx))
+                turn.extend(await self._run_tools(response, ctx, tools))
             else:
                 raise MaxLoopsExceeded(
                     f"the model still asked for tools after {self.max_loops} calls "
@@ -277,8 +291,15 @@ class Agent:
             "nothing of this turn was stored"
         ) from exc
 
-    async def _run_tools(self, response: ModelResponse, ctx: RunContext) -> list[Message]:
-        by_name = {t.name: t for t in self.tools}
+    async def _tools_for(self, ctx: RunContext) -> Mapping[str, RunTool]:
+        """The turn's tools by name: the agent's own, and what its toolsets give this run."""
+        if not self.toolsets:
+            return {t.name: t for t in self.tools}
+        return await tools_for_turn(self.tools, self.toolsets, ctx)
+
+    async def _run_tools(
+        self, response: ModelResponse, ctx: RunContext, by_name: Mapping[str, RunTool]
+    ) -> list[Message]:
         results = []
         for call in response.tool_calls:
             found = by_name.get(call.name)
