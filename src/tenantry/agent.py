@@ -29,6 +29,7 @@ from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
+from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
 
 
@@ -69,6 +70,7 @@ class Agent:
         "store",
         "tools",
         "toolsets",
+        "tracing",
         "user_id",
     )
 
@@ -78,6 +80,7 @@ class Agent:
     instructions: str
     tools: tuple[Tool, ...]
     toolsets: tuple[Toolset, ...]
+    tracing: Tracing
     max_loops: int
     history_window: int
     user_id: str
@@ -96,6 +99,7 @@ class Agent:
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         toolsets: Iterable[Toolset] = (),
+        tracing: Tracing = DEFAULT_TRACING,
     ) -> None:
         if model is None:
             from tenantry.models import model_from_settings
@@ -121,6 +125,7 @@ class Agent:
             "user_id": validate_user_id(user_id),
             "lock_timeout": float(lock_timeout),
             "toolsets": _toolsets(toolsets),
+            "tracing": tracing,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -153,7 +158,10 @@ class Agent:
     ) -> RunOutput:
         """Run one turn for the scope and give its output."""
         output: RunOutput | None = None
-        async for item in self._turn(message, user_id, session_id, deps, streaming=False):
+        trace = self.tracing.turn(self.name, self.model)
+        async for item in trace.wrap(
+            self._turn(message, user_id, session_id, deps, streaming=False, trace=trace)
+        ):
             if isinstance(item, RunOutput):
                 output = item
         assert output is not None
@@ -182,7 +190,10 @@ class Agent:
 
         The turn holds its scope's lock until the generator finishes or is closed.
         """
-        async for item in self._turn(message, user_id, session_id, deps, streaming=True):
+        trace = self.tracing.turn(self.name, self.model)
+        async for item in trace.wrap(
+            self._turn(message, user_id, session_id, deps, streaming=True, trace=trace)
+        ):
             yield item
 
     # --- the turn -----------------------------------------------------------------------------
@@ -198,12 +209,14 @@ class Agent:
         deps: Any,
         *,
         streaming: bool,
+        trace: NoTrace = NO_TRACE,
     ) -> AsyncIterator[str | RunOutput]:
         if not isinstance(text, str):
             raise InvalidMessage(f"the message must be a str, got {type(text).__name__}")
         if not text.strip():
             raise InvalidMessage("the message must not be empty")
         scope = self._scope(user_id, session_id)
+        trace.scope(scope)
         store = self.store
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
             snapshot = await store.snapshot(
@@ -221,20 +234,22 @@ class Agent:
             specs = [t.spec for t in tools.values()]
             for _ in range(self.max_loops):
                 response: ModelResponse | None = None
-                if streaming:
-                    async for item in self._stream_model(prompt + turn, specs):
-                        if isinstance(item, str):
-                            yield item
-                        else:
-                            response = item
-                else:
-                    response = await self._call_model(prompt + turn, specs)
-                assert response is not None
+                with trace.chat(attach=not streaming) as call:  # never current across a yield
+                    if streaming:
+                        async for item in self._stream_model(prompt + turn, specs):
+                            if isinstance(item, str):
+                                yield item
+                            else:
+                                response = item
+                    else:
+                        response = await self._call_model(prompt + turn, specs)
+                    assert response is not None
+                    call.done(response)
                 usage += response.usage
                 turn.append(Message.assistant(response.content, response.tool_calls))
                 if not response.tool_calls:
                     break
-                turn.extend(await self._run_tools(response, ctx, tools))
+                turn.extend(await self._run_tools(response, ctx, tools, trace))
             else:
                 raise MaxLoopsExceeded(
                     f"the model still asked for tools after {self.max_loops} calls "
@@ -298,7 +313,11 @@ class Agent:
         return await tools_for_turn(self.tools, self.toolsets, ctx)
 
     async def _run_tools(
-        self, response: ModelResponse, ctx: RunContext, by_name: Mapping[str, RunTool]
+        self,
+        response: ModelResponse,
+        ctx: RunContext,
+        by_name: Mapping[str, RunTool],
+        trace: NoTrace = NO_TRACE,
     ) -> list[Message]:
         results = []
         for call in response.tool_calls:
@@ -307,7 +326,8 @@ class Agent:
                 known = ", ".join(sorted(by_name)) or "none"
                 content = f"Unknown tool {call.name!r}; available tools: {known}."
             else:
-                content = await found.run(call.arguments, ctx)
+                with trace.tool(call):
+                    content = await found.run(call.arguments, ctx)
             results.append(Message.tool(content, tool_call_id=call.id, name=call.name))
         return results
 

@@ -66,6 +66,8 @@ def _usage(raw: Any) -> Usage:
 class OpenAIChatModel(ModelBase):
     """Chat Completions through `openai.AsyncOpenAI`; one client shared by every tenant."""
 
+    provider_name = "openai"
+
     def __init__(
         self,
         model: str = "gpt-4o-mini",
