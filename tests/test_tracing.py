@@ -263,7 +263,8 @@ def test_a_provider_set_after_the_agent_was_built_is_used_from_the_next_turn() -
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from tenantry import Agent, InMemoryStore, OfflineModel
+        from tenantry import Agent, InMemoryStore, OfflineModel, tracing
+        tracing.RECHECK_SECONDS = 0.0  # ask again on every turn, not once a second
         agent = Agent(store=InMemoryStore(), model=OfflineModel())
         agent.run("hi", user_id="a")
         print(agent.tracing.tracer() is None)      # the API's proxy: nothing configured

@@ -14,7 +14,8 @@ as `user.hash`, keyed with `hash_key`, so it cannot be looked up in a list of kn
 
 Only `opentelemetry-api` is used (`tenantry[otel]`); the SDK and exporters are the
 application's. It is imported lazily: without it, or with no tracer provider configured (the
-API's proxy) or a no-op one, a turn costs one cached check and no span object.
+API's proxy, asked again at most once a second) or a no-op one, a turn costs one cached check
+and no span object.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
@@ -32,10 +34,16 @@ from tenantry.types import RunOutput, ToolCall, Usage
 UserIdMode = Literal["off", "hash", "raw"]
 _INSTRUMENTATION = "tenantry"
 
+RECHECK_SECONDS = 1.0
+"""While no tracer provider is configured, how often a turn asks again (an application may
+configure OpenTelemetry after it built its agent). Once one is, the answer is kept: the API
+lets a process set its global provider only once."""
+
 _api: Any = None
 """The `opentelemetry.trace` module once imported; False when it is not installed."""
 _global_tracer: Any = None
-"""The tracer of the global provider, once an application has set a real one."""
+"""The global provider's tracer once one is set; False when that provider records nothing."""
+_recheck_at = 0.0
 
 
 def _trace_api() -> Any:
@@ -54,19 +62,30 @@ def _tracer_of(provider: Any) -> Any:
     from tenantry import __version__
 
     api = _trace_api()
-    if isinstance(provider, api.ProxyTracerProvider | api.NoOpTracerProvider):
+    if isinstance(provider, api.NoOpTracerProvider):
         return None
     tracer = provider.get_tracer(_INSTRUMENTATION, __version__)
     return None if isinstance(tracer, api.NoOpTracer) else tracer
 
 
 def _global() -> Any:
-    """The global provider's tracer, or None while none is set (asked again next turn: an
-    application may configure OpenTelemetry after it built its agent)."""
-    global _global_tracer
-    if _global_tracer is None and _trace_api():
-        _global_tracer = _tracer_of(_api.get_tracer_provider())
-    return _global_tracer
+    """The global provider's tracer, or None when nothing would be recorded."""
+    global _global_tracer, _recheck_at
+    if _global_tracer is not None:
+        return _global_tracer or None
+    now = time.monotonic()
+    if now < _recheck_at:
+        return None
+    api = _trace_api()
+    if not api:
+        _global_tracer = False
+        return None
+    provider = api.get_tracer_provider()
+    if isinstance(provider, api.ProxyTracerProvider):  # nothing configured (yet)
+        _recheck_at = now + RECHECK_SECONDS
+        return None
+    _global_tracer = _tracer_of(provider) or False
+    return _global_tracer or None
 
 
 class Tracing:
