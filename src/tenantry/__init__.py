@@ -25,6 +25,7 @@ from tenantry.models import FunctionModel, Model, ModelResponse, OfflineModel
 from tenantry.storage import InMemoryStore, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
+from tenantry.tracing import Tracing
 from tenantry.types import Message, RunOutput, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ __all__ = [
     "TenantryError",
     "Tool",
     "ToolCall",
+    "Tracing",
     "Usage",
     "__version__",
     "open_store",
