@@ -19,8 +19,11 @@ the exact headers (or environment) the hook gave. Only turns with that same iden
 a connection is never shared between tenants, nor between two credentials of one tenant. At
 most `max_connections` are open per event loop; when the pool is full the least recently used
 idle connection is closed (if every one is busy, the call waits up to `timeout`), and one idle
-for `idle_timeout` seconds is closed the next time the pool is used. Each identity's tool list
-is cached on its connection for `list_ttl` seconds (servers may show each user other tools).
+for `idle_timeout` seconds is closed the next time the pool is used; an identity whose
+connection could not be opened is not tried again for `RETRY_AFTER` (5) seconds. Each
+identity's tool list is cached on its connection for `list_ttl` seconds (servers may show each
+user other tools). A listing that fails on a broken connection is tried once more on a new one;
+a tool call is not (the server may have run it).
 
 Failures never fail a turn: a server that cannot be reached when the turn starts gives no
 tools for that turn (logged); a call that fails, times out or returns `isError` gives the model
@@ -61,6 +64,9 @@ logger = logging.getLogger("tenantry.mcp")
 Values = Mapping[str, str]
 ValuesHook = Callable[[RunContext], Values | Awaitable[Values]]
 _MAX_PAGES = 100
+RETRY_AFTER = 5.0
+"""Seconds an identity whose connection could not be opened waits before the next try: a server
+that is down costs the turns meanwhile nothing (no tools), not a connect timeout each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +141,18 @@ class _Pool:
         self.size = size
         self.idle_timeout = idle_timeout
         self.connections: OrderedDict[tuple[str, str], _Connection] = OrderedDict()
+        self.failed: OrderedDict[tuple[str, str], float] = OrderedDict()
+        """Identities whose connection could not be opened, and when they may try again."""
         self.changed = asyncio.Condition()
 
     async def acquire(
         self, key: tuple[str, str], start: Callable[[_Connection], Coroutine[Any, Any, None]]
     ) -> _Connection:
+        retry = self.failed.get(key)
+        if retry is not None:
+            if time.monotonic() < retry:
+                raise ToolsetUnavailable("could not connect a moment ago; not retried yet")
+            del self.failed[key]
         async with self.changed:
             while True:
                 self._close_idle()
@@ -167,6 +180,10 @@ class _Pool:
         conn.last_used = time.monotonic()
         async with self.changed:
             if conn.dead.is_set():
+                if conn.client is None:  # it never opened
+                    self.failed[conn.key] = time.monotonic() + RETRY_AFTER
+                    while len(self.failed) > 4 * self.size:
+                        self.failed.popitem(last=False)
                 self.close(conn)
             self.changed.notify_all()
 
@@ -243,13 +260,17 @@ class MCPTools:
     async def list_tools(self, ctx: RunContext) -> list[MCPTool]:
         """Give this turn's tools, bound to the turn's identity."""
         identity = await self._identity(ctx)
-        try:
-            async with self._lease(identity) as conn:
-                tools = await self._listed(conn)
-        except ToolsetUnavailable:
-            raise
-        except Exception as exc:
-            raise ToolsetUnavailable(f"{self!r} cannot list its tools: {_reason(exc)}") from exc
+        for attempt in (1, 2):
+            try:
+                tools = await self._list_once(identity)
+                break
+            except ToolsetUnavailable:
+                raise
+            except Exception as exc:
+                if attempt == 1 and _broken(exc):  # listing is safe to repeat: once, afresh
+                    continue
+                message = f"{self!r} cannot list its tools: {_reason(exc)}"
+                raise ToolsetUnavailable(message) from exc
         return [MCPTool(self, tool, identity, ctx.run_id) for tool in tools]
 
     async def aclose(self) -> None:
@@ -339,6 +360,15 @@ class MCPTools:
         async with http, Client(streamable_http_client(self.url, http_client=http), **options) as c:
             yield c
 
+    async def _list_once(self, identity: _Identity) -> tuple[_RemoteTool, ...]:
+        async with self._lease(identity) as conn:
+            try:
+                return await self._listed(conn)
+            except Exception as exc:
+                if _broken(exc):
+                    self._pool().close(conn)  # the next lease opens a new connection
+                raise
+
     async def _listed(self, conn: _Connection) -> tuple[_RemoteTool, ...]:
         async with conn.listing:
             fresh = time.monotonic() - conn.listed_at < self.list_ttl
@@ -373,16 +403,13 @@ class MCPTools:
         return tuple(tools.values())
 
     async def _call(self, tool: MCPTool, arguments: dict[str, Any]) -> str:
-        from mcp import MCPError
-
         try:
             async with self._lease(tool.identity) as conn:
                 try:
                     result = await conn.call(tool.remote_name, arguments, self.timeout)
-                except (MCPError, TimeoutError):
-                    raise
-                except Exception:
-                    self._pool().close(conn)  # the transport failed: the next call reconnects
+                except Exception as exc:
+                    if _broken(exc):  # the next call reconnects; this one is not repeated,
+                        self._pool().close(conn)  # since the server may have run it
                     raise
         except Exception as exc:
             logger.warning("%r: tool %r failed: %s", self, tool.remote_name, _reason(exc))
@@ -441,6 +468,17 @@ def _result_text(name: str, result: Any) -> str:
     if result.is_error:
         return f"Tool {name!r} reported an error: {text or 'no details given'}"
     return text
+
+
+def _broken(exc: BaseException) -> bool:
+    """Whether `exc` says the connection failed (rather than the server answering an error,
+    or a timeout): a closed connection, or an exception from the transport itself."""
+    from mcp import MCPError
+    from mcp_types import CONNECTION_CLOSED
+
+    if isinstance(exc, MCPError):
+        return exc.code == CONNECTION_CLOSED
+    return not isinstance(exc, TimeoutError | ToolsetUnavailable)
 
 
 def _reason(exc: BaseException | None) -> str:

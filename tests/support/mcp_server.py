@@ -80,7 +80,15 @@ def http_server_process() -> Iterator[str]:
 async def _serve_http() -> None:
     import uvicorn
 
-    config = uvicorn.Config(EchoServer().app(), host="127.0.0.1", port=0, log_level="warning")
+    # keep-alive longer than any test: a connection the server closes while the client reuses
+    # it fails that request (the SDK's transport then closes the whole connection)
+    config = uvicorn.Config(
+        EchoServer().app(),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        timeout_keep_alive=120,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
