@@ -20,6 +20,7 @@ from tenantry.errors import (
     ScopeBusy,
     StoreError,
     TenantryError,
+    ToolsetUnavailable,
 )
 from tenantry.models import FunctionModel, Model, ModelResponse, OfflineModel
 from tenantry.storage import InMemoryStore, SQLiteStore, Store, SyncStore, open_store
@@ -77,6 +78,7 @@ __all__ = [
     "TenantryError",
     "Tool",
     "ToolCall",
+    "ToolsetUnavailable",
     "Tracing",
     "Usage",
     "__version__",
