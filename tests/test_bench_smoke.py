@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory")
+SUITES = ("frameworks", "stores", "http", "memory", "tracing")
 
 
 @pytest.mark.slow
@@ -54,3 +54,11 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     if os.environ.get("TENANTRY_TEST_REDIS_URL"):
         expected.add("redis")
     assert expected <= set(stores)
+    tracing = json.loads((tmp_path / "tracing.json").read_text())["results"]
+    assert tracing["absent"]["opentelemetry_importable"] is False
+    assert [tracing[m]["traced"] for m in ("absent", "unset", "noop", "sdk")] == [
+        False,
+        False,
+        False,
+        True,
+    ]

@@ -13,7 +13,7 @@ import tenantry
 from tenantry import errors, models, storage, tenancy, tools
 from tenantry import types as data_types
 
-LAZY = {"OpenAIChatModel", "PostgresStore", "RedisStore"}
+LAZY = {"AnthropicModel", "OpenAIChatModel", "PostgresStore", "RedisStore"}
 """Exported, but imported on first use (their drivers come with extras)."""
 KEPT_IN_SUBPACKAGE = {
     "DEFAULT_STORE_URL": "a setting's default, for tenantry.storage users",

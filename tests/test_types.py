@@ -90,6 +90,24 @@ def test_usage_adds_up() -> None:
     assert total.to_dict()["total_tokens"] == 20
 
 
+def test_usage_keeps_cache_tokens_through_sums_and_dicts() -> None:
+    cached = Usage(requests=1, input_tokens=100, output_tokens=5, cache_read_tokens=80)
+    written = Usage(requests=1, input_tokens=50, output_tokens=5, cache_write_tokens=40)
+    total = cached + written + Usage()
+    assert (total.cache_read_tokens, total.cache_write_tokens) == (80, 40)
+    assert total.input_tokens == 150
+    assert total.total_tokens == 160
+    assert total.to_dict() == {
+        "requests": 2,
+        "input_tokens": 150,
+        "output_tokens": 10,
+        "total_tokens": 160,
+        "cache_read_tokens": 80,
+        "cache_write_tokens": 40,
+    }
+    assert Usage(1, 2, 3).to_dict()["cache_read_tokens"] == 0
+
+
 def test_run_output_serialises() -> None:
     out = RunOutput("hi", "u", "s", "r", (Message.assistant("hi"),), Usage(1, 2, 3), {"k": 1})
     data = out.to_dict()

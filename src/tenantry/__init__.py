@@ -34,25 +34,28 @@ from tenantry.errors import (
     TenantryError,
     ToolDefinitionError,
     ToolError,
+    ToolsetUnavailable,
 )
 from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
+from tenantry.tracing import Tracing
 from tenantry.types import Message, RunOutput, ToolCall, ToolSpec, Usage
 
 if typing.TYPE_CHECKING:
+    from tenantry.models.anthropic import AnthropicModel
     from tenantry.models.openai import OpenAIChatModel
     from tenantry.storage.postgres import PostgresStore
     from tenantry.storage.redis import RedisStore
 
 
 def __getattr__(name: str) -> typing.Any:
-    # The OpenAI SDK is imported only by those who use it (extra: tenantry[openai]).
-    if name == "OpenAIChatModel":
-        from tenantry.models.openai import OpenAIChatModel
+    # Provider SDKs are imported only by those who use them (tenantry[openai], [anthropic]).
+    if name in ("AnthropicModel", "OpenAIChatModel"):
+        from tenantry import models
 
-        return OpenAIChatModel
+        return getattr(models, name)
     if name in ("PostgresStore", "RedisStore"):  # extras: tenantry[postgres], tenantry[redis]
         from tenantry import storage
 
@@ -62,6 +65,7 @@ def __getattr__(name: str) -> typing.Any:
 
 __all__ = [
     "Agent",
+    "AnthropicModel",
     "FunctionModel",
     "InMemoryStore",
     "InvalidInput",
@@ -104,6 +108,8 @@ __all__ = [
     "ToolDefinitionError",
     "ToolError",
     "ToolSpec",
+    "ToolsetUnavailable",
+    "Tracing",
     "Usage",
     "__version__",
     "open_store",

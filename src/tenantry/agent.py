@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from tenantry._checks import check_int
@@ -31,6 +31,8 @@ from tenantry.models.base import Model, ModelResponse
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
+from tenantry.toolsets import RunTool, Toolset, tools_for_turn
+from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
 
 
@@ -56,6 +58,14 @@ def _renamed_user_id(user_id: str, default_user_id: str, where: str) -> str:
     return user_id
 
 
+def _toolsets(toolsets: Iterable[Toolset]) -> tuple[Toolset, ...]:
+    found = tuple(toolsets)
+    for item in found:
+        if not isinstance(item, Toolset):
+            raise InvalidInput(f"a toolset needs a list_tools(ctx) method, got {item!r}")
+    return found
+
+
 class Agent:
     """One agent for many users. Immutable: derive a variant with `agent.replace(...)`."""
 
@@ -69,6 +79,8 @@ class Agent:
         "name",
         "store",
         "tools",
+        "toolsets",
+        "tracing",
     )
 
     name: str
@@ -76,6 +88,8 @@ class Agent:
     store: Store
     instructions: str
     tools: tuple[Tool, ...]
+    toolsets: tuple[Toolset, ...]
+    tracing: Tracing
     max_loops: int
     history_window: int
     default_user_id: str
@@ -94,6 +108,8 @@ class Agent:
         default_user_id: str = DEFAULT_USER_ID,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        toolsets: Iterable[Toolset] = (),
+        tracing: Tracing = DEFAULT_TRACING,
         user_id: str | None = None,
     ) -> None:
         if user_id is not None:
@@ -121,6 +137,8 @@ class Agent:
             "history_window": check_int("history_window", history_window, minimum=0),
             "default_user_id": validate_user_id(default_user_id),
             "lock_timeout": float(lock_timeout),
+            "toolsets": _toolsets(toolsets),
+            "tracing": tracing,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -168,7 +186,10 @@ class Agent:
     ) -> RunOutput:
         """Run one turn for the scope and give its output."""
         output: RunOutput | None = None
-        async for item in self._turn(message, user_id, session_id, deps, streaming=False):
+        trace = self.tracing.turn(self.name, self.model)
+        async for item in trace.wrap(
+            self._turn(message, user_id, session_id, deps, streaming=False, trace=trace)
+        ):
             if isinstance(item, RunOutput):
                 output = item
         assert output is not None
@@ -197,7 +218,10 @@ class Agent:
 
         The turn holds its scope's lock until the generator finishes or is closed.
         """
-        async for item in self._turn(message, user_id, session_id, deps, streaming=True):
+        trace = self.tracing.turn(self.name, self.model)
+        async for item in trace.wrap(
+            self._turn(message, user_id, session_id, deps, streaming=True, trace=trace)
+        ):
             yield item
 
     # --- the turn -----------------------------------------------------------------------------
@@ -213,12 +237,14 @@ class Agent:
         deps: Any,
         *,
         streaming: bool,
+        trace: NoTrace = NO_TRACE,
     ) -> AsyncIterator[str | RunOutput]:
         if not isinstance(text, str):
             raise InvalidMessage(f"the message must be a str, got {type(text).__name__}")
         if not text.strip():
             raise InvalidMessage("the message must not be empty")
         scope = self._scope(user_id, session_id)
+        trace.scope(scope)
         store = self.store
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
             snapshot = await store.snapshot(
@@ -232,23 +258,26 @@ class Agent:
             prompt.extend(_window(snapshot.messages))
             turn = [Message.user(text)]
             usage = Usage()
-            specs = [t.spec for t in self.tools]
+            tools = await self._tools_for(ctx)
+            specs = [t.spec for t in tools.values()]
             for _ in range(self.max_loops):
                 response: ModelResponse | None = None
-                if streaming:
-                    async for item in self._stream_model(prompt + turn, specs):
-                        if isinstance(item, str):
-                            yield item
-                        else:
-                            response = item
-                else:
-                    response = await self._call_model(prompt + turn, specs)
-                assert response is not None
+                with trace.chat(attach=not streaming) as call:  # never current across a yield
+                    if streaming:
+                        async for item in self._stream_model(prompt + turn, specs):
+                            if isinstance(item, str):
+                                yield item
+                            else:
+                                response = item
+                    else:
+                        response = await self._call_model(prompt + turn, specs)
+                    assert response is not None
+                    call.done(response)
                 usage += response.usage
                 turn.append(Message.assistant(response.content, response.tool_calls))
                 if not response.tool_calls:
                     break
-                turn.extend(await self._run_tools(response, ctx))
+                turn.extend(await self._run_tools(response, ctx, tools, trace))
             else:
                 raise MaxLoopsExceeded(
                     f"the model still asked for tools after {self.max_loops} calls "
@@ -305,8 +334,19 @@ class Agent:
             "nothing of this turn was stored"
         ) from exc
 
-    async def _run_tools(self, response: ModelResponse, ctx: RunContext) -> list[Message]:
-        by_name = {t.name: t for t in self.tools}
+    async def _tools_for(self, ctx: RunContext) -> Mapping[str, RunTool]:
+        """The turn's tools by name: the agent's own, and what its toolsets give this run."""
+        if not self.toolsets:
+            return {t.name: t for t in self.tools}
+        return await tools_for_turn(self.tools, self.toolsets, ctx)
+
+    async def _run_tools(
+        self,
+        response: ModelResponse,
+        ctx: RunContext,
+        by_name: Mapping[str, RunTool],
+        trace: NoTrace = NO_TRACE,
+    ) -> list[Message]:
         results = []
         for call in response.tool_calls:
             found = by_name.get(call.name)
@@ -314,7 +354,8 @@ class Agent:
                 known = ", ".join(sorted(by_name)) or "none"
                 content = f"Unknown tool {call.name!r}; available tools: {known}."
             else:
-                content = await found.run(call.arguments, ctx)
+                with trace.tool(call):
+                    content = await found.run(call.arguments, ctx)
             results.append(Message.tool(content, tool_call_id=call.id, name=call.name))
         return results
 

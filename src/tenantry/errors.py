@@ -110,6 +110,11 @@ class ToolError(TenantryError):
         self.tool_name = tool_name
 
 
+class ToolsetUnavailable(TenantryError):
+    """A toolset (an MCP server) cannot give its tools right now; the turn goes on without
+    them."""
+
+
 class ToolDefinitionError(TenantryError, TypeError):
     """A function cannot be turned into a tool (missing type hints, bad parameters)."""
 

@@ -1,7 +1,8 @@
 """All configuration read from the environment, in one place.
 
-Variables use the prefix `TENANTRY_` (`TENANTRY_STORE_URL`, `TENANTRY_MODEL`); the OpenAI key
-and base URL are also read from the SDK's usual `OPENAI_API_KEY` / `OPENAI_BASE_URL`.
+Variables use the prefix `TENANTRY_` (`TENANTRY_STORE_URL`, `TENANTRY_MODEL`); the OpenAI and
+Anthropic keys and base URLs are also read from the SDKs' usual `OPENAI_API_KEY` /
+`OPENAI_BASE_URL` and `ANTHROPIC_API_KEY` / `ANTHROPIC_BASE_URL`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ class Settings(BaseSettings):
     )
     model: str | None = Field(
         None,
-        description="'offline', or an OpenAI-compatible model name such as 'gpt-4o-mini' "
-        "(also 'openai:<name>'). Default: OpenAI when a key or base URL is set, else offline.",
+        description="'offline', an OpenAI-compatible model name such as 'gpt-4o-mini' "
+        "(also 'openai:<name>'), or 'anthropic:<name>'. Default: OpenAI when its key or base "
+        "URL is set, else offline.",
     )
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TENANTRY_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
     openai_base_url: str | None = Field(
         None, validation_alias=AliasChoices("TENANTRY_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    # Anthropic: used when TENANTRY_MODEL is 'anthropic:<name>'.
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TENANTRY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("TENANTRY_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL")
     )

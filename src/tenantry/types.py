@@ -197,11 +197,18 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts and request count of one or more model calls."""
+    """Token counts and request count of one or more model calls.
+
+    `input_tokens` counts every input token the provider billed, including those read from
+    or written to its prompt cache; `cache_read_tokens` and `cache_write_tokens` say how many
+    of them were (0 when the provider does not report it). So `input_tokens` means the same
+    for every provider, and `total_tokens` is input plus output."""
 
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -212,6 +219,8 @@ class Usage:
             requests=self.requests + other.requests,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
@@ -220,6 +229,8 @@ class Usage:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
         }
 
 

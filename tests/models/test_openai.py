@@ -154,6 +154,21 @@ def test_settings_are_passed_and_local_servers_need_no_key(
         OpenAIChatModel("gpt-4o-mini")
 
 
+def test_cached_prompt_tokens_are_reported_as_cache_reads() -> None:
+    from types import SimpleNamespace
+
+    from tenantry.models.openai import _usage
+
+    raw = SimpleNamespace(
+        prompt_tokens=120,
+        completion_tokens=8,
+        prompt_tokens_details=SimpleNamespace(cached_tokens=96),
+    )
+    usage = _usage(raw)
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (120, 8, 96)
+    assert usage.cache_write_tokens == 0
+
+
 async def test_an_empty_choice_list_is_an_error(fake: tuple[FakeOpenAI, str]) -> None:
     _, url = fake
     model = _model(url)

@@ -54,15 +54,19 @@ def _wire_tool(spec: ToolSpec) -> dict[str, Any]:
 def _usage(raw: Any) -> Usage:
     if raw is None:
         return Usage(requests=1)
+    details = getattr(raw, "prompt_tokens_details", None)
     return Usage(
         requests=1,
         input_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        cache_read_tokens=int(getattr(details, "cached_tokens", 0) or 0),
     )
 
 
 class OpenAIChatModel(ModelBase):
     """Chat Completions through `openai.AsyncOpenAI`; one client shared by every tenant."""
+
+    provider_name = "openai"
 
     def __init__(
         self,
