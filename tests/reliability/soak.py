@@ -60,6 +60,8 @@ import httpx
 import jwt
 import psutil
 
+from tenantry.tenancy import split_tenant_id
+
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "tenantry-soak-secret-" + "0123456789abcdef" * 4
 SLICE = 10.0
@@ -154,6 +156,7 @@ class ServerProcess:
         env |= {
             "TENANTRY_STORE_URL": store_url,
             "TENANTRY_JWT_SECRET": JWT_SECRET,
+            "TENANTRY_JWT_ORG_CLAIM": "org",
             "TENANTRY_PRUNE_INACTIVE_HOURS": repr(config.prune_inactive_seconds / 3600),
             "TENANTRY_PRUNE_INTERVAL_SECONDS": repr(config.prune_interval_seconds),
         }
@@ -254,7 +257,8 @@ class Tenants:
 
     def headers(self, tenant: str) -> dict[str, str]:
         if tenant not in self._jwts:
-            claims = {"sub": tenant, "exp": int(time.time()) + 86_400}
+            org, user = split_tenant_id(tenant)  # "soak:00001-ü" is user "00001-ü" of org "soak"
+            claims = {"org": org, "sub": user, "exp": int(time.time()) + 86_400}
             self._jwts[tenant] = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
         return {"Authorization": f"Bearer {self._jwts[tenant]}"}
 

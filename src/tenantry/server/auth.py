@@ -9,7 +9,13 @@ Credentials:
   in `api_keys` (digest -> user id). Only digests are configured, never keys.
 - `Authorization: Bearer <JWT>`: HS256 with `jwt_secret`, or RS256/ES256 with
   `jwt_public_key` or a key of `jwt_jwks_file` (chosen by `kid`). `exp` is required. The user
-  id is the `jwt_user_claim` claim (`sub`), prefixed by `org:` when `jwt_org_claim` is set.
+  id is `tenancy.tenant_id(user, org)` of the `jwt_user_claim` claim (`sub`) and, when
+  `jwt_org_claim` is set, of that claim, which every token must then carry as a non-empty
+  string (anything else is 401, never a fallback to the bare user).
+
+`Authenticator.authenticate` is the one function that turns a credential into a tenant id;
+an API key's user id was made by the same `tenant_id` (`tenantry keys new --org --user`)
+and is checked to be of its form when the settings are read.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from starlette.requests import HTTPConnection
 from tenantry.errors import InvalidScope
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import Forbidden, Unauthorized
-from tenantry.tenancy import DEFAULT_USER_ID, validate_user_id
+from tenantry.tenancy import DEFAULT_USER_ID, tenant_id
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_PREFIX = "tnt_"
@@ -170,21 +176,31 @@ class Authenticator:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the JWT was rejected: {exc}") from None
-        user = claims.get(settings.jwt_user_claim)
-        if not isinstance(user, str):
-            raise Unauthorized(f"the JWT has no string claim {settings.jwt_user_claim!r}")
-        org = claims.get(settings.jwt_org_claim) if settings.jwt_org_claim else None
-        if isinstance(org, str) and org:
-            user = f"{org}:{user}"
-        try:
-            user_id = validate_user_id(user)
-        except InvalidScope as exc:
-            raise Unauthorized(f"the JWT's user id is not usable: {exc}") from None
+        user_id = self._tenant_of(claims)
         roles = claims.get(settings.jwt_roles_claim)
         if isinstance(roles, str):
             roles = roles.split()
         admin = isinstance(roles, list) and settings.jwt_admin_role in roles
         return self._principal(user_id, admin=admin, method="jwt")
+
+    def _tenant_of(self, claims: dict[str, Any]) -> str:
+        """Give the tenant id the JWT's verified claims name: tenant_id(user, org)."""
+        user_claim, org_claim = self._settings.jwt_user_claim, self._settings.jwt_org_claim
+        user = claims.get(user_claim)
+        if not isinstance(user, str):
+            raise Unauthorized(f"the JWT has no string claim {user_claim!r}")
+        org = None
+        if org_claim:
+            org = claims.get(org_claim)
+            if not isinstance(org, str) or not org:
+                found = "no such claim" if org is None else f"got {json.dumps(org)[:40]}"
+                raise Unauthorized(
+                    f"the JWT's org claim {org_claim!r} must be a non-empty string ({found})"
+                )
+        try:
+            return tenant_id(user, org)
+        except InvalidScope as exc:
+            raise Unauthorized(f"the JWT's user id is not usable: {exc}") from None
 
 
 class TenantAuthBackend(AuthenticationBackend):
