@@ -22,7 +22,7 @@ from tenantry.server import ServerSettings, create_app
 from tenantry.server.auth import Authenticator, hash_api_key
 from tenantry.server.errors import Unauthorized
 from tenantry.tenancy import split_tenant_id, tenant_id
-from tests.server.conftest import JWT_SECRET
+from tests.server.conftest import JWT_SECRET, TEST_HOSTS
 
 
 def token(claims: dict[str, Any]) -> str:
@@ -47,6 +47,7 @@ def settings(**options: Any) -> ServerSettings:
         _env_file=None,
         jwt_secret=JWT_SECRET,
         rate_limit_per_minute=0,
+        allowed_hosts=TEST_HOSTS,
         **options,
     )
 

@@ -112,6 +112,13 @@ def serve(
             settings.host,
             " (loopback only)" if is_loopback(settings.host) else "",
         )
+    if not is_loopback(settings.host) and not (settings.public_url or settings.allowed_hosts):
+        log.warning(
+            "bound to %s, but only loopback names and this address are allowed in the Host "
+            "header: clients that reach the server by another name get 400 InvalidHost. Set "
+            "TENANTRY_PUBLIC_URL or TENANTRY_ALLOWED_HOSTS to the names clients use.",
+            settings.host,
+        )
     uvicorn.run(
         asgi,
         host=settings.host,

@@ -29,6 +29,7 @@ from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_documen
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.guards import AllowedHosts, HostCheckMiddleware
 from tenantry.server.metrics import Metrics
 from tenantry.server.middleware import (
     BodyLimitMiddleware,
@@ -142,6 +143,11 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=state.metrics.count_error
+    )
+    app.add_middleware(
+        HostCheckMiddleware,
+        allowed=AllowedHosts.for_settings(settings),
+        on_error=state.metrics.count_error,
     )
     app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
 

@@ -37,7 +37,13 @@ class ServerSettings(Settings):
     public_url: str | None = Field(
         None,
         description="Base URL clients reach the server at, for the A2A agent card "
-        "(default: taken from each request's Host header).",
+        "(default: taken from each request's Host header); its host is an allowed host.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values (without port) the server answers to besides "
+        "loopback names, the public URL's host and the bound address: names, '*.domain' for "
+        "its subdomains, or '*' for any (only behind a proxy that checks Host itself).",
     )
 
     # --- auth -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ request id, never internals or a stack trace.
 | error                                   | status | Retry-After |
 |-----------------------------------------|--------|-------------|
 | MalformedJSON                           | 400    |             |
+| InvalidHost (Host header not allowed)   | 400    |             |
 | Unauthorized (no or bad credential)     | 401    |             |
 | Forbidden (another tenant's data)       | 403    |             |
 | NotFound (unknown session/user/route)   | 404    |             |
@@ -55,6 +56,10 @@ class MalformedJSON(ServerError):
     """The request body is not valid JSON."""
 
 
+class InvalidHost(ServerError):
+    """The Host header names no host this server answers to (see `guards.AllowedHosts`)."""
+
+
 class Unauthorized(ServerError):
     """No credential, or one that is not valid."""
 
@@ -93,6 +98,7 @@ class RateLimited(ServerError):
 
 STATUS: dict[type[BaseException], int] = {
     MalformedJSON: 400,
+    InvalidHost: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
@@ -166,6 +172,7 @@ __all__ = [
     "STATUS",
     "BodyTooLarge",
     "Forbidden",
+    "InvalidHost",
     "InvalidRequest",
     "MalformedJSON",
     "NotFound",
