@@ -11,9 +11,11 @@ request id, never internals or a stack trace.
 | InvalidHost (Host header not allowed)   | 400    |             |
 | Unauthorized (no or bad credential)     | 401    |             |
 | Forbidden (another tenant's data)       | 403    |             |
+| ForbiddenOrigin (open mode, other site) | 403    |             |
 | NotFound (unknown session/user/route)   | 404    |             |
 | ScopeBusy (the scope's lock timed out)  | 409    | yes         |
 | BodyTooLarge                            | 413    |             |
+| UnsupportedMediaType (body not JSON)    | 415    |             |
 | InvalidInput, InvalidRequest            | 422    |             |
 | RateLimited                             | 429    | yes         |
 | ModelError, MaxLoopsExceeded            | 502    |             |
@@ -68,6 +70,10 @@ class Forbidden(ServerError):
     """The credential is valid but does not allow acting on this user."""
 
 
+class ForbiddenOrigin(Forbidden):
+    """In open mode, a state-changing request came from a web page of another origin."""
+
+
 class NotFound(ServerError):
     """The user, session or route does not exist."""
 
@@ -78,6 +84,10 @@ class ShuttingDown(ServerError):
 
 class BodyTooLarge(ServerError):
     """The request body exceeds the configured limit."""
+
+
+class UnsupportedMediaType(ServerError):
+    """A request body that is not sent as JSON (Content-Type: application/json)."""
 
 
 class InvalidRequest(InvalidInput):
@@ -104,6 +114,7 @@ STATUS: dict[type[BaseException], int] = {
     NotFound: 404,
     ScopeBusy: 409,
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     RateLimited: 429,
     ModelUnreachable: 504,
@@ -172,6 +183,7 @@ __all__ = [
     "STATUS",
     "BodyTooLarge",
     "Forbidden",
+    "ForbiddenOrigin",
     "InvalidHost",
     "InvalidRequest",
     "MalformedJSON",
@@ -180,6 +192,7 @@ __all__ = [
     "ServerError",
     "ShuttingDown",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_body",
     "error_response",
     "retry_after",
