@@ -303,16 +303,20 @@ async def test_an_unexpected_failure_is_a_500_without_internals(client_for: Any)
     assert "/srv/db" not in streamed.text
 
 
-async def test_model_errors_are_502(client_for: Any) -> None:
+async def test_model_errors_are_502(client_for: Any, caplog: pytest.LogCaptureFixture) -> None:
     async def refuses(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> ModelResponse:
         raise ModelError("the provider said no")
 
     client = await client_for(
         create_app(Agent(model=FunctionModel(refuses), store=InMemoryStore()), open_settings())
     )
-    response = await client.post("/v1/chat", json={"message": "hi"})
+    response = await client.post("/v1/chat", json={"message": "hi"}, headers={"X-Request-ID": "r1"})
     assert response.status_code == 502
-    assert response.json()["error"] == {"type": "ModelError", "message": "the provider said no"}
+    assert response.json()["error"] == {
+        "type": "ModelError",
+        "message": "the model failed; the server logged the details with request id r1",
+    }
+    assert "ModelError [r1]: the provider said no" in caplog.text
 
 
 async def test_every_response_carries_a_request_id(open_client: httpx.AsyncClient) -> None:

@@ -2,8 +2,11 @@
 
 Every error body has the same shape: `{"error": {"type": "<class name>", "message": "..."}}`.
 Each `TenantryError` class maps to one status (found by walking the class's MRO, so a new
-subclass inherits its parent's status); server errors (5xx) carry a generic message and the
-request id, never internals or a stack trace.
+subclass inherits its parent's status). What the message may say is decided in one place,
+`public_message`, for every transport: a client error (4xx) says what was wrong with the
+request; a server error (5xx) says only what kind of failure it was and the request id, and
+its own text (a model provider's message, a store's address, SQL, a traceback) goes to the
+log under that request id.
 
 | error                                   | status | Retry-After |
 |-----------------------------------------|--------|-------------|
@@ -37,6 +40,7 @@ from tenantry.errors import (
     InvalidInput,
     MaxLoopsExceeded,
     ModelError,
+    ModelHTTPError,
     ModelUnreachable,
     ScopeBusy,
     StoreClosed,
@@ -143,11 +147,40 @@ def retry_after(exc: BaseException) -> int | None:
     return None
 
 
+WITHHELD: dict[type[BaseException], str] = {
+    ModelUnreachable: "the model API could not be reached or did not answer in time",
+    ModelError: "the model failed",
+    MaxLoopsExceeded: "the model kept calling tools beyond the agent's max_loops",
+}
+"""What a client reads of a server error, by class (nearest ancestor); anything else: 500."""
+
+
+def _withheld(exc: BaseException) -> str:
+    if isinstance(exc, ModelHTTPError):
+        return f"the model API answered HTTP {exc.status_code}"
+    for cls in type(exc).__mro__:
+        if cls in WITHHELD:
+            return WITHHELD[cls]
+    return "internal error"
+
+
 def public_message(exc: BaseException, request_id: str) -> str:
-    """Give what the client may read: the error's own words, except for internal failures."""
-    if status_of(exc) == 500:
+    """Give what the client may read about `exc`: for a client error (4xx) the error's own
+    words; for a server error (5xx) a fixed text per error class and the request id, while
+    the error's own text goes to the log (with the traceback when it is a bug, 500).
+
+    The one place that decides this, for every transport (JSON errors, stream error events,
+    A2A errors), so a provider's message or a store's address never reaches a tenant."""
+    status = status_of(exc)
+    if status < 500:
+        return str(exc) or type(exc).__name__
+    if status == 500:
+        logger.error("internal error [%s]", request_id, exc_info=exc)
         return f"internal error; the server logged it with request id {request_id}"
-    return str(exc) or type(exc).__name__
+    if not isinstance(exc, tuple(WITHHELD)) and not isinstance(exc, ModelHTTPError):
+        return str(exc) or type(exc).__name__
+    logger.warning("%s [%s]: %s", type(exc).__name__, request_id, exc)
+    return f"{_withheld(exc)}; the server logged the details with request id {request_id}"
 
 
 def error_body(exc: BaseException, request_id: str) -> dict[str, Any]:
@@ -172,15 +205,13 @@ def error_headers(exc: BaseException) -> dict[str, str]:
 
 
 def error_response(exc: BaseException, request_id: str) -> JSONResponse:
-    """Give the response for `exc`; internal failures are logged with their traceback."""
-    status = status_of(exc)
-    if status == 500:
-        logger.error("internal error [%s]", request_id, exc_info=exc)
-    return JSONResponse(error_body(exc, request_id), status, headers=error_headers(exc))
+    """Give the response for `exc` (what it withholds is logged by `public_message`)."""
+    return JSONResponse(error_body(exc, request_id), status_of(exc), headers=error_headers(exc))
 
 
 __all__ = [
     "STATUS",
+    "WITHHELD",
     "BodyTooLarge",
     "Forbidden",
     "ForbiddenOrigin",
@@ -195,6 +226,7 @@ __all__ = [
     "UnsupportedMediaType",
     "error_body",
     "error_response",
+    "public_message",
     "retry_after",
     "status_of",
 ]
