@@ -143,15 +143,21 @@ class DownStore(InMemoryStore):
 
 
 @pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/stream", "/chat"])
-async def test_an_unreachable_store_is_503_with_retry_after(client_for: Any, path: str) -> None:
+async def test_an_unreachable_store_is_503_with_retry_after(
+    client_for: Any, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client = await client_for(create_app(Agent(store=DownStore()), open_settings()))
-    response = await client.post(path, json={"message": "hi", "user_id": "u"})
+    response = await client.post(
+        path, json={"message": "hi", "user_id": "u"}, headers={"X-Request-ID": "req-7"}
+    )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert response.json()["error"] == {
         "type": "StoreUnavailable",
-        "message": "the database is unreachable; retry later",
+        "message": "the store is unavailable; retry later; the server logged the details "
+        "with request id req-7",
     }
+    assert "StoreUnavailable [req-7]: the database is unreachable; retry later" in caplog.text
     ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.headers["Retry-After"] == "1"

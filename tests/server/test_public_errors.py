@@ -1,7 +1,8 @@
-"""What may reach a client (issue 11, finding 4): a model failure, whatever its cause,
-through every transport (JSON errors, the chat stream's error event, OpenAI-compatible and
-its stream, A2A and its stream) reaches the client as a fixed text with the request id; the
-model provider's message, internal hosts and tracebacks stay in the log."""
+"""What may reach a client (issue 11, findings 4 and 5 and their class): every server error,
+whatever its cause, through every transport (JSON errors, the chat stream's error event,
+OpenAI-compatible and its stream, A2A and its stream, /readyz, the user data routes) reaches
+the client as a fixed text with the request id; the model provider's message, the store's
+host, port and path, SQL and tracebacks stay in the log."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from tenantry.errors import (
     ModelError,
     ModelHTTPError,
     ModelUnreachable,
+    StoreClosed,
+    StoreUnavailable,
     ToolError,
 )
 from tenantry.models import ModelBase, StreamItem
@@ -55,6 +58,18 @@ MODEL_ERRORS: dict[str, Exception] = {
     "MaxLoopsExceeded": MaxLoopsExceeded("tools looped: SELECT secret FROM /srv/tools CANARY"),
     "ToolError": ToolError("lookup", RuntimeError("SELECT * FROM users; /srv/db CANARY")),
 }
+STORE_ERRORS: dict[str, Exception] = {
+    "postgres down": StoreUnavailable(
+        "PostgreSQL at 127.0.0.1:5432/tenantry_prod is unreachable: Connection refused CANARY"
+    ),
+    "redis down": StoreUnavailable(
+        "Error 111 connecting to 127.0.0.1:6379. Connection refused. CANARY"
+    ),
+    "closed": StoreClosed("the store at /srv/data/tenantry.db was closed CANARY"),
+    "store bug": RuntimeError(
+        "Traceback: SELECT * FROM tenantry_prod.messages WHERE user_id = $1 /srv/ CANARY"
+    ),
+}
 
 
 class FailingModel(ModelBase):
@@ -75,6 +90,34 @@ class FailingModel(ModelBase):
     ) -> AsyncIterator[StreamItem]:
         for n in range(self.deltas):
             yield f"part {n} "
+        raise self.error
+
+
+class FailingStore(InMemoryStore):
+    """Raises `error` on reads (before the model) or on the turn's write (after it)."""
+
+    def __init__(self, error: Exception, *, on_write: bool = False) -> None:
+        super().__init__()
+        self.error, self.on_write = error, on_write
+
+    async def snapshot(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.on_write:
+            raise self.error
+        return await super().snapshot(*args, **kwargs)
+
+    async def add_many(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def ping(self) -> None:
+        raise self.error
+
+    async def list_sessions(self, *args: Any, **kwargs: Any) -> list[str]:
+        raise self.error
+
+    async def list_users(self) -> list[str]:
+        raise self.error
+
+    async def clear(self, *args: Any, **kwargs: Any) -> None:
         raise self.error
 
 
@@ -100,6 +143,15 @@ TURNS: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     ("a2a", "/a2a/jsonrpc", *a2a("SendMessage")),
     ("a2a 0.3", "/a2a/jsonrpc", *a2a("message/send", version_1=False)),
     ("a2a stream", "/a2a/jsonrpc", *a2a("SendStreamingMessage")),
+]
+READS = [
+    ("GET", "/readyz"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/u/sessions"),
+    ("GET", "/v1/users/u/export"),
+    ("GET", "/v1/users/u/sessions/default/messages"),
+    ("DELETE", "/v1/users/u"),
+    ("DELETE", "/v1/users/u/sessions/default"),
 ]
 
 
@@ -136,6 +188,20 @@ async def test_model_failures_reach_no_client_through_any_transport(
     assert await agent.store.size("u") == 0
 
 
+@pytest.mark.parametrize("on_write", [False, True], ids=["before-the-model", "at-the-write"])
+@pytest.mark.parametrize("error", STORE_ERRORS.values(), ids=STORE_ERRORS.keys())
+async def test_store_failures_reach_no_client_through_any_transport(
+    client_for: Any, caplog: pytest.LogCaptureFixture, error: Exception, on_write: bool
+) -> None:
+    store = FailingStore(error, on_write=on_write)
+    client = await client_for(create_app(Agent(store=store), open_settings()))
+    await send_turns(client, caplog, type(error).__name__)
+    for method, path in READS:
+        response = await client.request(method, path)
+        assert response.status_code >= 500, (path, response.text)
+        assert_nothing_leaks(f"{type(error).__name__} via {method} {path}", response, caplog)
+
+
 async def test_the_public_texts_are_what_the_issue_promises(client_for: Any) -> None:
     agent = Agent(model=FailingModel(MODEL_ERRORS["ModelHTTPError"]), store=InMemoryStore())
     client = await client_for(create_app(agent, open_settings()))
@@ -147,6 +213,16 @@ async def test_the_public_texts_are_what_the_issue_promises(client_for: Any) -> 
             "message": "the model API answered HTTP 400; the server logged the details with "
             "request id req-9",
         }
+    }
+    down = await client_for(
+        create_app(Agent(store=FailingStore(STORE_ERRORS["postgres down"])), open_settings())
+    )
+    ready = await down.get("/readyz", headers={"X-Request-ID": "req-10"})
+    assert (ready.status_code, ready.headers["Retry-After"]) == (503, "1")
+    assert ready.json()["error"] == {
+        "type": "StoreUnavailable",
+        "message": "the store is unavailable; retry later; the server logged the details with "
+        "request id req-10",
     }
     stream = await client.post(
         "/v1/chat/completions", json={**COMPLETION, "stream": True}, headers={"X-Request-ID": "s"}
@@ -172,6 +248,6 @@ async def test_a_late_failure_is_an_error_event_with_the_public_text(
 def test_every_server_error_class_has_a_fixed_public_text() -> None:
     for error_class in WITHHELD:
         assert next(STATUS[c] for c in error_class.__mro__ if c in STATUS) >= 500
-    for error in MODEL_ERRORS.values():
+    for error in [*MODEL_ERRORS.values(), *STORE_ERRORS.values()]:
         assert "CANARY" not in public_message(error, "r")
         assert "sk-live" not in public_message(error, "r")

@@ -151,6 +151,9 @@ WITHHELD: dict[type[BaseException], str] = {
     ModelUnreachable: "the model API could not be reached or did not answer in time",
     ModelError: "the model failed",
     MaxLoopsExceeded: "the model kept calling tools beyond the agent's max_loops",
+    StoreUnavailable: "the store is unavailable; retry later",
+    StoreClosed: "the store is unavailable; retry later",
+    ShuttingDown: "the server stopped before this turn finished; retry",
 }
 """What a client reads of a server error, by class (nearest ancestor); anything else: 500."""
 
@@ -177,8 +180,6 @@ def public_message(exc: BaseException, request_id: str) -> str:
     if status == 500:
         logger.error("internal error [%s]", request_id, exc_info=exc)
         return f"internal error; the server logged it with request id {request_id}"
-    if not isinstance(exc, tuple(WITHHELD)) and not isinstance(exc, ModelHTTPError):
-        return str(exc) or type(exc).__name__
     logger.warning("%s [%s]: %s", type(exc).__name__, request_id, exc)
     return f"{_withheld(exc)}; the server logged the details with request id {request_id}"
 
