@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
@@ -35,14 +38,65 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 
-from tenantry.errors import InvalidScope
+from tenantry.errors import InvalidInput, InvalidScope
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import Forbidden, Unauthorized
 from tenantry.tenancy import DEFAULT_USER_ID, tenant_id
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_PREFIX = "tnt_"
-_ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+"""The JWT algorithm each EC curve signs with (RFC 7518 binds them one to one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key for JWTs and the algorithms a token signed by its owner may name: those
+    of the key's type (an RSA key never verifies an ES256 token), or the JWK's own `alg`."""
+
+    key: Any
+    algorithms: frozenset[str]
+
+    @classmethod
+    def of(cls, key: Any, declared: str | None = None) -> VerificationKey:
+        if isinstance(key, rsa.RSAPublicKey):
+            algorithms = RSA_ALGORITHMS
+        elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in EC_ALGORITHMS:
+            algorithms = frozenset({EC_ALGORITHMS[key.curve.name]})
+        else:
+            raise InvalidInput(f"JWT keys must be RSA or EC (P-256/384/521), not {type(key)}")
+        if declared is not None:
+            algorithms = algorithms & {declared}
+        return cls(key, algorithms)
+
+    @classmethod
+    def from_pem(cls, pem: str) -> VerificationKey:
+        data = pem.encode("utf-8")
+        try:
+            if b"CERTIFICATE" in data:
+                return cls.of(x509.load_pem_x509_certificate(data).public_key())
+            return cls.of(serialization.load_pem_public_key(data))
+        except ValueError as exc:
+            raise InvalidInput(f"jwt_public_key is not a PEM public key: {exc}") from None
+
+
+def read_jwks(text: str) -> dict[str, VerificationKey]:
+    """Give the signing keys of a JWKS document by kid (index when a key has none); keys for
+    encryption (`use: enc`) and symmetric ones (`kty: oct`) are left out."""
+    try:
+        entries = json.loads(text)["keys"]
+        keys = {}
+        for index, entry in enumerate(entries):
+            if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+                continue
+            key = jwt.PyJWK(entry).key
+            keys[str(entry.get("kid", index))] = VerificationKey.of(key, entry.get("alg"))
+    except (ValueError, KeyError, TypeError, AttributeError, jwt.PyJWTError) as exc:
+        raise InvalidInput(f"jwt_jwks_file is not a usable JWKS document: {exc}") from None
+    if not keys:
+        raise InvalidInput("jwt_jwks_file holds no RSA or EC signing key")
+    return keys
 
 
 def new_api_key() -> str:
@@ -92,12 +146,12 @@ class Authenticator:
         self._admins = settings.admin_users
         self._settings = settings
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        self._public_key = settings.jwt_public_key
-        self._jwks: dict[str, Any] = {}
+        self._public_key = None
+        if settings.jwt_public_key:
+            self._public_key = VerificationKey.from_pem(settings.jwt_public_key)
+        self._jwks: dict[str, VerificationKey] = {}
         if settings.jwt_jwks_file is not None:
-            text = settings.jwt_jwks_file.read_text(encoding="utf-8")
-            keys = jwt.PyJWKSet.from_json(text).keys
-            self._jwks = {str(k.key_id or index): k for index, k in enumerate(keys)}
+            self._jwks = read_jwks(settings.jwt_jwks_file.read_text(encoding="utf-8"))
 
     @property
     def schemes(self) -> list[str]:
@@ -147,18 +201,21 @@ class Authenticator:
         alg = str(header.get("alg", ""))
         if alg == "HS256" and self._secret:
             return self._secret, alg
-        if alg in _ASYMMETRIC:
-            if self._jwks:
-                kid = header.get("kid")
-                found = self._jwks.get(str(kid)) if kid is not None else None
-                if found is None and kid is None and len(self._jwks) == 1:
-                    found = next(iter(self._jwks.values()))
-                if found is not None:
-                    return found.key, alg
-                if not self._public_key:
-                    raise Unauthorized(f"no configured key has the JWT's kid {kid!r}")
-            if self._public_key:
-                return self._public_key, alg
+        found = self._public_key
+        if self._jwks:
+            kid = header.get("kid")
+            chosen = self._jwks.get(str(kid)) if kid is not None else None
+            if chosen is None and kid is None and len(self._jwks) == 1:
+                chosen = next(iter(self._jwks.values()))
+            if (
+                chosen is None
+                and found is None
+                and any(alg in k.algorithms for k in self._jwks.values())
+            ):
+                raise Unauthorized(f"no configured key has the JWT's kid {kid!r}")
+            found = chosen or found
+        if found is not None and alg in found.algorithms:
+            return found.key, alg
         raise Unauthorized(f"JWTs signed with {alg or 'no algorithm'!r} are not accepted here")
 
     def _from_jwt(self, token: str) -> Principal:

@@ -55,7 +55,12 @@ class ServerSettings(Settings):
     admin_users: frozenset[str] = Field(
         frozenset(), description="User ids whose credentials may act on any user."
     )
-    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for JWT bearer tokens.")
+    jwt_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HS256 secret for JWT bearer tokens: at least 32 characters (RFC 7518 "
+        "asks for 256 bits), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+    )
     jwt_public_key: str | None = Field(
         None, description="RS256/ES256 public key for JWTs: PEM text or the path of a PEM file."
     )
