@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,8 @@ from tenantry.errors import (
 )
 
 logger = logging.getLogger("tenantry.server")
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 RETRY_AFTER_SECONDS = 1
 """Retry-After sent with 409 and 503: both clear up as soon as the turn or store is back."""
@@ -167,6 +170,12 @@ def _withheld(exc: BaseException) -> str:
     return "internal error"
 
 
+def one_line(text: str) -> str:
+    """Give `text` with its control characters and line separators escaped as Python does
+    (\\n, \\x1b, \\u2028), so what a client or a provider wrote cannot forge log lines."""
+    return _UNPRINTABLE.sub(lambda found: ascii(found.group())[1:-1], text)
+
+
 def public_message(exc: BaseException, request_id: str) -> str:
     """Give what the client may read about `exc`: for a client error (4xx) the error's own
     words; for a server error (5xx) a fixed text per error class and the request id, while
@@ -180,7 +189,7 @@ def public_message(exc: BaseException, request_id: str) -> str:
     if status == 500:
         logger.error("internal error [%s]", request_id, exc_info=exc)
         return f"internal error; the server logged it with request id {request_id}"
-    logger.warning("%s [%s]: %s", type(exc).__name__, request_id, exc)
+    logger.warning("%s [%s]: %s", type(exc).__name__, request_id, one_line(str(exc)))
     return f"{_withheld(exc)}; the server logged the details with request id {request_id}"
 
 
@@ -227,6 +236,7 @@ __all__ = [
     "UnsupportedMediaType",
     "error_body",
     "error_response",
+    "one_line",
     "public_message",
     "retry_after",
     "status_of",

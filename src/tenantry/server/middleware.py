@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
+from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response, one_line
 from tenantry.types import new_id
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -75,7 +75,7 @@ class RequestIdMiddleware:
             access_log.info(
                 "%s %s %d %.1fms",
                 scope["method"],
-                scope["path"],
+                one_line(scope["path"]),  # decoded: "%0A" in the URL is a newline here
                 status,
                 (time.perf_counter() - started) * 1000,
             )
