@@ -196,3 +196,14 @@ def test_with_auth_on_a_forged_request_has_no_credential(agent: Agent, tenants: 
         )
         assert keyed.status_code == 200
     assert asyncio.run(agent.store.list_users()) == ["alice"]
+
+
+def test_a_wildcard_cors_setting_lets_no_other_site_change_data_in_open_mode(
+    agent: Agent,
+) -> None:
+    with serve(create_app(agent, ServerSettings(_env_file=None, cors_origins=["*"]))) as url:
+        forged = httpx.post(f"{url}/v1/chat", json=CHAT, headers={"Origin": EVIL})
+        assert_refused(forged, 403, "ForbiddenOrigin")
+        read = httpx.get(f"{url}/v1/info", headers={"Origin": EVIL})
+        assert read.headers["access-control-allow-origin"] == "*"  # reads: as configured
+    assert asyncio.run(agent.store.list_users()) == []

@@ -7,8 +7,9 @@ names its user itself, as in the seed, which is why open mode binds to loopback 
 Credentials:
 - `X-API-Key: <key>` or `Authorization: Bearer <key>`: the key's SHA-256 digest is looked up
   in `api_keys` (digest -> user id). Only digests are configured, never keys.
-- `Authorization: Bearer <JWT>`: HS256 with `jwt_secret`, or RS256/ES256 with
-  `jwt_public_key` or a key of `jwt_jwks_file` (chosen by `kid`). `exp` is required. The user
+- `Authorization: Bearer <JWT>`: HS256 with `jwt_secret`, or RS*/PS*/ES* with
+  `jwt_public_key` or a key of `jwt_jwks_file` (chosen by `kid`), each key verifying only
+  the algorithms of its type (`VerificationKey`). `exp` is required. The user
   id is `tenancy.tenant_id(user, org)` of the `jwt_user_claim` claim (`sub`) and, when
   `jwt_org_claim` is set, of that claim, which every token must then carry as a non-empty
   string (anything else is 401, never a fallback to the bare user).

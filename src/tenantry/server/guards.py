@@ -133,8 +133,9 @@ def origin_of(url: str) -> str:
 class OriginCheckMiddleware:
     """Answer 403 `ForbiddenOrigin` to a state-changing request whose Origin header names
     another site than the server's own (the origin whose host is the request's Host), the
-    public URL's or one of `cors_origins`. For open mode: with auth on, a forged request
-    carries no credential (browsers attach no API key or bearer token on their own)."""
+    public URL's or one of `cors_origins` (by name: "*" allows no origin here). For open
+    mode: with auth on, a forged request carries no credential (browsers attach no API key
+    or bearer token on their own)."""
 
     def __init__(
         self,
