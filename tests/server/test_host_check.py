@@ -5,10 +5,8 @@ bound address and the configured allow-list are served."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from tenantry import Agent, InMemoryStore, Message
 from tenantry.server import ServerSettings, create_app
 from tenantry.server.guards import AllowedHosts, host_of
+from tests.support.rawhttp import port_of, raw_http
 from tests.support.servers import serve
 
 
@@ -26,12 +25,6 @@ def default_server(agent: Agent) -> Iterator[str]:
     asyncio.run(agent.store.add(Message.user("secret of u"), user_id="u"))
     with serve(create_app(agent, ServerSettings(_env_file=None))) as url:
         yield url
-
-
-def port_of(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None
-    return port
 
 
 def request(url: str, method: str, path: str, host: str, **options: Any) -> httpx.Response:
@@ -101,15 +94,6 @@ def test_a_host_the_server_does_not_answer_to_is_a_json_400(default_server: str,
         return
     assert b'"type":"InvalidHost"' in answer
     assert b"TENANTRY_ALLOWED_HOSTS" in answer
-
-
-def raw_http(url: str, head: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as sock:
-        sock.sendall(head)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_no_host_header_and_absolute_urls_are_checked_too(default_server: str) -> None:

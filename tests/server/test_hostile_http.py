@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,22 +21,8 @@ from tenantry.models import ModelBase, StreamItem
 from tenantry.server import ServerSettings, create_app
 from tenantry.types import ToolSpec
 from tests.server.conftest import Tenants
+from tests.support.rawhttp import port_of, raw_http
 from tests.support.servers import serve
-
-
-def port_of(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None
-    return port
-
-
-def raw_http(url: str, request: bytes, *, read: bool = True) -> bytes:
-    with socket.create_connection(("127.0.0.1", port_of(url)), timeout=10) as sock:
-        sock.sendall(request)
-        chunks = []
-        while read and (chunk := sock.recv(65536)):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def wait_for(condition: Any, what: str, seconds: float = 10) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -26,13 +26,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.server.config import ServerSettings, is_loopback
-from tenantry.server.errors import (
-    ForbiddenOrigin,
-    InvalidHost,
-    UnsupportedMediaType,
-    error_response,
-)
-from tenantry.server.middleware import current_request_id
+from tenantry.server.errors import ForbiddenOrigin, InvalidHost, UnsupportedMediaType
+from tenantry.server.middleware import ErrorCounter, refuse
 
 LOOPBACK_NAMES = ("localhost",)
 """Names (besides loopback addresses) every server answers to, with any port."""
@@ -41,8 +36,6 @@ UNCHECKED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WILDCARD_BINDS = frozenset({"0.0.0.0", "::", "[::]", ""})
 _HOST = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
-
-ErrorCounter = Callable[[BaseException], None]
 
 
 def host_of(header: str) -> str | None:
@@ -118,8 +111,7 @@ class HostCheckMiddleware:
                     "reach it by that name, add it to TENANTRY_ALLOWED_HOSTS (or set "
                     "TENANTRY_PUBLIC_URL)"
                 )
-                self.on_error(exc)
-                await error_response(exc, current_request_id())(scope, receive, send)
+                await refuse(exc, self.on_error, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -164,8 +156,7 @@ class OriginCheckMiddleware:
                     f"a page of {origin[:100]!r} may not change data on this server (open "
                     "mode); if that origin is yours, add it to TENANTRY_CORS_ORIGINS"
                 )
-                self.on_error(exc)
-                await error_response(exc, current_request_id())(scope, receive, send)
+                await refuse(exc, self.on_error, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -198,8 +189,7 @@ class JSONBodyMiddleware:
                     "the body must be a JSON object sent with Content-Type: application/json "
                     f"({said})"
                 )
-                self.on_error(exc)
-                await error_response(exc, current_request_id())(scope, receive, send)
+                await refuse(exc, self.on_error, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
