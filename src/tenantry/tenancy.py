@@ -28,8 +28,8 @@ SCOPE_CACHE_SIZE = 4096
 agent, then the store's lock, snapshot and append), so the cache only has to outlive the
 turns in flight; bounded, and it holds ids only."""
 
-ORG_SEPARATOR = ":"
-_ESCAPES = {"%": "%25", ORG_SEPARATOR: "%3A"}
+_SEPARATOR = ":"
+_ESCAPES = {"%": "%25", _SEPARATOR: "%3A"}
 _ESCAPED = re.compile("%25|%3A")
 _UNESCAPES = {escaped: char for char, escaped in _ESCAPES.items()}
 
@@ -76,7 +76,7 @@ def validate_session_id(session_id: str | None) -> str:
 
 
 def _escape(part: str) -> str:
-    return part.replace("%", _ESCAPES["%"]).replace(ORG_SEPARATOR, _ESCAPES[ORG_SEPARATOR])
+    return part.replace("%", _ESCAPES["%"]).replace(_SEPARATOR, _ESCAPES[_SEPARATOR])
 
 
 def _unescape(part: str) -> str:
@@ -93,13 +93,13 @@ def tenant_id(user: str, org: str | None = None) -> str:
     if org is None:
         return validate_user_id(_escape(user))
     _check(org, "org", InvalidUserId)
-    return validate_user_id(f"{_escape(org)}{ORG_SEPARATOR}{_escape(user)}")
+    return validate_user_id(f"{_escape(org)}{_SEPARATOR}{_escape(user)}")
 
 
 def split_tenant_id(user_id: str) -> tuple[str | None, str]:
     """Give the (org, user) that `tenant_id` made `user_id` of; raise InvalidUserId for an id
     it cannot have made (two separators, a `%` that is not `%25` or `%3A` ...)."""
-    org, separator, user = validate_user_id(user_id).rpartition(ORG_SEPARATOR)
+    org, separator, user = validate_user_id(user_id).rpartition(_SEPARATOR)
     parts = (_unescape(org) if separator else None, _unescape(user))
     if not user or (separator and not org) or tenant_id(parts[1], parts[0]) != user_id:
         raise InvalidUserId(
@@ -150,7 +150,6 @@ __all__ = [
     "DEFAULT_SESSION_ID",
     "DEFAULT_USER_ID",
     "MAX_ID_LENGTH",
-    "ORG_SEPARATOR",
     "InvalidScope",
     "InvalidSessionId",
     "InvalidUserId",
