@@ -24,6 +24,8 @@ KEPT_IN_SUBPACKAGE = {
     "model_from_settings": "how the CLI and the server pick a model (tenantry.models)",
     "validate_session_id": "the check Scope applies; for integrators (tenantry.tenancy)",
     "validate_user_id": "the check Scope applies; for integrators (tenantry.tenancy)",
+    "tenant_id": "how credentials name a tenant (org, user); for integrators (tenantry.tenancy)",
+    "split_tenant_id": "the inverse of tenant_id; for integrators (tenantry.tenancy)",
 }
 """Public names of a subpackage that are deliberately not re-exported from `tenantry`."""
 

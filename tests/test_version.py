@@ -18,7 +18,8 @@ def test_the_package_metadata_and_the_package_agree() -> None:
 
 
 async def test_the_server_reports_the_same_version() -> None:
-    app = create_app(Agent(store=InMemoryStore()), ServerSettings(_env_file=None))
+    settings = ServerSettings(_env_file=None, allowed_hosts=["testserver"])
+    app = create_app(Agent(store=InMemoryStore()), settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

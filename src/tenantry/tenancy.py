@@ -2,11 +2,19 @@
 
 A scope is (user_id, session_id). Every stored message and every session state belongs to
 exactly one scope. Ids are validated once, here, at the edge of every store call.
+
+A credential's user id (its tenant) is `tenant_id(user, org)`: `user` alone, or `org:user`
+when the credential names an org, with every `%` and `:` inside either part written `%25`
+and `%3A`. So the only unescaped `:` is the one between org and user, and distinct
+(org, user) pairs never share a tenant: org `acme` user `x:y` is `acme:x%3Ay`, org `acme:x`
+user `y` is `acme%3Ax:y`, and a user `acme:alice` with no org is `acme%3Aalice`, never the
+`acme:alice` of user `alice` in org `acme`.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -19,6 +27,11 @@ SCOPE_CACHE_SIZE = 4096
 """Validated scopes remembered by `Scope.of`. A turn builds its scope about four times (the
 agent, then the store's lock, snapshot and append), so the cache only has to outlive the
 turns in flight; bounded, and it holds ids only."""
+
+_SEPARATOR = ":"
+_ESCAPES = {"%": "%25", _SEPARATOR: "%3A"}
+_ESCAPED = re.compile("%25|%3A")
+_UNESCAPES = {escaped: char for char, escaped in _ESCAPES.items()}
 
 # Cc: C0/C1 control characters (NUL, newline, ESC ...); Cs: lone surrogates, which no
 # database can store as UTF-8.
@@ -60,6 +73,41 @@ def validate_session_id(session_id: str | None) -> str:
     if session_id is None:
         return DEFAULT_SESSION_ID
     return _check(session_id, "session id", InvalidSessionId)
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", _ESCAPES["%"]).replace(_SEPARATOR, _ESCAPES[_SEPARATOR])
+
+
+def _unescape(part: str) -> str:
+    return _ESCAPED.sub(lambda found: _UNESCAPES[found.group()], part)
+
+
+def tenant_id(user: str, org: str | None = None) -> str:
+    """Give the user id of `user` in `org` (None: no org): `user`, or `org:user`, with `%`
+    and `:` inside either part percent-encoded, so no two (org, user) pairs share one.
+
+    Both parts must be non-empty strings without control characters, and the result at most
+    MAX_ID_LENGTH characters; InvalidUserId says which part is wrong."""
+    _check(user, "user", InvalidUserId)
+    if org is None:
+        return validate_user_id(_escape(user))
+    _check(org, "org", InvalidUserId)
+    return validate_user_id(f"{_escape(org)}{_SEPARATOR}{_escape(user)}")
+
+
+def split_tenant_id(user_id: str) -> tuple[str | None, str]:
+    """Give the (org, user) that `tenant_id` made `user_id` of; raise InvalidUserId for an id
+    it cannot have made (two separators, a `%` that is not `%25` or `%3A` ...)."""
+    org, separator, user = validate_user_id(user_id).rpartition(_SEPARATOR)
+    parts = (_unescape(org) if separator else None, _unescape(user))
+    if not user or (separator and not org) or tenant_id(parts[1], parts[0]) != user_id:
+        raise InvalidUserId(
+            f"user id {_shown(user_id)} is not of the form 'user' or 'org:user' with '%' and "
+            "':' inside each part written '%25' and '%3A' (make keys with `tenantry keys new "
+            "--org ORG --user USER`)"
+        )
+    return parts
 
 
 def _shown(value: object) -> str:
@@ -106,6 +154,8 @@ __all__ = [
     "InvalidSessionId",
     "InvalidUserId",
     "Scope",
+    "split_tenant_id",
+    "tenant_id",
     "validate_session_id",
     "validate_user_id",
 ]

@@ -28,7 +28,7 @@ from tenantry import Agent, InMemoryStore, Message, Scope
 from tenantry._runner import run_sync
 from tenantry.errors import InvalidScope
 from tenantry.server import ServerSettings, create_app
-from tenantry.tenancy import DEFAULT_SESSION_ID
+from tenantry.tenancy import DEFAULT_SESSION_ID, tenant_id
 from tests.server.conftest import JWT_SECRET, make_tenants, open_settings
 from tests.support.reliability.http_checks import (
     Contents,
@@ -91,6 +91,14 @@ class Caller:
         return self.server == "open" or self.admin or user == self.credential_user
 
 
+def _tenant_of_sub(sub: str) -> str | None:
+    """The tenant a JWT with this `sub` (and no org claim) is, or None if it is refused."""
+    try:
+        return tenant_id(sub)
+    except InvalidScope:
+        return None
+
+
 def _valid_user(user: str) -> bool:
     try:
         Scope(user, DEFAULT_SESSION_ID)
@@ -109,7 +117,8 @@ def _caller(name: str, user: str, forged: str) -> tuple[Caller, dict[str, Any]]:
         return Caller(name, "auth", ALICE), _tenants.headers(ALICE)
     if name == "self":  # a JWT whose subject is the very id under test
         token = jwt.encode({"sub": user, "exp": int(time.time()) + 600}, JWT_SECRET, "HS256")
-        caller = Caller(name, "auth", user, authenticated=_valid_user(user))
+        tenant = _tenant_of_sub(user)  # the id itself, unless it holds "%" or ":"
+        caller = Caller(name, "auth", tenant, authenticated=tenant is not None)
         return caller, {"Authorization": f"Bearer {token}"}
     if name == "anonymous":
         return Caller(name, "auth", authenticated=False), {}

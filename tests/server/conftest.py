@@ -19,6 +19,9 @@ from tests.support.env import clear_settings
 from tests.support.servers import serve
 
 JWT_SECRET = "tenantry-test-secret-" + "0123456789abcdef" * 4
+TEST_HOSTS = ["testserver"]
+"""The Host of httpx's ASGITransport clients (`client_for`): allowed explicitly, as a
+deployment allows its own names; real servers in tests listen on 127.0.0.1."""
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Tenants:
             "admin_users": ["ops"],
             "jwt_secret": JWT_SECRET,
             "rate_limit_per_minute": 0,
+            "allowed_hosts": TEST_HOSTS,
         }
         options.update(overrides)
         return ServerSettings(_env_file=None, **options)
@@ -65,7 +69,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def open_settings(**overrides: Any) -> ServerSettings:
-    options: dict[str, Any] = {"rate_limit_per_minute": 0}
+    options: dict[str, Any] = {"rate_limit_per_minute": 0, "allowed_hosts": TEST_HOSTS}
     options.update(overrides)
     return ServerSettings(_env_file=None, **options)
 

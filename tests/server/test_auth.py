@@ -19,7 +19,7 @@ from tenantry import Agent
 from tenantry.errors import InvalidInput
 from tenantry.server import ServerSettings, create_app
 from tenantry.server.config import check_bind, is_loopback
-from tests.server.conftest import JWT_SECRET, Tenants
+from tests.server.conftest import JWT_SECRET, TEST_HOSTS, Tenants
 
 
 def token(claims: dict[str, Any], key: Any = JWT_SECRET, alg: str = "HS256", **headers: Any) -> str:
@@ -177,6 +177,7 @@ async def test_rs256_with_a_public_key_file_and_org_prefix(
         jwt_org_claim="org",
         jwt_audience="tenantry",
         jwt_issuer="https://issuer.example",
+        allowed_hosts=TEST_HOSTS,
     )
     client = await client_for(create_app(agent, settings))
     claims = {"sub": "alice", "org": "acme", "aud": "tenantry", "iss": "https://issuer.example"}
@@ -195,7 +196,8 @@ async def test_rs256_keys_from_a_jwks_file_are_chosen_by_kid(
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
-    client = await client_for(create_app(agent, ServerSettings(_env_file=None, jwt_jwks_file=jwks)))
+    settings = ServerSettings(_env_file=None, jwt_jwks_file=jwks, allowed_hosts=TEST_HOSTS)
+    client = await client_for(create_app(agent, settings))
     good = token({"sub": "zed"}, private, "RS256", kid="k1")
     assert (await client.get("/v1/me", headers=bearer(good))).json()["user_id"] == "zed"
     no_kid = token({"sub": "zed"}, private, "RS256")

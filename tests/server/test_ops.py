@@ -33,13 +33,16 @@ async def test_health_and_readiness(open_client: httpx.AsyncClient) -> None:
     assert (await open_client.get("/readyz")).json() == {"status": "ready"}
 
 
-async def test_readiness_fails_once_the_store_is_closed(agent: Agent, client_for: Any) -> None:
+async def test_readiness_fails_once_the_store_is_closed(
+    agent: Agent, client_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client = await client_for(create_app(agent, open_settings()))
     await agent.store.close()
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "StoreUnavailable"
-    assert "StoreClosed" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"].startswith("the store is unavailable; retry later")
+    assert "the store is not usable: StoreClosed" in caplog.text  # the detail: in the log only
 
 
 async def test_metrics_count_turns_and_errors_without_user_labels(

@@ -9,7 +9,7 @@ import typer
 
 from tenantry.cli.app import app
 from tenantry.errors import InvalidScope
-from tenantry.tenancy import validate_user_id
+from tenantry.tenancy import tenant_id
 
 keys_app = typer.Typer(
     name="keys", help="Make API keys for `tenantry serve`.", no_args_is_help=True
@@ -21,7 +21,11 @@ app.add_typer(keys_app)
 def new(
     user: Annotated[str, typer.Option("--user", "-u", help="The user id the key acts as.")],
     org: Annotated[
-        str | None, typer.Option(help="Org prefix: the key's user id becomes 'ORG:USER'.")
+        str | None,
+        typer.Option(
+            help="The user's org: the key's user id becomes 'ORG:USER' (a ':' or '%' inside "
+            "either is written %3A, %25), the id a JWT with this org and user gets."
+        ),
     ] = None,
     admin: Annotated[
         bool, typer.Option(help="Also print the admin setting for this user.")
@@ -30,9 +34,8 @@ def new(
     """Make a new random API key for a user; print it once, with the server setting."""
     from tenantry.server.auth import hash_api_key, new_api_key
 
-    user_id = f"{org}:{user}" if org else user
     try:
-        validate_user_id(user_id)
+        user_id = tenant_id(user, org)
     except InvalidScope as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

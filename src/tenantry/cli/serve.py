@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import typing
 from typing import Annotated, Any
 
 import typer
@@ -27,14 +29,37 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
+def _unparsable(exc: Exception, fields: dict[str, Any]) -> str:
+    """Say which setting holds a value pydantic-settings could not parse (bad JSON), and
+    what it must look like, in one line."""
+    found = re.search(r'field "(\w+)"', str(exc))
+    name = found.group(1) if found else ""
+    field = fields.get(name)
+    shape = "JSON"
+    if field is not None:
+        origin = typing.get_origin(field.annotation) or field.annotation
+        if origin is dict:
+            shape = """a JSON object, e.g. '{"<key>": "<value>"}'"""
+        elif origin in (list, frozenset, set, tuple):
+            shape = """a JSON list, e.g. '["a", "b"]'"""
+    cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    variable = f"TENANTRY_{name.upper()}" if name else "a TENANTRY_ variable"
+    return f"{variable} must be {shape}{cause}"
+
+
 def _settings(overrides: dict[str, Any]) -> Any:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from tenantry.server.config import ServerSettings, check_bind
 
     try:
         settings = ServerSettings(**{k: v for k, v in overrides.items() if v is not None})
         check_bind(settings)
+    except SettingsError as exc:  # a value that is not even JSON
+        problem = _unparsable(exc, ServerSettings.model_fields)
+        typer.echo(f"error: bad configuration: {problem}", err=True)
+        raise typer.Exit(2) from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
@@ -111,6 +136,13 @@ def serve(
             "TENANTRY_API_KEYS (tenantry keys new) or TENANTRY_JWT_* to require credentials.",
             settings.host,
             " (loopback only)" if is_loopback(settings.host) else "",
+        )
+    if not is_loopback(settings.host) and not (settings.public_url or settings.allowed_hosts):
+        log.warning(
+            "bound to %s, but only loopback names and this address are allowed in the Host "
+            "header: clients that reach the server by another name get 400 InvalidHost. Set "
+            "TENANTRY_PUBLIC_URL or TENANTRY_ALLOWED_HOSTS to the names clients use.",
+            settings.host,
         )
     uvicorn.run(
         asgi,

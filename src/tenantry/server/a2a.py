@@ -60,13 +60,15 @@ MAX_TASKS = 10_000
 """Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
 
 
-def a2a_error(exc: TenantryError) -> A2AError:
-    """Give the A2A error for a tenantry error: bad input is InvalidParams, the rest Internal
-    with the error type (and retry hint) in `data`."""
+def a2a_error(exc: Exception) -> A2AError:
+    """Give the A2A error for a failed turn: bad input is InvalidParams, the rest Internal
+    with the error type (and retry hint) in `data`; the message is `public_message`'s (the
+    SDK would send the text of any other exception to the client)."""
     message = public_message(exc, current_request_id())
+    kind = type(exc).__name__ if isinstance(exc, TenantryError) else "InternalError"
     if isinstance(exc, InvalidInput):
-        return InvalidParamsError(message=message, data={"type": type(exc).__name__})
-    data: dict[str, Any] = {"type": type(exc).__name__}
+        return InvalidParamsError(message=message, data={"type": kind})
+    data: dict[str, Any] = {"type": kind}
     seconds = retry_after(exc)
     if seconds is not None:
         data["retry_after"] = seconds
@@ -102,7 +104,9 @@ class TenantryExecutor(AgentExecutor):
             await event_queue.enqueue_event(
                 new_text_message(output.content, context_id=context.context_id)
             )
-        except TenantryError as exc:
+        except A2AError:
+            raise
+        except Exception as exc:  # every failure, a bug too, leaves through public_message
             self.state.metrics.count_error(exc)
             raise a2a_error(exc) from None
 

@@ -29,6 +29,12 @@ from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_documen
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.guards import (
+    AllowedHosts,
+    HostCheckMiddleware,
+    JSONBodyMiddleware,
+    OriginCheckMiddleware,
+)
 from tenantry.server.metrics import Metrics
 from tenantry.server.middleware import (
     BodyLimitMiddleware,
@@ -132,16 +138,36 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         backend=TenantAuthBackend(state.authenticator),
         on_error=on_auth_error,
     )
+    app.add_middleware(JSONBodyMiddleware, on_error=state.metrics.count_error)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            allow_headers=[
+                "A2A-Version",
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "X-Request-ID",
+                "X-Session-ID",
+            ],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=state.metrics.count_error
+    )
+    if not state.auth:
+        app.add_middleware(
+            OriginCheckMiddleware,
+            public_url=settings.public_url,
+            cors_origins=settings.cors_origins,
+            on_error=state.metrics.count_error,
+        )
+    app.add_middleware(
+        HostCheckMiddleware,
+        allowed=AllowedHosts.for_settings(settings),
+        on_error=state.metrics.count_error,
     )
     app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
 

@@ -7,9 +7,16 @@ names its user itself, as in the seed, which is why open mode binds to loopback 
 Credentials:
 - `X-API-Key: <key>` or `Authorization: Bearer <key>`: the key's SHA-256 digest is looked up
   in `api_keys` (digest -> user id). Only digests are configured, never keys.
-- `Authorization: Bearer <JWT>`: HS256 with `jwt_secret`, or RS256/ES256 with
-  `jwt_public_key` or a key of `jwt_jwks_file` (chosen by `kid`). `exp` is required. The user
-  id is the `jwt_user_claim` claim (`sub`), prefixed by `org:` when `jwt_org_claim` is set.
+- `Authorization: Bearer <JWT>`: HS256 with `jwt_secret`, or RS*/PS*/ES* with
+  `jwt_public_key` or a key of `jwt_jwks_file` (chosen by `kid`), each key verifying only
+  the algorithms of its type (`VerificationKey`). `exp` is required. The user
+  id is `tenancy.tenant_id(user, org)` of the `jwt_user_claim` claim (`sub`) and, when
+  `jwt_org_claim` is set, of that claim, which every token must then carry as a non-empty
+  string (anything else is 401, never a fallback to the bare user).
+
+`Authenticator.authenticate` is the one function that turns a credential into a tenant id;
+an API key's user id was made by the same `tenant_id` (`tenantry keys new --org --user`)
+and is checked to be of its form when the settings are read.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
@@ -29,14 +39,65 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 
-from tenantry.errors import InvalidScope
+from tenantry.errors import InvalidInput, InvalidScope
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import Forbidden, Unauthorized
-from tenantry.tenancy import DEFAULT_USER_ID, validate_user_id
+from tenantry.tenancy import DEFAULT_USER_ID, tenant_id
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_PREFIX = "tnt_"
-_ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+"""The JWT algorithm each EC curve signs with (RFC 7518 binds them one to one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key for JWTs and the algorithms a token signed by its owner may name: those
+    of the key's type (an RSA key never verifies an ES256 token), or the JWK's own `alg`."""
+
+    key: Any
+    algorithms: frozenset[str]
+
+    @classmethod
+    def of(cls, key: Any, declared: str | None = None) -> VerificationKey:
+        if isinstance(key, rsa.RSAPublicKey):
+            algorithms = RSA_ALGORITHMS
+        elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in EC_ALGORITHMS:
+            algorithms = frozenset({EC_ALGORITHMS[key.curve.name]})
+        else:
+            raise InvalidInput(f"JWT keys must be RSA or EC (P-256/384/521), not {type(key)}")
+        if declared is not None:
+            algorithms = algorithms & {declared}
+        return cls(key, algorithms)
+
+    @classmethod
+    def from_pem(cls, pem: str) -> VerificationKey:
+        data = pem.encode("utf-8")
+        try:
+            if b"CERTIFICATE" in data:
+                return cls.of(x509.load_pem_x509_certificate(data).public_key())
+            return cls.of(serialization.load_pem_public_key(data))
+        except ValueError as exc:
+            raise InvalidInput(f"jwt_public_key is not a PEM public key: {exc}") from None
+
+
+def read_jwks(text: str) -> dict[str, VerificationKey]:
+    """Give the signing keys of a JWKS document by kid (index when a key has none); keys for
+    encryption (`use: enc`) and symmetric ones (`kty: oct`) are left out."""
+    try:
+        entries = json.loads(text)["keys"]
+        keys = {}
+        for index, entry in enumerate(entries):
+            if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+                continue
+            key = jwt.PyJWK(entry).key
+            keys[str(entry.get("kid", index))] = VerificationKey.of(key, entry.get("alg"))
+    except (ValueError, KeyError, TypeError, AttributeError, jwt.PyJWTError) as exc:
+        raise InvalidInput(f"jwt_jwks_file is not a usable JWKS document: {exc}") from None
+    if not keys:
+        raise InvalidInput("jwt_jwks_file holds no RSA or EC signing key")
+    return keys
 
 
 def new_api_key() -> str:
@@ -86,12 +147,12 @@ class Authenticator:
         self._admins = settings.admin_users
         self._settings = settings
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        self._public_key = settings.jwt_public_key
-        self._jwks: dict[str, Any] = {}
+        self._public_key = None
+        if settings.jwt_public_key:
+            self._public_key = VerificationKey.from_pem(settings.jwt_public_key)
+        self._jwks: dict[str, VerificationKey] = {}
         if settings.jwt_jwks_file is not None:
-            text = settings.jwt_jwks_file.read_text(encoding="utf-8")
-            keys = jwt.PyJWKSet.from_json(text).keys
-            self._jwks = {str(k.key_id or index): k for index, k in enumerate(keys)}
+            self._jwks = read_jwks(settings.jwt_jwks_file.read_text(encoding="utf-8"))
 
     @property
     def schemes(self) -> list[str]:
@@ -141,18 +202,21 @@ class Authenticator:
         alg = str(header.get("alg", ""))
         if alg == "HS256" and self._secret:
             return self._secret, alg
-        if alg in _ASYMMETRIC:
-            if self._jwks:
-                kid = header.get("kid")
-                found = self._jwks.get(str(kid)) if kid is not None else None
-                if found is None and kid is None and len(self._jwks) == 1:
-                    found = next(iter(self._jwks.values()))
-                if found is not None:
-                    return found.key, alg
-                if not self._public_key:
-                    raise Unauthorized(f"no configured key has the JWT's kid {kid!r}")
-            if self._public_key:
-                return self._public_key, alg
+        found = self._public_key
+        if self._jwks:
+            kid = header.get("kid")
+            chosen = self._jwks.get(str(kid)) if kid is not None else None
+            if chosen is None and kid is None and len(self._jwks) == 1:
+                chosen = next(iter(self._jwks.values()))
+            if (
+                chosen is None
+                and found is None
+                and any(alg in k.algorithms for k in self._jwks.values())
+            ):
+                raise Unauthorized(f"no configured key has the JWT's kid {kid!r}")
+            found = chosen or found
+        if found is not None and alg in found.algorithms:
+            return found.key, alg
         raise Unauthorized(f"JWTs signed with {alg or 'no algorithm'!r} are not accepted here")
 
     def _from_jwt(self, token: str) -> Principal:
@@ -170,21 +234,31 @@ class Authenticator:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the JWT was rejected: {exc}") from None
-        user = claims.get(settings.jwt_user_claim)
-        if not isinstance(user, str):
-            raise Unauthorized(f"the JWT has no string claim {settings.jwt_user_claim!r}")
-        org = claims.get(settings.jwt_org_claim) if settings.jwt_org_claim else None
-        if isinstance(org, str) and org:
-            user = f"{org}:{user}"
-        try:
-            user_id = validate_user_id(user)
-        except InvalidScope as exc:
-            raise Unauthorized(f"the JWT's user id is not usable: {exc}") from None
+        user_id = self._tenant_of(claims)
         roles = claims.get(settings.jwt_roles_claim)
         if isinstance(roles, str):
             roles = roles.split()
         admin = isinstance(roles, list) and settings.jwt_admin_role in roles
         return self._principal(user_id, admin=admin, method="jwt")
+
+    def _tenant_of(self, claims: dict[str, Any]) -> str:
+        """Give the tenant id the JWT's verified claims name: tenant_id(user, org)."""
+        user_claim, org_claim = self._settings.jwt_user_claim, self._settings.jwt_org_claim
+        user = claims.get(user_claim)
+        if not isinstance(user, str):
+            raise Unauthorized(f"the JWT has no string claim {user_claim!r}")
+        org = None
+        if org_claim:
+            org = claims.get(org_claim)
+            if not isinstance(org, str) or not org:
+                found = "no such claim" if org is None else f"got {json.dumps(org)[:40]}"
+                raise Unauthorized(
+                    f"the JWT's org claim {org_claim!r} must be a non-empty string ({found})"
+                )
+        try:
+            return tenant_id(user, org)
+        except InvalidScope as exc:
+            raise Unauthorized(f"the JWT's user id is not usable: {exc}") from None
 
 
 class TenantAuthBackend(AuthenticationBackend):

@@ -15,9 +15,16 @@ from pydantic_settings import SettingsConfigDict
 
 from tenantry.errors import InvalidInput
 from tenantry.settings import Settings
-from tenantry.tenancy import validate_user_id
+from tenantry.tenancy import split_tenant_id
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _tenant(user_id: str) -> str:
+    """Give a configured user id if `tenancy.tenant_id` could have made it (so a key's or an
+    admin's id means the same tenant a JWT with that org and user gets)."""
+    split_tenant_id(user_id)
+    return user_id
 
 
 class ServerSettings(Settings):
@@ -30,7 +37,13 @@ class ServerSettings(Settings):
     public_url: str | None = Field(
         None,
         description="Base URL clients reach the server at, for the A2A agent card "
-        "(default: taken from each request's Host header).",
+        "(default: taken from each request's Host header); its host is an allowed host.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values (without port) the server answers to besides "
+        "loopback names, the public URL's host and the bound address: names, '*.domain' for "
+        "its subdomains, or '*' for any (only behind a proxy that checks Host itself).",
     )
 
     # --- auth -----------------------------------------------------------------------------
@@ -42,14 +55,21 @@ class ServerSettings(Settings):
     admin_users: frozenset[str] = Field(
         frozenset(), description="User ids whose credentials may act on any user."
     )
-    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for JWT bearer tokens.")
+    jwt_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="HS256 secret for JWT bearer tokens: at least 32 characters (RFC 7518 "
+        "asks for 256 bits), e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+    )
     jwt_public_key: str | None = Field(
         None, description="RS256/ES256 public key for JWTs: PEM text or the path of a PEM file."
     )
     jwt_jwks_file: Path | None = Field(None, description="A JWKS file of JWT public keys.")
     jwt_user_claim: str = Field("sub", description="The JWT claim that holds the user id.")
     jwt_org_claim: str | None = Field(
-        None, description="Optional claim with an org id; the user id becomes 'org:user'."
+        None,
+        description="Claim with the org id; when set, every token must carry it as a non-empty "
+        "string, and the user id becomes 'org:user' (see tenancy.tenant_id).",
     )
     jwt_roles_claim: str = Field("roles", description="The JWT claim that lists roles.")
     jwt_admin_role: str = Field("admin", description="The role that may act on any user.")
@@ -97,13 +117,13 @@ class ServerSettings(Settings):
                     f"api_keys maps the SHA-256 hex digest of each key to a user id; "
                     f"{digest[:12]!r}... is not a digest (use `tenantry keys new`)"
                 )
-            checked[text] = validate_user_id(user_id)
+            checked[text] = _tenant(user_id)
         return checked
 
     @field_validator("admin_users")
     @classmethod
     def _check_admins(cls, value: frozenset[str]) -> frozenset[str]:
-        return frozenset(validate_user_id(user) for user in value)
+        return frozenset(_tenant(user) for user in value)
 
     @field_validator("jwt_public_key")
     @classmethod

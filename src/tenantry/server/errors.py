@@ -2,17 +2,23 @@
 
 Every error body has the same shape: `{"error": {"type": "<class name>", "message": "..."}}`.
 Each `TenantryError` class maps to one status (found by walking the class's MRO, so a new
-subclass inherits its parent's status); server errors (5xx) carry a generic message and the
-request id, never internals or a stack trace.
+subclass inherits its parent's status). What the message may say is decided in one place,
+`public_message`, for every transport: a client error (4xx) says what was wrong with the
+request; a server error (5xx) says only what kind of failure it was and the request id, and
+its own text (a model provider's message, a store's address, SQL, a traceback) goes to the
+log under that request id.
 
 | error                                   | status | Retry-After |
 |-----------------------------------------|--------|-------------|
 | MalformedJSON                           | 400    |             |
+| InvalidHost (Host header not allowed)   | 400    |             |
 | Unauthorized (no or bad credential)     | 401    |             |
 | Forbidden (another tenant's data)       | 403    |             |
+| ForbiddenOrigin (open mode, other site) | 403    |             |
 | NotFound (unknown session/user/route)   | 404    |             |
 | ScopeBusy (the scope's lock timed out)  | 409    | yes         |
 | BodyTooLarge                            | 413    |             |
+| UnsupportedMediaType (body not JSON)    | 415    |             |
 | InvalidInput, InvalidRequest            | 422    |             |
 | RateLimited                             | 429    | yes         |
 | ModelError, MaxLoopsExceeded            | 502    |             |
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +41,7 @@ from tenantry.errors import (
     InvalidInput,
     MaxLoopsExceeded,
     ModelError,
+    ModelHTTPError,
     ModelUnreachable,
     ScopeBusy,
     StoreClosed,
@@ -42,6 +50,8 @@ from tenantry.errors import (
 )
 
 logger = logging.getLogger("tenantry.server")
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 RETRY_AFTER_SECONDS = 1
 """Retry-After sent with 409 and 503: both clear up as soon as the turn or store is back."""
@@ -55,12 +65,20 @@ class MalformedJSON(ServerError):
     """The request body is not valid JSON."""
 
 
+class InvalidHost(ServerError):
+    """The Host header names no host this server answers to (see `guards.AllowedHosts`)."""
+
+
 class Unauthorized(ServerError):
     """No credential, or one that is not valid."""
 
 
 class Forbidden(ServerError):
     """The credential is valid but does not allow acting on this user."""
+
+
+class ForbiddenOrigin(Forbidden):
+    """In open mode, a state-changing request came from a web page of another origin."""
 
 
 class NotFound(ServerError):
@@ -73,6 +91,10 @@ class ShuttingDown(ServerError):
 
 class BodyTooLarge(ServerError):
     """The request body exceeds the configured limit."""
+
+
+class UnsupportedMediaType(ServerError):
+    """A request body that is not sent as JSON (Content-Type: application/json)."""
 
 
 class InvalidRequest(InvalidInput):
@@ -93,11 +115,13 @@ class RateLimited(ServerError):
 
 STATUS: dict[type[BaseException], int] = {
     MalformedJSON: 400,
+    InvalidHost: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     ScopeBusy: 409,
     BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     RateLimited: 429,
     ModelUnreachable: 504,
@@ -126,11 +150,47 @@ def retry_after(exc: BaseException) -> int | None:
     return None
 
 
+WITHHELD: dict[type[BaseException], str] = {
+    ModelUnreachable: "the model API could not be reached or did not answer in time",
+    ModelError: "the model failed",
+    MaxLoopsExceeded: "the model kept calling tools beyond the agent's max_loops",
+    StoreUnavailable: "the store is unavailable; retry later",
+    StoreClosed: "the store is unavailable; retry later",
+    ShuttingDown: "the server stopped before this turn finished; retry",
+}
+"""What a client reads of a server error, by class (nearest ancestor); anything else: 500."""
+
+
+def _withheld(exc: BaseException) -> str:
+    if isinstance(exc, ModelHTTPError):
+        return f"the model API answered HTTP {exc.status_code}"
+    for cls in type(exc).__mro__:
+        if cls in WITHHELD:
+            return WITHHELD[cls]
+    return "internal error"
+
+
+def one_line(text: str) -> str:
+    """Give `text` with its control characters and line separators escaped as Python does
+    (\\n, \\x1b, \\u2028), so what a client or a provider wrote cannot forge log lines."""
+    return _UNPRINTABLE.sub(lambda found: ascii(found.group())[1:-1], text)
+
+
 def public_message(exc: BaseException, request_id: str) -> str:
-    """Give what the client may read: the error's own words, except for internal failures."""
-    if status_of(exc) == 500:
+    """Give what the client may read about `exc`: for a client error (4xx) the error's own
+    words; for a server error (5xx) a fixed text per error class and the request id, while
+    the error's own text goes to the log (with the traceback when it is a bug, 500).
+
+    The one place that decides this, for every transport (JSON errors, stream error events,
+    A2A errors), so a provider's message or a store's address never reaches a tenant."""
+    status = status_of(exc)
+    if status < 500:
+        return str(exc) or type(exc).__name__
+    if status == 500:
+        logger.error("internal error [%s]", request_id, exc_info=exc)
         return f"internal error; the server logged it with request id {request_id}"
-    return str(exc) or type(exc).__name__
+    logger.warning("%s [%s]: %s", type(exc).__name__, request_id, one_line(str(exc)))
+    return f"{_withheld(exc)}; the server logged the details with request id {request_id}"
 
 
 def error_body(exc: BaseException, request_id: str) -> dict[str, Any]:
@@ -155,17 +215,17 @@ def error_headers(exc: BaseException) -> dict[str, str]:
 
 
 def error_response(exc: BaseException, request_id: str) -> JSONResponse:
-    """Give the response for `exc`; internal failures are logged with their traceback."""
-    status = status_of(exc)
-    if status == 500:
-        logger.error("internal error [%s]", request_id, exc_info=exc)
-    return JSONResponse(error_body(exc, request_id), status, headers=error_headers(exc))
+    """Give the response for `exc` (what it withholds is logged by `public_message`)."""
+    return JSONResponse(error_body(exc, request_id), status_of(exc), headers=error_headers(exc))
 
 
 __all__ = [
     "STATUS",
+    "WITHHELD",
     "BodyTooLarge",
     "Forbidden",
+    "ForbiddenOrigin",
+    "InvalidHost",
     "InvalidRequest",
     "MalformedJSON",
     "NotFound",
@@ -173,8 +233,11 @@ __all__ = [
     "ServerError",
     "ShuttingDown",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_body",
     "error_response",
+    "one_line",
+    "public_message",
     "retry_after",
     "status_of",
 ]

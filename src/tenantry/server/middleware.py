@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response
+from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response, one_line
 from tenantry.types import new_id
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -25,6 +25,24 @@ _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SEGMENT_ESCAPE = re.compile(r"%(25|2F)")
 
 ErrorCounter = Callable[[BaseException], None]
+
+
+async def refuse(
+    exc: BaseException,
+    on_error: ErrorCounter,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    close: bool = False,
+) -> None:
+    """Answer the request with the error response for `exc` (counted by `on_error`) instead
+    of passing it on; `close` also ends the connection (the body was not read)."""
+    on_error(exc)
+    response = error_response(exc, current_request_id())
+    if close:
+        response.headers["Connection"] = "close"
+    await response(scope, receive, send)
 
 
 class RequestIdFilter(logging.Filter):
@@ -75,7 +93,7 @@ class RequestIdMiddleware:
             access_log.info(
                 "%s %s %d %.1fms",
                 scope["method"],
-                scope["path"],
+                one_line(scope["path"]),  # decoded: "%0A" in the URL is a newline here
                 status,
                 (time.perf_counter() - started) * 1000,
             )
@@ -171,10 +189,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         exc = BodyTooLarge(f"the request body exceeds the limit of {self.max_bytes} bytes")
-        self.on_error(exc)
-        response = error_response(exc, current_request_id())
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+        await refuse(exc, self.on_error, scope, receive, send, close=True)
 
 
 class RequireCredentialMiddleware:
@@ -211,8 +226,7 @@ class RequireCredentialMiddleware:
                     "authentication required: send X-API-Key: <key> or "
                     "Authorization: Bearer <token>"
                 )
-                self.on_error(exc)
-                await error_response(exc, current_request_id())(scope, receive, send)
+                await refuse(exc, self.on_error, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -224,6 +238,7 @@ __all__ = [
     "RequireCredentialMiddleware",
     "SegmentPathMiddleware",
     "current_request_id",
+    "refuse",
     "routing_path",
     "unescape_segment",
 ]

@@ -37,7 +37,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses=error_responses(503))
 async def readyz(state: State) -> Health:
-    """The store answers; 503 with Retry-After when it does not."""
+    """The store answers; 503 with Retry-After (and a generic message) when it does not."""
     try:
         await asyncio.wait_for(state.agent.store.ping(), READY_TIMEOUT)
     except TimeoutError:
@@ -45,7 +45,8 @@ async def readyz(state: State) -> Health:
     except StoreUnavailable:
         raise
     except TenantryError as exc:
-        raise StoreUnavailable(f"the store is not usable: {type(exc).__name__}") from None
+        # Only the log reads this detail: public_message gives clients a generic text.
+        raise StoreUnavailable(f"the store is not usable: {type(exc).__name__}: {exc}") from None
     return Health(status="ready")
 
 

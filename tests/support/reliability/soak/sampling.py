@@ -30,6 +30,7 @@ class ServerProcess:
             {
                 "TENANTRY_STORE_URL": store_url,
                 "TENANTRY_JWT_SECRET": JWT_SECRET,
+                "TENANTRY_JWT_ORG_CLAIM": "org",
                 "TENANTRY_PRUNE_INACTIVE_HOURS": repr(config.prune_inactive_seconds / 3600),
                 "TENANTRY_PRUNE_INTERVAL_SECONDS": repr(config.prune_interval_seconds),
             }

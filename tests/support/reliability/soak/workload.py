@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 
+from tenantry.tenancy import split_tenant_id
 from tests.support.reliability.soak.config import JWT_SECRET, Record, SoakConfig
 
 OPERATIONS = {
@@ -59,7 +60,8 @@ class Tenants:
 
     def headers(self, tenant: str) -> dict[str, str]:
         if tenant not in self._jwts:
-            claims = {"sub": tenant, "exp": int(time.time()) + 86_400}
+            org, user = split_tenant_id(tenant)  # "soak:00001-ü" is user "00001-ü" of org "soak"
+            claims = {"org": org, "sub": user, "exp": int(time.time()) + 86_400}
             self._jwts[tenant] = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
         return {"Authorization": f"Bearer {self._jwts[tenant]}"}
 
