@@ -7,7 +7,9 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
 - `stores`: store appends and reads per backend against the raw driver doing the same work;
 - `http`: `POST /v1/chat` against a bare FastAPI endpoint on the same uvicorn settings;
 - `memory`: RSS and bytes per stored message of one agent serving many tenants;
-- `tracing`: a turn's cost with OpenTelemetry absent, unconfigured, no-op and recording.
+- `tracing`: a turn's cost with OpenTelemetry absent, unconfigured, no-op and recording;
+- `tenants`: tenantry's next turn with up to 1,000,000 other tenants, on SQLite and
+  PostgreSQL.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
 directory unless `--out` is given, so committed figures are never replaced by smoke figures.
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, Config, write
 
-SUITES = ("frameworks", "stores", "http", "memory", "tracing")
+SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants")
 
 
 def _url(name: str) -> str | None:

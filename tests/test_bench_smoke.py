@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory", "tracing")
+SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants")
 
 
 @pytest.mark.slow
@@ -62,3 +62,9 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
         False,
         True,
     ]
+    tenants = json.loads((tmp_path / "tenants.json").read_text())["results"]["backends"]
+    measured = {name for name, result in tenants.items() if result.get("available")}
+    assert measured == {"sqlite", "postgres"} & expected, tenants
+    for name in measured:
+        assert "failed" not in tenants[name], tenants[name]
+        assert [p["tenants"] for p in tenants[name]["tenants"]] == [10, 100]

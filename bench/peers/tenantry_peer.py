@@ -40,9 +40,13 @@ class TenantryPeer:
         self._recorder.messages = messages
         return REPLY
 
+    def store_url(self, path: Path) -> str:
+        """The URL of the store `open(path)` opens."""
+        return f"sqlite:///{path}"
+
     async def open(self, path: Path) -> None:
         self._path = path
-        self._store = open_store(f"sqlite:///{path}")
+        self._store = open_store(self.store_url(path))
         self._agent = Agent(name="bench", model=FunctionModel(self._answer), store=self._store)
 
     async def turn(self, user_id: str, session_id: str, text: str) -> str:

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import shutil
 import socket
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bench.common import summary_ms
 from bench.peers import (
@@ -45,6 +46,13 @@ LANGGRAPH_CAP = 1000
 """LangGraph writes the whole message list into each of its ~3 checkpoints per turn, so a
 thread's storage grows with the square of its length; its history growth stops here."""
 PREFILL_CHUNK = 5_000
+
+
+@runtime_checkable
+class SizedPeer(Protocol):
+    """A peer whose storage is not one SQLite file: it says how many bytes it holds."""
+
+    async def database_bytes(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -289,15 +297,39 @@ def _cap_reason(name: str, cap: int) -> str:
     )
 
 
-async def _tenant_growth(name: str, workdir: Path, sizes: Sizes) -> list[dict[str, Any]]:
+def measure_tenants(name: str, sizes: Sizes, make: Callable[[], Peer] | None = None) -> dict:
+    """Measure only the tenant growth of one framework (run in a fresh process), on the
+    peer `make()` gives (default: `load(name)`); give its results (bench/tenants.py)."""
+    factory = make if make is not None else functools.partial(load, name)
+    guard = _NetworkGuard()
+    guard.install()
+    workdir = Path(tempfile.mkdtemp(prefix=f"tenantry-bench-{name}-"))
+    started = time.perf_counter()
+    try:
+        points = asyncio.run(_tenant_growth(name, workdir, sizes, factory))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "available": True,
+        "settings": factory().settings,
+        "tenants": points,
+        "seconds": round(time.perf_counter() - started, 1),
+        "network_connections_refused": len(guard.refused),
+    }
+
+
+async def _tenant_growth(
+    name: str, workdir: Path, sizes: Sizes, make: Callable[[], Peer] | None = None
+) -> list[dict[str, Any]]:
     """The next turn's time for one user, in databases holding each count of other tenants
-    (one database per count, all open at once)."""
+    (one database per count, all open at once), on peers `make()` gives (default:
+    `load(name)`)."""
     peers: list[tuple[Peer, Path]] = []
     points: list[dict[str, Any]] = []
     try:
         for tenants in sizes.tenants:
             path = workdir / f"tenants-{tenants}.db"
-            peer = load(name)
+            peer = make() if make is not None else load(name)
             await peer.open(path)
             peers.append((peer, path))
             points.append(await _tenants_database(peer, path, tenants, sizes))
@@ -326,7 +358,8 @@ async def _tenants_database(peer: Peer, path: Path, tenants: int, sizes: Sizes) 
             raise HistoryNotRead(f"{peer.name}: a cloned tenant does not hold its turn")
     filled = round(time.perf_counter() - started, 2)
     await _warm_up(peer, "probe", newest, sizes)
-    return {"tenants": tenants, "prefill_s": filled, "db_bytes": database_bytes(path)}
+    size = await peer.database_bytes() if isinstance(peer, SizedPeer) else database_bytes(path)
+    return {"tenants": tenants, "prefill_s": filled, "db_bytes": size}
 
 
 def _p50(point: dict[str, Any]) -> float:
@@ -350,4 +383,12 @@ def _remove(path: Path) -> None:
             Path(f"{path}{suffix}").unlink()
 
 
-__all__ = ["LANGGRAPH_CAP", "SESSION", "Sizes", "measure", "used_bytes"]
+__all__ = [
+    "LANGGRAPH_CAP",
+    "SESSION",
+    "SizedPeer",
+    "Sizes",
+    "measure",
+    "measure_tenants",
+    "used_bytes",
+]
