@@ -276,11 +276,15 @@ async def test_the_server_uses_openai_when_it_is_configured(client_for: Any) -> 
             store_url="memory://", openai_api_key="sk-test", openai_base_url=f"{url}/v1"
         )
         app = create_app(settings=settings)
-        assert app.state.tenantry.agent.model.name == "gpt-4o-mini"
+        # No TENANTRY_MODEL: the model is the one the server lists, asked on the first turn.
+        assert app.state.tenantry.agent.model.name == "auto"
         client = await client_for(app)
         reply = await client.post("/v1/chat", json={"message": "hi", "user_id": "u"})
+        info = await client.get("/v1/info")
     assert reply.json()["reply"] == "Hello from the API"
     assert api.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert api.requests[0]["model"] == "fake-model"
+    assert info.json()["model"] == "fake-model"
 
 
 async def test_log_lines_carry_the_request_id(
