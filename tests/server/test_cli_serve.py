@@ -205,13 +205,20 @@ def test_a_host_that_is_not_this_machines_names_the_host_flag(tmp_path: Path) ->
 
 def test_with_auth_on_the_start_says_which_and_how_many_but_no_secret(tmp_path: Path) -> None:
     tenants = make_tenants(["alice", "bob"])
-    env = {**tenants.env(), "TENANTRY_JWT_SECRET": JWT_SECRET, "TENANTRY_JWT_ISSUER": "idp"}
+    env = {
+        **tenants.env(),
+        "TENANTRY_JWT_SECRET": JWT_SECRET,
+        "TENANTRY_JWT_ISSUER": "idp",
+        "TENANTRY_METRICS_PUBLIC": "false",
+    }
     with spawn_server(tmp_path, "--store", "memory://", env=env) as server:
         assert httpx.get(f"{server.url}/v1/me").status_code == 401
+        assert httpx.get(f"{server.url}/metrics").status_code == 401
     log = server.output
     assert (
         "auth on: API keys (3 keys for 3 users) and JWT bearer tokens (an HS256 secret; "
-        "required: issuer 'idp'); 1 admin user; /v1, /chat and /a2a need a credential"
+        "required: issuer 'idp'); 1 admin user; /v1, /chat and /a2a need a credential, "
+        "/metrics an admin's"
     ) in log
     assert "OPEN MODE" not in log
     for secret in [JWT_SECRET, tenants.admin_key, *tenants.keys.values(), *tenants.digests()]:

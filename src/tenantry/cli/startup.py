@@ -80,7 +80,10 @@ def auth_summary(settings: ServerSettings) -> str | None:
     if not parts:
         return None
     admins = _count(len(settings.admin_users), "admin user")
-    return f"auth on: {' and '.join(parts)}; {admins}; /v1, /chat and /a2a need a credential"
+    closed = "/v1, /chat and /a2a need a credential"
+    if not settings.metrics_public:
+        closed += ", /metrics an admin's"
+    return f"auth on: {' and '.join(parts)}; {admins}; {closed}"
 
 
 __all__ = ["auth_summary", "listen_problem"]
