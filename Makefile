@@ -16,8 +16,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # What serving needs: the server extra (FastAPI, uvicorn, a2a-sdk, PyJWT, openai ...).
+# --no-compile: Python compiles (and caches) only the modules the server imports, on first
+# use, instead of pip compiling every file of every package (half of pip's CPU time here).
 $(VENV)/.installed-server: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[server]'
+	$(PY) -m pip install -q --no-compile -e '.[server]'
 	touch $@
 
 # Everything: every backend, the tests' and the benchmarks' tools (the server's too).
