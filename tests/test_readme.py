@@ -1,21 +1,89 @@
-"""The README's quickstart runs as written and prints what it says it prints."""
+"""README.md is true to the letter: its python programs and curl sessions run as written
+against a real `tenantry serve` and print what their comments say, and the ways it gives to
+change the port work through make.
+
+Conventions the README keeps so this can check it: a `# comment` on a `print(...)` line is
+exactly what that print writes; a `# comment` line after a curl command is exactly its
+output. The only change made before running is the server's address (the tests' server
+listens on a free port, not 8080)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+import httpx
+import pytest
+
+from tests.support.servers import Spawned, spawn_server
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SERVER = "http://localhost:8080"
+_PRINT_COMMENT = re.compile(r"^\s*print\(.*\)\s+# (.*)$")
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    return _blocks("python")
+
+
+DEDICATED = ("AnthropicModel(", "MCPTools(", "ConsoleSpanExporter", "OpenTelemetryMiddleware")
+"""Programs that need a fake provider API or print spans: tests of their own run them."""
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """The environment of a new user's shell: no TENANTRY_* or OPENAI_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
+    return {**env, "HOME": str(home)}
+
+
+def _run_python(block: str, cwd: Path, url: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", block.replace(SERVER, url)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(cwd),
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{block}\n{result.stderr}"
+    return result.stdout.splitlines()
+
+
+def _curl_session(block: str) -> list[tuple[str, str]]:
+    """Give the (command, expected output) pairs of a block of curl commands."""
+    pairs, command = [], []
+    for line in block.splitlines():
+        if line.startswith("# "):
+            pairs.append(("\n".join(command), line[2:]))
+            command = []
+        elif line.strip():
+            command.append(line)
+    assert not command, f"a curl command without its output: {command}"
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawned]:
+    """A real `tenantry serve` with no configuration (SQLite in its own directory)."""
+    with spawn_server(tmp_path_factory.mktemp("server")) as spawned:
+        yield spawned
 
 
 def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
-    quickstart = next(b for b in _python_blocks() if "user-b" in b and "agent.run" in b)
+    quickstart = next(b for b in _blocks("python") if "user-b" in b and "agent.run" in b)
     assert len(quickstart.strip().splitlines()) <= 15
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
@@ -31,6 +99,110 @@ def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
     assert lines[1] == "Your name is Alice."
     assert lines[3] == "Your name is Bob."
     assert lines[4] == "Your name is Alice."
+
+
+def test_every_curl_session_gives_the_answers_it_shows(server: Spawned) -> None:
+    sessions = [b for b in _blocks("bash") if b.lstrip().startswith("curl ")]
+    assert sessions, "README has no curl session"
+    for block in sessions:
+        pairs = _curl_session(block)
+        assert all(command.startswith("curl ") for command, _ in pairs), block
+        for command, expected in pairs:
+            result = subprocess.run(
+                ["bash", "-c", command.replace(SERVER, server.url)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == expected, command
+
+
+def test_every_python_program_runs_and_prints_what_its_comments_say(
+    server: Spawned, tmp_path: Path
+) -> None:
+    # The seed's session first, so the OpenAI and A2A clients have user-a's history to ask.
+    for user, text in [("user-a", "My name is Alice"), ("user-b", "My name is Bob")]:
+        httpx.post(f"{server.url}/chat", json={"user_id": user, "message": text}).raise_for_status()
+    blocks = [b for b in _blocks("python") if not any(marker in b for marker in DEDICATED)]
+    assert len(blocks) >= 6
+    for block in blocks:
+        lines = _run_python(block, tmp_path, server.url)
+        prints = [line for line in block.splitlines() if line.lstrip().startswith("print(")]
+        assert len(lines) == len(prints), f"{block}\nprinted {lines}"
+        for said, line in zip(lines, prints, strict=True):
+            expected = _PRINT_COMMENT.match(line)
+            if expected:
+                assert said == expected.group(1), f"{line}\nprinted {said!r}"
+    assert any(SERVER in b for b in blocks), "no README program talks to the server"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _make_serve(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Run `make serve ARGS` in the checkout with this interpreter's virtualenv (the
+    install step skipped: -o treats its stamp as up to date)."""
+    venv = Path(sys.prefix)
+    make = shutil.which("make") or "make"
+    return subprocess.Popen(
+        [make, "-s", "-o", f"{venv}/.installed-server", "serve", f"VENV={venv}", *args],
+        cwd=ROOT,
+        env={**env, "TENANTRY_STORE_URL": "memory://"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _listening_on(process: subprocess.Popen[str], port: int) -> list[str]:
+    """Read the server's output until it listens on `port` (or ends); stop it; give the
+    output."""
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if f"Uvicorn running on http://127.0.0.1:{port}" in line:
+                started.set()
+        started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(60), lines
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+        reader.join(10)
+    return lines
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_the_readme_ways_to_change_the_port_work_through_make(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path)
+    port = _free_port()
+    _listening_on(_make_serve(f"SERVE_ARGS=--port {port}", env=env), port)
+    port = _free_port()
+    _listening_on(_make_serve(env={**env, "TENANTRY_PORT": str(port)}), port)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _make_serve(f"SERVE_ARGS=--port {port}", env=env)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert output.splitlines()[0] == (
+        f"error: port {port} on 127.0.0.1 is in use; pick another with --port or TENANTRY_PORT"
+    )
+    assert "Errno" not in output
 
 
 def _block(marker: str) -> str:

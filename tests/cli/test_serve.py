@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,10 @@ from typer.testing import CliRunner
 
 from tenantry.cli import app
 from tenantry.server.auth import hash_api_key
-from tests.support.servers import spawn_server
+from tests.server.conftest import JWT_SECRET, make_tenants
+from tests.support.servers import spawn_server, tenantry_command
+
+TENANTRY = tenantry_command()
 
 
 @pytest.fixture
@@ -26,12 +32,14 @@ def runner() -> CliRunner:
 
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """Record uvicorn.run calls instead of serving; undo the command's logging setup, whose
+    """Record uvicorn.run calls instead of serving (so nothing listens, and whether this
+    machine's port 8080 is free does not matter); undo the command's logging setup, whose
     handler writes to the runner's (then closed) stderr."""
     import uvicorn
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: calls.append({"app": asgi, **kw}))
+    monkeypatch.setattr("tenantry.cli.serve.listen_problem", lambda host, port: None)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield calls
@@ -151,3 +159,67 @@ def test_a_real_tenantry_serve_answers_the_seed_session_and_stops_on_sigterm(
     assert "OPEN MODE" in server.output
     assert "Application shutdown complete" in server.output
     assert (tmp_path / "tenantry.db").exists()
+
+
+def test_a_taken_port_is_a_one_line_error_that_names_the_flag(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "OPENAI_"))}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, env in [
+            (["--port", str(port)], clean),
+            ([], {**clean, "TENANTRY_PORT": str(port)}),
+        ]:
+            result = subprocess.run(
+                [TENANTRY, "serve", *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 1, result
+            assert result.stderr.splitlines() == [
+                f"error: port {port} on 127.0.0.1 is in use; "
+                "pick another with --port or TENANTRY_PORT"
+            ]
+            assert "Errno" not in result.stdout
+    assert not (tmp_path / "tenantry.db").exists()
+
+
+def test_a_host_that_is_not_this_machines_names_the_host_flag(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [TENANTRY, "serve", "--host", "192.0.2.1", "--allow-open-remote", "--port", "8999"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.strip() == (
+        "error: 192.0.2.1 is not an address of this machine; "
+        "pick another with --host or TENANTRY_HOST"
+    )
+
+
+def test_with_auth_on_the_start_says_which_and_how_many_but_no_secret(tmp_path: Path) -> None:
+    tenants = make_tenants(["alice", "bob"])
+    env = {
+        **tenants.env(),
+        "TENANTRY_JWT_SECRET": JWT_SECRET,
+        "TENANTRY_JWT_ISSUER": "idp",
+        "TENANTRY_METRICS_PUBLIC": "false",
+    }
+    with spawn_server(tmp_path, "--store", "memory://", env=env) as server:
+        assert httpx.get(f"{server.url}/v1/me").status_code == 401
+        assert httpx.get(f"{server.url}/metrics").status_code == 401
+    log = server.output
+    assert (
+        "auth on: API keys (3 keys for 3 users) and JWT bearer tokens (an HS256 secret; "
+        "required: issuer 'idp'); 1 admin user; /v1, /chat and /a2a need a credential, "
+        "/metrics an admin's"
+    ) in log
+    assert "OPEN MODE" not in log
+    for secret in [JWT_SECRET, tenants.admin_key, *tenants.keys.values(), *tenants.digests()]:
+        assert secret not in log

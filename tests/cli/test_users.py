@@ -167,3 +167,23 @@ def test_a_bad_user_id_is_a_usage_error(db: str) -> None:
     result = runner.invoke(app, ["users", "export", "x" * 300, "--store", db])
     assert result.exit_code == 2
     assert "at most 255 characters" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("inactive", "said"),
+    [
+        ("24h", "1 day"),
+        ("1h30m", "1 h 30 min"),
+        ("90s", "1 min 30 s"),
+        ("2w", "14 days"),
+        ("1d2h", "1 day 2 h"),
+        ("0.5s", "0.5 s"),
+    ],
+)
+def test_prune_says_the_duration_as_a_person_writes_it(
+    tmp_path: Path, inactive: str, said: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = runner.invoke(app, ["users", "prune", "--inactive", inactive, "--store", url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"deleted 0 session(s) inactive for more than {said}\n"

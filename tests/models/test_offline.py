@@ -97,6 +97,9 @@ def test_a_key_or_base_url_selects_the_openai_model(monkeypatch: pytest.MonkeyPa
     )
     assert isinstance(local, OpenAIChatModel)
     assert local.name == "llama3.2"
+    unnamed = model_from_settings(Settings(openai_base_url="http://127.0.0.1:11434/v1"))
+    assert isinstance(unnamed, OpenAIChatModel)
+    assert (unnamed.name, unnamed.model) == ("auto", None)  # asked of the server when used
     keyed = model_from_settings(Settings(model="gpt-4o", openai_api_key=SecretStr("sk")))
     assert keyed.name == "gpt-4o"
     with pytest.raises(InvalidInput, match="unknown model provider"):

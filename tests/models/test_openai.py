@@ -183,3 +183,38 @@ async def test_an_empty_choice_list_is_an_error(fake: tuple[FakeOpenAI, str]) ->
     model.client.chat.completions.create = create  # type: ignore[method-assign,assignment]
     with pytest.raises(ModelError, match="no choices"):
         await model.complete([Message.user("hi")])
+
+
+async def test_with_only_a_base_url_the_servers_only_model_is_used(
+    fake: tuple[FakeOpenAI, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, url = fake
+    for name in ("OPENAI_API_KEY", "TENANTRY_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)  # what an Ollama user sets, and nothing else
+    api.models = ["llama3.2"]
+    api.replies += [Reply(content="Hi"), Reply(content="Hi again")]
+    agent = Agent(store=InMemoryStore())
+    assert agent.model.name == "auto"
+    assert (await agent.arun("hello", user_id="u")).content == "Hi"
+    chunks = [item async for item in agent.astream("again", user_id="u")]
+    assert chunks[-1].content.strip() == "Hi again"
+    assert [sent["model"] for sent in api.requests] == ["llama3.2", "llama3.2"]
+    assert agent.model.name == "llama3.2"
+    assert api.listings == 1  # asked once, not per turn
+
+
+@pytest.mark.parametrize("served", [[], ["llama3.2", "qwen2.5"]], ids=["none", "two"])
+async def test_with_only_a_base_url_and_not_one_model_the_error_names_tenantry_model(
+    fake: tuple[FakeOpenAI, str], served: list[str]
+) -> None:
+    api, url = fake
+    api.models = served
+    store = InMemoryStore()
+    agent = Agent(store=store, model=OpenAIChatModel(None, base_url=url, max_retries=0))
+    with pytest.raises(ModelError, match="set TENANTRY_MODEL") as caught:
+        await agent.arun("hello", user_id="u")
+    assert f"serves {len(served)} models" in str(caught.value)
+    assert all(name in str(caught.value) for name in served)
+    assert api.requests == []
+    assert await store.size("u") == 0

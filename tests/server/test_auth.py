@@ -62,7 +62,7 @@ async def test_naming_another_user_is_forbidden_and_changes_nothing(
     assert response.status_code == 403
     assert response.json()["error"] == {
         "type": "Forbidden",
-        "message": "this credential belongs to user 'alice' and may not act on user \"bob\"",
+        "message": "this credential belongs to user 'alice' and may not act on user 'bob'",
     }
     assert await agent.store.list_users() == []
 

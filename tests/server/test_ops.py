@@ -279,11 +279,15 @@ async def test_the_server_uses_openai_when_it_is_configured(client_for: Any) -> 
             store_url="memory://", openai_api_key="sk-test", openai_base_url=f"{url}/v1"
         )
         app = create_app(settings=settings)
-        assert app.state.tenantry.agent.model.name == "gpt-4o-mini"
+        # No TENANTRY_MODEL: the model is the one the server lists, asked on the first turn.
+        assert app.state.tenantry.agent.model.name == "auto"
         client = await client_for(app)
         reply = await client.post("/v1/chat", json={"message": "hi", "user_id": "u"})
+        info = await client.get("/v1/info")
     assert reply.json()["reply"] == "Hello from the API"
     assert api.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert api.requests[0]["model"] == "fake-model"
+    assert info.json()["model"] == "fake-model"
 
 
 async def test_log_lines_carry_the_request_id(
@@ -316,3 +320,45 @@ async def test_cors_is_off_unless_origins_are_configured(agent: Agent, client_fo
     allowed = await opened.options("/v1/chat", headers=preflight)
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+
+
+PUBLIC_WITH_AUTH = ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/v1/info", "/"]
+
+
+async def test_with_auth_on_the_operations_routes_stay_public(
+    auth_client: httpx.AsyncClient,
+) -> None:
+    for path in PUBLIC_WITH_AUTH:
+        assert (await auth_client.get(path)).status_code == 200, path
+    assert (await auth_client.get("/.well-known/agent-card.json")).status_code == 200
+    assert (await auth_client.get("/v1/me")).status_code == 401
+
+
+async def test_metrics_can_be_closed_to_all_but_admins(
+    agent: Agent, tenants: Tenants, client_for: Any
+) -> None:
+    client = await client_for(create_app(agent, tenants.settings(metrics_public=False)))
+    anonymous = await client.get("/metrics")
+    assert anonymous.status_code == 401
+    assert "TENANTRY_METRICS_PUBLIC" in anonymous.json()["error"]["message"]
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    user = await client.get("/metrics", headers=tenants.headers("alice"))
+    assert user.status_code == 403
+    assert user.json()["error"]["type"] == "Forbidden"
+    wrong = await client.get("/metrics", headers={"X-API-Key": "tnt_wrong"})
+    assert wrong.status_code == 401
+    # What a Prometheus scrape sends with `authorization: {credentials: <an admin's key>}`.
+    admin = await client.get("/metrics", headers={"Authorization": f"Bearer {tenants.admin_key}"})
+    assert admin.status_code == 200
+    assert "tenantry_turns_total" in admin.text
+    for path in [p for p in PUBLIC_WITH_AUTH if p != "/metrics"]:
+        assert (await client.get(path)).status_code == 200, path
+
+
+async def test_closed_metrics_in_open_mode_stay_readable_on_loopback(
+    agent: Agent, client_for: Any
+) -> None:
+    # Open mode has no credentials; every caller acts as admin (see /v1/me), as for users.
+    client = await client_for(create_app(agent, open_settings(metrics_public=False)))
+    assert (await client.get("/metrics")).status_code == 200
+    assert (await client.get("/v1/me")).json()["admin"] is True

@@ -28,9 +28,25 @@ class Reply:
 class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: ["fake-model"])
+    """What GET /v1/models lists."""
+    listings: int = 0
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self.handle, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.handle, methods=["POST"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
+            ]
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        self.listings += 1
+        entries = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
+            for name in self.models
+        ]
+        return JSONResponse({"object": "list", "data": entries})
 
     async def handle(self, request: Request) -> Response:
         body = await request.json()

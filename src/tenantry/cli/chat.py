@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import contextlib
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption
 from tenantry.errors import TenantryError
+
+if TYPE_CHECKING:
+    from tenantry.agent import Agent
+    from tenantry.storage.base import Store
+
+QUIT_WORDS = frozenset({"exit", "quit", "/exit", "/quit"})
+"""Lines that end the chat instead of going to the model (any case, spaces around ignored)."""
+HOW_TO_QUIT = "type /quit or exit (or press Ctrl-D or Ctrl-C) to leave"
 
 
 @app.command()
@@ -23,37 +32,74 @@ def chat(
         str | None, typer.Option("--message", "-m", help="Send one message, print the reply, exit.")
     ] = None,
 ) -> None:
-    """Chat with the agent (the offline model unless OPENAI_API_KEY is set). Ctrl-D quits."""
+    """Chat with the agent (the offline model unless OPENAI_API_KEY is set).
+
+    /quit, exit, Ctrl-D or Ctrl-C at the prompt quits; Ctrl-C during a reply stops it.
+    """
     try:
-        asyncio.run(_chat(user, session, store, message))
+        if message is not None:
+            asyncio.run(_one_message(user, session, store, message))
+        else:
+            _conversation(user, session, store)
     except TenantryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
-async def _chat(user: str, session: str, store_url: str | None, message: str | None) -> None:
+def _open(store_url: str | None) -> tuple[Agent, Store]:
+    """Give the chat's agent and its store (which the caller closes)."""
     from tenantry.agent import Agent
     from tenantry.models import model_from_settings
     from tenantry.settings import Settings
     from tenantry.storage.url import open_store
 
     settings = Settings()
-    async with open_store(store_url or settings.store_url) as store:
-        agent = Agent(name="chat", model=model_from_settings(settings), store=store)
-        if message is not None:
-            output = await agent.arun(message, user_id=user, session_id=session)
-            typer.echo(output.content)
-            return
-        typer.echo(f"chatting as {user!r} in session {session!r} with {agent.model.name}")
-        while True:
-            try:
-                text = await asyncio.to_thread(input, "> ")
-            except (EOFError, KeyboardInterrupt):
-                typer.echo("")
-                return
-            if not text.strip():
-                continue
-            async for item in agent.astream(text, user_id=user, session_id=session):
-                if isinstance(item, str):
-                    typer.echo(item, nl=False)
-            typer.echo("")
+    store = open_store(store_url or settings.store_url)
+    return Agent(name="chat", model=model_from_settings(settings), store=store), store
+
+
+async def _one_message(user: str, session: str, store_url: str | None, message: str) -> None:
+    agent, store = _open(store_url)
+    async with store:
+        output = await agent.arun(message, user_id=user, session_id=session)
+    typer.echo(output.content)
+
+
+def _conversation(user: str, session: str, store_url: str | None) -> None:
+    """Read lines at the prompt and stream the replies, on one event loop kept between turns.
+
+    The prompt is read on the main thread, outside the loop, so Ctrl-C there raises at once
+    (a prompt read in a worker thread would keep the process alive until Enter)."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+
+    agent, store = _open(store_url)
+    with asyncio.Runner() as runner:
+        try:
+            typer.echo(
+                f"chatting as {user!r} in session {session!r} with {agent.model.name}; "
+                + HOW_TO_QUIT
+            )
+            while True:
+                try:
+                    text = input("> ")
+                except (EOFError, KeyboardInterrupt):
+                    typer.echo("")
+                    return
+                if text.strip().lower() in QUIT_WORDS:
+                    return
+                if not text.strip():
+                    continue
+                try:
+                    runner.run(_stream_reply(agent, text, user, session))
+                except KeyboardInterrupt:
+                    typer.echo("\n(reply stopped)")
+        finally:
+            runner.run(store.close())
+
+
+async def _stream_reply(agent: Agent, text: str, user: str, session: str) -> None:
+    async for item in agent.astream(text, user_id=user, session_id=session):
+        if isinstance(item, str):
+            typer.echo(item, nl=False)
+    typer.echo("")

@@ -12,6 +12,7 @@ import typer
 
 from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption
+from tenantry.cli.startup import auth_summary, listen_problem
 from tenantry.errors import MissingDependency, TenantryError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -120,6 +121,10 @@ def serve(
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         typer.echo(f"error: {MissingDependency(exc.name or 'fastapi', 'server')}", err=True)
         raise typer.Exit(1) from None
+    problem = listen_problem(settings.host, settings.port)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
     configure_logging(settings.log_level)
     log = logging.getLogger("tenantry.server")
     try:
@@ -129,7 +134,10 @@ def serve(
         raise typer.Exit(2) from None
     agent = asgi.state.tenantry.agent
     log.info("store %s, model %s", settings.store_url, agent.model.name)
-    if not settings.auth_enabled:
+    summary = auth_summary(settings)
+    if summary is not None:
+        log.info("%s", summary)
+    else:
         log.warning(
             "OPEN MODE: no authentication is configured, so any caller may read, write and "
             "delete any user's conversations by naming the user. Bound to %s%s. Configure "

@@ -46,6 +46,19 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=sum(float(number) * _UNITS[unit] for number, unit in parts))
 
 
+def human_duration(span: timedelta) -> str:
+    """Give `span` as a person writes it: "1 day", "2 days 3 h", "1 h 30 min", "45 s"."""
+    days, rest = divmod(span.total_seconds(), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{days:.0f} day" + ("" if days == 1 else "s")] if days else []
+    parts += [f"{hours:.0f} h"] if hours else []
+    parts += [f"{minutes:.0f} min"] if minutes else []
+    if seconds or not parts:
+        parts.append(f"{round(seconds, 3):g} s")
+    return " ".join(parts)
+
+
 UserArgument = Annotated[str, typer.Argument(help="The user id.", show_default=False)]
 SessionOption = Annotated[
     str | None, typer.Option("--session", "-s", help="Only this session (default: all).")
@@ -162,4 +175,4 @@ def prune(
         return await opened.prune_inactive(inactive)
 
     deleted = run_with_store(store, prune_idle)
-    typer.echo(f"deleted {deleted} session(s) inactive for more than {inactive}")
+    typer.echo(f"deleted {deleted} session(s) inactive for more than {human_duration(inactive)}")

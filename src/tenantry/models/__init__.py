@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def model_from_settings(settings: Settings | None = None) -> Model:
     """Give the model the settings ask for: Anthropic for `TENANTRY_MODEL=anthropic:<name>`;
     OpenAI-compatible when a key or base URL is set (or `TENANTRY_MODEL=openai:<name>`); else
-    the offline model."""
+    the offline model. With a base URL and no model name, the model is the only one that
+    server lists (`gpt-4o-mini` is OpenAI's)."""
     from tenantry.settings import Settings
 
     settings = settings or Settings()
@@ -42,9 +43,8 @@ def model_from_settings(settings: Settings | None = None) -> Model:
     if key or settings.openai_base_url or spec:
         from tenantry.models.openai import OpenAIChatModel
 
-        return OpenAIChatModel(
-            name or "gpt-4o-mini", api_key=key, base_url=settings.openai_base_url
-        )
+        default = None if settings.openai_base_url else "gpt-4o-mini"
+        return OpenAIChatModel(name or default, api_key=key, base_url=settings.openai_base_url)
     return OfflineModel()
 
 

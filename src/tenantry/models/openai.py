@@ -2,7 +2,9 @@
 
 `base_url` points it at Ollama (http://localhost:11434/v1), vLLM, LM Studio, llama.cpp's
 server or OpenRouter. Local servers need no key: when `base_url` is given and no key is found,
-a placeholder key is sent. SDK errors become tenantry's typed model errors.
+a placeholder key is sent. With `model=None` the model is the one the server lists at
+`/models` (asked before the first call), which must be exactly one. SDK errors become
+tenantry's typed model errors.
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ class OpenAIChatModel(ModelBase):
     """Chat Completions through `openai.AsyncOpenAI`; one client shared by every tenant."""
 
     provider_name = "openai"
+    AUTO = "auto"
+    """The name of a model that will be the server's only one, until it has been asked."""
 
     def __init__(
         self,
-        model: str = "gpt-4o-mini",
+        model: str | None = "gpt-4o-mini",
         *,
         api_key: str | None = None,
         base_url: str | None = None,
@@ -83,7 +87,7 @@ class OpenAIChatModel(ModelBase):
     ) -> None:
         if openai is None:  # pragma: no cover - exercised only without the extra
             raise MissingDependency("openai", "openai")
-        self.name = model
+        self.name = model or self.AUTO
         self.model = model
         self._settings: dict[str, Any] = {}
         if temperature is not None:
@@ -110,6 +114,24 @@ class OpenAIChatModel(ModelBase):
             # Local servers (Ollama, vLLM, LM Studio) accept any key.
             return openai.AsyncOpenAI(api_key="no-key", base_url=base_url, **options)
 
+    async def resolve(self) -> str:
+        """Give the model's name; with none given, the only model the server lists."""
+        if self.model is not None:
+            return self.model
+        try:
+            served = sorted({entry.id async for entry in self.client.models.list()})
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        if len(served) != 1:
+            listed = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
+            raise ModelError(
+                f"no model was named and {self.client.base_url} serves {len(served)} models"
+                f"{f' ({listed})' if served else ''}: set TENANTRY_MODEL (or pass model=...) "
+                "to the one to use"
+            )
+        self.model = self.name = served[0]
+        return self.model
+
     def _request(self, messages: Sequence[Message], tools: Sequence[ToolSpec]) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
@@ -123,6 +145,7 @@ class OpenAIChatModel(ModelBase):
     async def complete(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
     ) -> ModelResponse:
+        await self.resolve()
         try:
             response = await self.client.chat.completions.create(**self._request(messages, tools))
         except openai.OpenAIError as exc:
@@ -142,6 +165,7 @@ class OpenAIChatModel(ModelBase):
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
     ) -> AsyncIterator[StreamItem]:
+        await self.resolve()
         request = self._request(messages, tools)
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
@@ -175,10 +199,10 @@ class OpenAIChatModel(ModelBase):
 
     def _error(self, exc: Exception) -> ModelError:
         if isinstance(exc, openai.APIStatusError):
-            return ModelHTTPError(exc.status_code, exc.message, model=self.model)
+            return ModelHTTPError(exc.status_code, exc.message, model=self.name)
         if isinstance(exc, openai.APIConnectionError):
-            return ModelUnreachable(f"cannot reach the model API for {self.model!r}: {exc}")
-        return ModelError(f"model {self.model!r} failed: {exc}")
+            return ModelUnreachable(f"cannot reach the model API for {self.name!r}: {exc}")
+        return ModelError(f"model {self.name!r} failed: {exc}")
 
     async def aclose(self) -> None:
         """Close the HTTP client (only needed when you created many models)."""

@@ -28,6 +28,7 @@ from tenantry.server import chat, openai_compat, ops, users
 from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
+from tenantry.server.docs import docs_router
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
 from tenantry.server.guards import (
     AllowedHosts,
@@ -53,7 +54,9 @@ USER_PATHS = "/v1/users/"
 """Routes whose path holds ids; they are routed on the path's segments as sent."""
 _STATIC = resources.files("tenantry.server") / "static"
 _PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -225,11 +228,13 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         version=__version__,
         summary="One agent, many users: chat with isolated history per tenant.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_router from installed files, not a CDN
         redoc_url=None,
     )
     app.state.tenantry = state
     for router in (chat.router, openai_compat.router, users.router, ops.router):
         app.include_router(router)
+    app.include_router(docs_router(app.title, app.openapi_url or "/openapi.json"))
 
     @app.get(CARD_PATH, include_in_schema=False)
     async def card(request: Request) -> JSONResponse:

@@ -298,7 +298,7 @@ def resolve_tenant(principal: Principal | None, requested: str | None, *, auth: 
         return principal.user_id if requested is None else requested
     raise Forbidden(
         f"this credential belongs to user {principal.user_id!r} and may not act on "
-        f"user {json.dumps(requested)[:80]}"
+        f"user {requested[:80]!r}"
     )
 
 

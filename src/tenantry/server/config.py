@@ -104,6 +104,11 @@ class ServerSettings(Settings):
     prune_interval_seconds: float = Field(
         3600.0, gt=0, description="Seconds between two checks for idle sessions."
     )
+    metrics_public: bool = Field(
+        True,
+        description="Serve /metrics to anyone (it holds no user ids). False: with auth on, "
+        "only an admin credential may read it.",
+    )
     log_level: str = Field("info", description="debug, info, warning or error.")
 
     @field_validator("api_keys")

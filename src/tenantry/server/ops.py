@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from tenantry import __version__
 from tenantry.errors import StoreUnavailable, TenantryError
+from tenantry.server.auth import principal_of
+from tenantry.server.errors import Forbidden, Unauthorized
 from tenantry.server.schemas import error_responses
 from tenantry.server.state import State
 
@@ -50,9 +52,23 @@ async def readyz(state: State) -> Health:
     return Health(status="ready")
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: State) -> Response:
-    """Prometheus metrics (no per-user labels)."""
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(401, 403)},
+)
+async def metrics(request: Request, state: State) -> Response:
+    """Prometheus metrics (no per-user labels); public unless TENANTRY_METRICS_PUBLIC=false,
+    which (with auth on) lets only admin credentials read them."""
+    if state.auth and not state.settings.metrics_public:
+        principal = principal_of(request)
+        if principal is None:
+            raise Unauthorized("/metrics needs an admin credential (TENANTRY_METRICS_PUBLIC)")
+        if not principal.admin:
+            raise Forbidden(
+                f"this credential belongs to user {principal.user_id!r}, who is not an admin; "
+                "only admins may read /metrics (TENANTRY_METRICS_PUBLIC)"
+            )
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
