@@ -38,7 +38,15 @@ from tenantry.errors import (
     ToolDefinitionError,
     ToolError,
 )
-from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
+from tenantry.models import (
+    Embedder,
+    FunctionModel,
+    Model,
+    ModelBase,
+    ModelResponse,
+    OfflineModel,
+    OpenAIEmbedder,
+)
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
@@ -65,6 +73,7 @@ def __getattr__(name: str) -> typing.Any:
 
 __all__ = [
     "Agent",
+    "Embedder",
     "FunctionModel",
     "InMemoryStore",
     "InvalidInput",
@@ -90,6 +99,7 @@ __all__ = [
     "ModelUnreachable",
     "OfflineModel",
     "OpenAIChatModel",
+    "OpenAIEmbedder",
     "PostgresStore",
     "RedisStore",
     "RunContext",
