@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory")
+SUITES = ("frameworks", "stores", "http", "memory", "memories")
 
 
 @pytest.mark.slow
@@ -54,3 +54,7 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     if os.environ.get("TENANTRY_TEST_REDIS_URL"):
         expected.add("redis")
     assert expected <= set(stores)
+    memories = json.loads((tmp_path / "memories.json").read_text())["results"]
+    for backend in expected:
+        assert "skipped" not in memories["backends"][backend], backend
+    assert all("skipped" not in peer for peer in memories["peers"].values())
