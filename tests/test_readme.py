@@ -31,3 +31,23 @@ def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
     assert lines[1] == "Your name is Alice."
     assert lines[3] == "Your name is Bob."
     assert lines[4] == "Your name is Alice."
+
+
+def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "add_memory" in b and "asyncio.run" in b)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        '["The user\'s name is Alice"]',
+        "stale version: read it again",
+        "[]",
+    ]
+    assert 'It prints `["The user\'s name is Alice"]`, `stale version' in README.read_text()

@@ -16,9 +16,10 @@ never touches another user's keys (nor needs KEYS or SCAN). The one exception is
 first memory, after which the user is added to `memory_users` (one SADD), so that clear_all
 can find users who have memories but no session.
 
-Search: BM25 in process over the user's own terms hash (one HVALS of ids and tokens, not
-texts), then one HMGET of the best memories. Its cost is that user's memory count, never anyone
-else's; semantic search reads the user's vectors hash, O(memories x dimensions).
+Search: BM25 in process over the user's own terms hash (its values joined into one reply
+by a script: ids and tokens, not texts), then one HMGET of the best memories. Its cost is
+that user's memory count, never anyone else's; semantic search reads the user's vectors
+hash, O(memories x dimensions).
 """
 
 from __future__ import annotations
@@ -125,11 +126,10 @@ class RedisMemories(RemoteStore[P]):
     async def _search_memories(
         self, user_id: str, terms: Sequence[str], limit: int
     ) -> list[Memory]:
-        key = self._memory_keys(user_id).terms
-        stored = await self._run(lambda: self._ready().hvals(key))
+        stored = _text(await self._call("memory_terms", user_id, []))
         documents = []
-        for value in stored:
-            memory_id, stamp, *words = _text(value).split(" ")
+        for value in stored.split("\n") if stored else ():
+            memory_id, stamp, *words = value.split(" ")
             documents.append((int(stamp), memory_id, words))
         documents.sort()  # least recently updated first: ties go to the more recent
         best = bm25(terms, {memory_id: words for _, memory_id, words in documents}, limit)
