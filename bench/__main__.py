@@ -9,7 +9,9 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
 - `memory`: RSS and bytes per stored message of one agent serving many tenants;
 - `tracing`: a turn's cost with OpenTelemetry absent, unconfigured, no-op and recording;
 - `tenants`: tenantry's next turn with up to 1,000,000 other tenants, on SQLite and
-  PostgreSQL.
+  PostgreSQL;
+- `memories`: `search_memories` latency per backend against the number of other users'
+  memories, beside agno's and LangGraph's memory read paths.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
 directory unless `--out` is given, so committed figures are never replaced by smoke figures.
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, Config, write
 
-SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants")
+SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants", "memories")
 
 
 def _url(name: str) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants")
+SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants", "memories")
 
 
 @pytest.mark.slow
@@ -68,3 +68,7 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     for name in measured:
         assert "failed" not in tenants[name], tenants[name]
         assert [p["tenants"] for p in tenants[name]["tenants"]] == [10, 100]
+    memories = json.loads((tmp_path / "memories.json").read_text())["results"]
+    for backend in expected:
+        assert "skipped" not in memories["backends"][backend], backend
+    assert all("skipped" not in peer for peer in memories["peers"].values())

@@ -276,3 +276,23 @@ def test_the_mcp_and_tracing_examples_run(tmp_path: Path) -> None:
     assert '"user.hash"' in printed
     assert "user-a" not in printed
     _run(_block("OpenTelemetryMiddleware"), tmp_path)
+
+
+def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "add_memory" in b and "asyncio.run" in b)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.splitlines() == [
+        '["The user\'s name is Alice"]',
+        "stale version: read it again",
+        "[]",
+    ]
+    assert 'It prints `["The user\'s name is Alice"]`, `stale version' in README.read_text()

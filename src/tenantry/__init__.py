@@ -13,6 +13,7 @@ from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
     InvalidInput,
+    InvalidMemory,
     InvalidMessage,
     InvalidScope,
     InvalidSessionId,
@@ -20,6 +21,8 @@ from tenantry.errors import (
     InvalidStoreURL,
     InvalidUserId,
     MaxLoopsExceeded,
+    MemoryConflict,
+    MemoryNotFound,
     MissingDependency,
     ModelError,
     ModelHTTPError,
@@ -36,12 +39,20 @@ from tenantry.errors import (
     ToolError,
     ToolsetUnavailable,
 )
-from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
+from tenantry.models import (
+    Embedder,
+    FunctionModel,
+    Model,
+    ModelBase,
+    ModelResponse,
+    OfflineModel,
+    OpenAIEmbedder,
+)
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
 from tenantry.tracing import Tracing
-from tenantry.types import Message, RunOutput, ToolCall, ToolSpec, Usage
+from tenantry.types import Memory, Message, RunOutput, Summary, ToolCall, ToolSpec, Usage
 
 if typing.TYPE_CHECKING:
     from tenantry.models.anthropic import AnthropicModel
@@ -66,9 +77,11 @@ def __getattr__(name: str) -> typing.Any:
 __all__ = [
     "Agent",
     "AnthropicModel",
+    "Embedder",
     "FunctionModel",
     "InMemoryStore",
     "InvalidInput",
+    "InvalidMemory",
     "InvalidMessage",
     "InvalidScope",
     "InvalidSessionId",
@@ -76,6 +89,9 @@ __all__ = [
     "InvalidStoreURL",
     "InvalidUserId",
     "MaxLoopsExceeded",
+    "Memory",
+    "MemoryConflict",
+    "MemoryNotFound",
     "Message",
     "MissingDependency",
     "Model",
@@ -87,6 +103,7 @@ __all__ = [
     "ModelUnreachable",
     "OfflineModel",
     "OpenAIChatModel",
+    "OpenAIEmbedder",
     "PostgresStore",
     "RedisStore",
     "RunContext",
@@ -101,6 +118,7 @@ __all__ = [
     "StoreError",
     "StoreSchemaError",
     "StoreUnavailable",
+    "Summary",
     "SyncStore",
     "TenantryError",
     "Tool",

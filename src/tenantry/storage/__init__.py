@@ -1,4 +1,5 @@
-"""Stores: where each scope's messages and session state live; `base.Store` is the contract.
+"""Stores: where each scope's messages, session state and summary live, and each user's
+memories; `base.Store` is the contract (its long-term half in `memories`).
 
 `PostgresStore` and `RedisStore` import their drivers only when used (extras
 `tenantry[postgres]`, `tenantry[redis]`).
