@@ -20,6 +20,7 @@ KEPT_IN_SUBPACKAGE = {
     "DEFAULT_SESSION_ID": "the default the runs apply; read it from tenantry.tenancy",
     "DEFAULT_USER_ID": "the default the runs apply; read it from tenantry.tenancy",
     "MAX_ID_LENGTH": "a limit InvalidUserId and InvalidSessionId explain",
+    "id_problem": "the rule every id obeys; for integrators (tenantry.tenancy)",
     "StreamItem": "what a Model's stream yields, for those who write one (tenantry.models)",
     "model_from_settings": "how the CLI and the server pick a model (tenantry.models)",
     "validate_session_id": "the check Scope applies; for integrators (tenantry.tenancy)",

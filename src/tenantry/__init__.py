@@ -13,6 +13,7 @@ from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
     InvalidInput,
+    InvalidMemory,
     InvalidMessage,
     InvalidScope,
     InvalidSessionId,
@@ -20,6 +21,8 @@ from tenantry.errors import (
     InvalidStoreURL,
     InvalidUserId,
     MaxLoopsExceeded,
+    MemoryConflict,
+    MemoryNotFound,
     MissingDependency,
     ModelError,
     ModelHTTPError,
@@ -39,7 +42,7 @@ from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, Offl
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
-from tenantry.types import Message, RunOutput, ToolCall, ToolSpec, Usage
+from tenantry.types import Memory, Message, RunOutput, Summary, ToolCall, ToolSpec, Usage
 
 if typing.TYPE_CHECKING:
     from tenantry.models.openai import OpenAIChatModel
@@ -65,6 +68,7 @@ __all__ = [
     "FunctionModel",
     "InMemoryStore",
     "InvalidInput",
+    "InvalidMemory",
     "InvalidMessage",
     "InvalidScope",
     "InvalidSessionId",
@@ -72,6 +76,9 @@ __all__ = [
     "InvalidStoreURL",
     "InvalidUserId",
     "MaxLoopsExceeded",
+    "Memory",
+    "MemoryConflict",
+    "MemoryNotFound",
     "Message",
     "MissingDependency",
     "Model",
@@ -97,6 +104,7 @@ __all__ = [
     "StoreError",
     "StoreSchemaError",
     "StoreUnavailable",
+    "Summary",
     "SyncStore",
     "TenantryError",
     "Tool",

@@ -38,6 +38,11 @@ class InvalidState(InvalidInput):
     """Session state is not a JSON-serialisable dict with string keys."""
 
 
+class InvalidMemory(InvalidInput):
+    """A memory's text, id, embedding or summary is not acceptable (empty, too long, not
+    text, not finite numbers)."""
+
+
 class InvalidStoreURL(InvalidInput):
     """A store URL names no known backend or carries bad options."""
 
@@ -68,6 +73,16 @@ class ScopeLockLost(ScopeBusy):
 
 class StoreSchemaError(StoreError):
     """The database holds a tenantry schema this version cannot use, or cannot create it."""
+
+
+class MemoryNotFound(TenantryError, LookupError):
+    """No memory of that user has that id (HTTP 404). Another user's memory id is not found
+    either: a user cannot even learn that it exists."""
+
+
+class MemoryConflict(TenantryError):
+    """The memory changed since the version the caller read (`expected_version` is stale;
+    HTTP 409): read it again and retry with its new version."""
 
 
 class MissingDependency(TenantryError, ImportError):

@@ -43,6 +43,12 @@ def _problem(value: object) -> str | None:
     return None
 
 
+def id_problem(value: object) -> str | None:
+    """Give what is wrong with an id of any kind (user, session, memory, run), or None when
+    it is acceptable: the one rule every id obeys."""
+    return _problem(value)
+
+
 def _check(value: object, what: str, error: type[InvalidScope]) -> str:
     problem = _problem(value)
     if problem is not None:
@@ -106,6 +112,7 @@ __all__ = [
     "InvalidSessionId",
     "InvalidUserId",
     "Scope",
+    "id_problem",
     "validate_session_id",
     "validate_user_id",
 ]

@@ -1,4 +1,4 @@
-"""Pure data: messages, tool calls, usage and run output. No I/O.
+"""Pure data: messages, tool calls, usage, run output, memories and summaries. No I/O.
 
 Messages are frozen and slotted: a caller that holds a message cannot change what a store
 keeps, and a stored message costs little more than its text (see tests/test_types.py).
@@ -184,6 +184,58 @@ _new_object = object.__new__
     _set_id,
     _set_created_at,
 ) = (getattr(Message, f.name).__set__ for f in fields(Message))
+
+
+MAX_MEMORY_CHARS = 2_000
+"""The most characters one memory's text may hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One durable fact about a user, kept across sessions; stores create them
+    (`Store.add_memory`) and give them back. Immutable: `update_memory` stores a new version.
+
+    `id` is the store's; show a model small local ids instead (1, 2, 3 ...), never this one."""
+
+    id: str
+    user_id: str
+    text: str
+    """1 to MAX_MEMORY_CHARS characters, not blank."""
+    created_at: float
+    updated_at: float
+    version: int = 1
+    """1 when added, +1 on every update: what `update_memory(expected_version=...)` compares."""
+    session_id: str | None = None
+    """The session it was learned in, if any."""
+    run_id: str | None = None
+    """The run it was learned in, if any."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Give a JSON-ready dict of every field."""
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "version": self.version,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the messages of a session that fell out of the history window said."""
+
+    text: str
+    through_id: str
+    """The id of the newest message the summary covers."""
+    updated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Give a JSON-ready dict of every field."""
+        return {"text": self.text, "through_id": self.through_id, "updated_at": self.updated_at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,3 +55,23 @@ def test_bad_urls_say_what_is_wrong(url: str, says: str) -> None:
 
 def test_max_messages_none_means_unbounded() -> None:
     assert open_store("memory://?max_messages=none").max_messages is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://?max_memories=7",
+        "sqlite://?max_memories=7",
+        "postgresql://localhost/db?max_memories=7",
+        "redis://localhost:6379/0?max_memories=7",
+    ],
+)
+def test_every_backend_takes_the_max_memories_option(url: str) -> None:
+    assert open_store(url).max_memories == 7
+    assert open_store(url.replace("7", "none")).max_memories is None
+    assert open_store(url.split("?")[0]).max_memories == 1000
+
+
+def test_a_bad_max_memories_says_so() -> None:
+    with pytest.raises(Exception, match="max_memories must be a positive integer"):
+        open_store("memory://?max_memories=0")

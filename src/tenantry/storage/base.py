@@ -4,6 +4,8 @@ Its public methods are implemented once — id validation, message and state che
 closed check, `async with` — on top of a handful of scope-level primitives that each backend
 provides (`_append`, `_read`, ...). So every backend rejects bad input the same way, and a
 new backend is one module of primitives (a server-backed one starts from `remote`).
+The long-term half of the contract — memories per user, a summary per session — is written
+the same way in `memories` (`MemoryContract`, a base of `Store`).
 
 Semantics shared by every backend:
 
@@ -14,7 +16,10 @@ Semantics shared by every backend:
 - Session state is a JSON-serialisable dict per scope; it round-trips through JSON, so callers
   always get a fresh copy and can never change what is stored by editing it.
 - A scope's last activity is the time of its last write (add, add_many, set_state);
-  `prune_inactive` deletes every scope idle for longer than the given age.
+  `prune_inactive` deletes every scope idle for longer than the given age, with its summary
+  but not the user's memories.
+- `clear(user_id)` deletes the user: every session, summary and memory. `clear(user_id,
+  session_id)` deletes one session and its summary; the user's memories stay.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tenantry._checks import check_int
 from tenantry.errors import StoreClosed
 from tenantry.storage.checks import check_age, check_messages
 from tenantry.storage.codec import decode_state, encode_state
+from tenantry.storage.memories import DEFAULT_MAX_MEMORIES, MemoryContract
 from tenantry.tenancy import Scope, validate_user_id
 from tenantry.types import Message
 
@@ -67,13 +73,21 @@ class Snapshot:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(ABC):
+class Store(MemoryContract, ABC):
     """The store contract: what the agent, the server and the CLI need of a store.
 
-    The public methods are written once, here, on top of the backend primitives below."""
+    The public methods are written once, here and in `MemoryContract`, on top of the backend
+    primitives below (and those of `MemoryContract`)."""
 
-    def __init__(self, *, max_messages: int | None = None, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        clock: Clock = time.time,
+    ) -> None:
         self._max_messages = check_int("max_messages", max_messages, or_none=True)
+        self._max_memories = check_int("max_memories", max_memories, or_none=True)
         self._clock = clock
         self._closed = False
 
@@ -138,8 +152,9 @@ class Store(ABC):
         return await self._size(self._scope(user_id, session_id))
 
     async def clear(self, user_id: str | None = None, session_id: str | None = None) -> None:
-        """Delete a session (messages and state); with session_id None, every session of the
-        user. Other users and sessions are untouched."""
+        """Delete a session (messages, state, summary); with session_id None, the whole user:
+        every session and every memory. Other users and sessions are untouched; deleting one
+        session keeps the user's memories."""
         self._check_open()
         if session_id is None:
             await self._clear_user(validate_user_id(user_id))
@@ -162,7 +177,8 @@ class Store(ABC):
         return await self._list_sessions(validate_user_id(user_id))
 
     async def prune_inactive(self, older_than: timedelta) -> int:
-        """Delete every scope idle for longer than `older_than`; give how many were deleted."""
+        """Delete every scope idle for longer than `older_than` (messages, state, summary;
+        memories stay, they are the user's); give how many scopes were deleted."""
         self._check_open()
         cutoff = self._clock() - check_age(older_than)
         return await self._prune(cutoff)
@@ -275,7 +291,8 @@ class Store(ABC):
     async def _clear_scope(self, scope: Scope) -> None: ...
 
     @abstractmethod
-    async def _clear_user(self, user_id: str) -> None: ...
+    async def _clear_user(self, user_id: str) -> None:
+        """Delete every session of the user, their summaries and the user's memories."""
 
     @abstractmethod
     async def _clear_all(self) -> None: ...
@@ -297,4 +314,12 @@ class Store(ABC):
     async def _close(self) -> None: ...
 
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "PRUNE_BATCH", "Clock", "Snapshot", "Store", "TurnWrite"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_MAX_MEMORIES",
+    "PRUNE_BATCH",
+    "Clock",
+    "Snapshot",
+    "Store",
+    "TurnWrite",
+]

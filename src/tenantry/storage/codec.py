@@ -1,19 +1,24 @@
-"""How a store turns messages and session state into text and back.
+"""How a store turns messages, state, summaries and vectors into text or bytes and back.
 
 Every backend stores a message either as one JSON text (`encode_message`; PostgreSQL, Redis)
-or as columns with the tool calls as JSON (`encode_tool_calls`; SQLite), and a session state
-as JSON text (`encode_state`). Decoding trusts the text: it is the store's own data, written
-by these functions from values that were checked, so its fields are not checked again.
+or as columns with the tool calls as JSON (`encode_tool_calls`; SQLite), a session state and
+a session summary as JSON text (`encode_state`, `encode_summary`), and a memory's embedding
+as unit-length float32 bytes (`encode_vector`). Decoding trusts the text: it is the store's
+own data, written by these functions from values that were checked, so its fields are not
+checked again.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
+from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tenantry.errors import InvalidState
-from tenantry.types import Message, ToolCall
+from tenantry.types import Message, Summary, ToolCall
 
 
 def encode_state(state: Mapping[str, Any]) -> str:
@@ -72,11 +77,50 @@ def _tool_calls(calls: list[dict[str, str]] | None) -> tuple[ToolCall, ...]:
     return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls) if calls else ()
 
 
+def encode_summary(summary: Summary) -> str:
+    """Give a session summary as compact JSON text."""
+    return json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_summary(text: str | bytes | None) -> Summary | None:
+    """Give the summary `encode_summary` turned into `text` (None for no text)."""
+    if not text:
+        return None
+    data = json.loads(text)
+    return Summary(data["text"], data["through_id"], float(data["updated_at"]))
+
+
+def encode_vector(vector: Sequence[float]) -> bytes:
+    """Give a vector scaled to unit length as little-endian float32 bytes, 4 bytes a
+    dimension. The vector was checked non-zero and finite (`checks.check_embedding`)."""
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    packed = array("f", [x / norm for x in vector])
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def decode_vector(data: bytes) -> array[float]:
+    """Give the vector `encode_vector` turned into `data`."""
+    vector = array("f")
+    vector.frombytes(data)
+    if _BIG_ENDIAN:
+        vector.byteswap()
+    return vector
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
 __all__ = [
     "decode_message",
     "decode_state",
+    "decode_summary",
     "decode_tool_calls",
+    "decode_vector",
     "encode_message",
     "encode_state",
+    "encode_summary",
     "encode_tool_calls",
+    "encode_vector",
 ]

@@ -4,7 +4,8 @@ Users map to their sessions, sessions to a list of immutable messages trimmed to
 max_messages (for 10 messages a list costs a third of a deque's fixed 624 bytes), so reading
 a scope's newest N messages is one slice that never touches another tenant's data. A
 threading lock guards the maps, so the store is safe to share between event loops and
-threads (the sync facade).
+threads (the sync facade). A session's summary lives with its session; the users' memories
+are kept by `InMemoryMemories` (memory_memories.py), a base of the store, under the same lock.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ import threading
 import time
 from contextlib import AbstractAsyncContextManager
 
-from tenantry.storage.base import Clock, Snapshot, Store, TurnWrite
+from tenantry.storage.base import Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.locks import LocalScopeLocks
+from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
+from tenantry.storage.memory_memories import InMemoryMemories
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
 
 class _Session:
-    __slots__ = ("messages", "state", "updated_at")
+    __slots__ = ("messages", "state", "summary", "updated_at")
 
     def __init__(self, now: float) -> None:
         self.messages: list[Message] = []
         self.state: str | None = None
+        self.summary: str | None = None
         self.updated_at = now
 
 
@@ -38,15 +42,22 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
     return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
-class InMemoryStore(Store):
+class InMemoryStore(InMemoryMemories):
     """Every scope in this process's memory: `InMemoryStore(max_messages=100)` keeps each
     scope's newest 100 messages; nothing outlives the process or `close()`."""
 
-    def __init__(self, max_messages: int | None = None, *, clock: Clock = time.time) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+    def __init__(
+        self,
+        max_messages: int | None = None,
+        *,
+        max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        clock: Clock = time.time,
+    ) -> None:
+        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
         self._users: dict[str, dict[str, _Session]] = {}
         self._mutex = threading.Lock()
         self._locks = LocalScopeLocks()
+        self._init_memories()
 
     def _session(self, scope: Scope) -> _Session | None:
         sessions = self._users.get(scope.user_id)
@@ -101,10 +112,23 @@ class InMemoryStore(Store):
     async def _clear_user(self, user_id: str) -> None:
         with self._mutex:
             self._users.pop(user_id, None)
+            self._memories.pop(user_id, None)
 
     async def _clear_all(self) -> None:
         with self._mutex:
             self._users.clear()
+            self._memories.clear()
+
+    async def _get_summary(self, scope: Scope) -> str | None:
+        with self._mutex:
+            session = self._session(scope)
+            return None if session is None else session.summary
+
+    async def _set_summary(self, scope: Scope, summary: str) -> None:
+        with self._mutex:
+            session = self._session(scope)
+            if session is not None:
+                session.summary = summary
 
     async def _list_users(self) -> list[str]:
         with self._mutex:
@@ -135,6 +159,7 @@ class InMemoryStore(Store):
     async def _close(self) -> None:
         with self._mutex:
             self._users.clear()
+            self._memories.clear()
 
 
 __all__ = ["InMemoryStore"]

@@ -45,6 +45,7 @@ from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, Stor
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
+from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
 from tenantry.types import Message
@@ -78,6 +79,7 @@ class PostgresStore(RemoteStore[LockProof]):
         *,
         schema: str = "tenantry",
         max_messages: int | None = None,
+        max_memories: int | None = DEFAULT_MAX_MEMORIES,
         pool_size: int = 10,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
@@ -85,7 +87,9 @@ class PostgresStore(RemoteStore[LockProof]):
         tenant_role: str = "tenantry_tenant",
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
+        super().__init__(
+            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+        )
         try:
             params = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:

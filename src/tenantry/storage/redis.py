@@ -54,6 +54,7 @@ from tenantry.errors import (
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
+from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.redis_lua import APPEND, DELETE, LOCK_LOST, RELEASE, RENEW
 from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import Scope
@@ -103,11 +104,14 @@ class RedisStore(RemoteStore[_Lock]):
         *,
         prefix: str = "tenantry",
         max_messages: int | None = None,
+        max_memories: int | None = DEFAULT_MAX_MEMORIES,
         pool_size: int = 20,
         lock_ttl: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock, pool_size=pool_size)
+        super().__init__(
+            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+        )
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
                 f"key prefix must be 1-100 of A-Z a-z 0-9 _ . - (no ':', so that two "

@@ -35,6 +35,7 @@ from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, Store, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.groupcommit import GroupCommit
 from tenantry.storage.locks import LocalScopeLocks
+from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.sqlite_sql import (
     COLUMNS,
     INSERT_MESSAGE,
@@ -59,12 +60,13 @@ class SQLiteStore(Store):
         path: str | os.PathLike[str] = "tenantry.db",
         *,
         max_messages: int | None = None,
+        max_memories: int | None = DEFAULT_MAX_MEMORIES,
         clock: Clock = time.time,
         readers: int = 2,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
     ) -> None:
-        super().__init__(max_messages=max_messages, clock=clock)
+        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidInput(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous!r}")
         if readers < 1:

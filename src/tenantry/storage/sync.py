@@ -12,14 +12,14 @@ turn lock belongs to the task that holds it, and a blocking caller has no task o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from tenantry._runner import run_sync
 from tenantry.storage.base import Snapshot, Store
-from tenantry.types import Message
+from tenantry.types import Memory, Message, Summary
 
 
 class SyncStore:
@@ -31,6 +31,10 @@ class SyncStore:
     @property
     def max_messages(self) -> int | None:
         return self.store.max_messages
+
+    @property
+    def max_memories(self) -> int | None:
+        return self.store.max_memories
 
     @property
     def closed(self) -> bool:
@@ -97,6 +101,74 @@ class SyncStore:
         session_id: str | None = None,
     ) -> None:
         run_sync(self.store.set_state(state, user_id=user_id, session_id=session_id))
+
+    def add_memory(
+        self,
+        text: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        embedding: Sequence[float] | None = None,
+    ) -> Memory:
+        return run_sync(
+            self.store.add_memory(
+                text, user_id=user_id, session_id=session_id, run_id=run_id, embedding=embedding
+            )
+        )
+
+    def get_memory(self, memory_id: str, *, user_id: str) -> Memory:
+        return run_sync(self.store.get_memory(memory_id, user_id=user_id))
+
+    def list_memories(self, *, user_id: str, limit: int | None = None) -> list[Memory]:
+        return run_sync(self.store.list_memories(user_id=user_id, limit=limit))
+
+    def search_memories(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 5,
+        embedding: Sequence[float] | None = None,
+    ) -> list[Memory]:
+        return run_sync(
+            self.store.search_memories(query, user_id=user_id, limit=limit, embedding=embedding)
+        )
+
+    def update_memory(
+        self,
+        memory_id: str,
+        text: str,
+        *,
+        user_id: str,
+        expected_version: int | None = None,
+        embedding: Sequence[float] | None = None,
+    ) -> Memory:
+        return run_sync(
+            self.store.update_memory(
+                memory_id,
+                text,
+                user_id=user_id,
+                expected_version=expected_version,
+                embedding=embedding,
+            )
+        )
+
+    def delete_memory(self, memory_id: str, *, user_id: str) -> None:
+        run_sync(self.store.delete_memory(memory_id, user_id=user_id))
+
+    def clear_memories(self, *, user_id: str) -> int:
+        return run_sync(self.store.clear_memories(user_id=user_id))
+
+    def get_summary(
+        self, user_id: str | None = None, session_id: str | None = None
+    ) -> Summary | None:
+        return run_sync(self.store.get_summary(user_id, session_id))
+
+    def set_summary(
+        self, summary: Summary, *, user_id: str | None = None, session_id: str | None = None
+    ) -> None:
+        run_sync(self.store.set_summary(summary, user_id=user_id, session_id=session_id))
 
     def ping(self) -> None:
         run_sync(self.store.ping())

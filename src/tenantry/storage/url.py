@@ -7,7 +7,7 @@
     postgresql://user@host:5432/db     PostgresStore (also postgres://), tenantry[postgres]
     redis://host:6379/0                RedisStore (rediss:// for TLS), tenantry[redis]
 
-Options go in the query string (`sqlite:///t.db?max_messages=100&synchronous=FULL`) or as
+Options go in the query string (`sqlite:///t.db?max_messages=100&max_memories=500`) or as
 keyword arguments, which win over the query string. For PostgreSQL and Redis, query
 parameters that are not tenantry's (`sslmode`, `application_name`, `socket_timeout` ...) are
 passed on to the driver.
@@ -24,16 +24,21 @@ from tenantry.storage.base import Store
 
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
-_INT_OPTIONS = frozenset({"max_messages", "readers", "pool_size"})
+_INT_OPTIONS = frozenset({"max_messages", "max_memories", "readers", "pool_size"})
 _FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
 _BOOL_OPTIONS = frozenset({"rls"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
 _BOOLS |= {"false": False, "off": False, "0": False, "no": False}
-_POSTGRES_OPTIONS = frozenset(
-    {"max_messages", "clock", "schema", "pool_size", "pool_timeout", "connect_timeout"}
-    | {"rls", "tenant_role"}
-)
-_REDIS_OPTIONS = frozenset({"max_messages", "clock", "prefix", "pool_size", "lock_ttl"})
+_COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "clock"})
+_POSTGRES_OPTIONS = _COMMON_OPTIONS | {
+    "schema",
+    "pool_size",
+    "pool_timeout",
+    "connect_timeout",
+    "rls",
+    "tenant_role",
+}
+_REDIS_OPTIONS = _COMMON_OPTIONS | {"prefix", "pool_size", "lock_ttl"}
 
 
 def _coerce(name: str, value: str) -> Any:
@@ -68,7 +73,7 @@ def _memory(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.memory import InMemoryStore
 
     parts = urlsplit(url)
-    return InMemoryStore(**_options(parts.query, overrides, frozenset({"max_messages", "clock"})))
+    return InMemoryStore(**_options(parts.query, overrides, _COMMON_OPTIONS))
 
 
 def _sqlite(url: str, overrides: dict[str, Any]) -> Store:
@@ -81,7 +86,7 @@ def _sqlite(url: str, overrides: dict[str, Any]) -> Store:
             f"got {url!r}"
         )
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path) or ":memory:"
-    allowed = frozenset({"max_messages", "clock", "readers", "synchronous", "busy_timeout"})
+    allowed = _COMMON_OPTIONS | {"readers", "synchronous", "busy_timeout"}
     options = _options(parts.query, overrides, allowed)
     if "synchronous" in options:
         options["synchronous"] = str(options["synchronous"]).upper()
