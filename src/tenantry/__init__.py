@@ -15,6 +15,7 @@ from tenantry.errors import (
     InvalidInput,
     InvalidMemory,
     InvalidMessage,
+    InvalidModelAnswer,
     InvalidScope,
     InvalidSessionId,
     InvalidState,
@@ -38,6 +39,7 @@ from tenantry.errors import (
     ToolDefinitionError,
     ToolError,
 )
+from tenantry.memory import MemoryConfig
 from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
@@ -70,6 +72,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMemory",
     "InvalidMessage",
+    "InvalidModelAnswer",
     "InvalidScope",
     "InvalidSessionId",
     "InvalidState",
@@ -77,6 +80,7 @@ __all__ = [
     "InvalidUserId",
     "MaxLoopsExceeded",
     "Memory",
+    "MemoryConfig",
     "MemoryConflict",
     "MemoryNotFound",
     "Message",

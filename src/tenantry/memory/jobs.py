@@ -144,11 +144,9 @@ class BackgroundJobs:
             jobs.idle.set()
 
     def pending(self) -> int:
-        """Give the number of jobs waiting or running on the current event loop."""
-        try:
-            return self._here().pending
-        except RuntimeError:  # no running loop
-            return 0
+        """Give the number of jobs waiting or running, on every event loop."""
+        with self._guard:
+            return sum(jobs.pending for jobs in self._loops.values())
 
     async def flush(self) -> None:
         """Wait until this event loop has no pending jobs (bound it with `asyncio.timeout`;
