@@ -15,6 +15,10 @@ process; after a power loss the last transactions may be lost. Pass `synchronous
 
 Turn locks are per process: several processes may share one file safely (SQLite serialises
 their writes), but only PostgreSQL or Redis serialise turns of one scope across processes.
+
+A session's summary is a column of its scope row, so it goes with the session; the users'
+memories are `SQLiteMemories`' (sqlite_memories.py), a base of the store, on the same
+transactions.
 """
 
 from __future__ import annotations
@@ -31,18 +35,23 @@ from contextlib import AbstractAsyncContextManager
 from typing import Literal, TypeVar
 
 from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
-from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, Store, TurnWrite
+from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.groupcommit import GroupCommit
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
+from tenantry.storage.sqlite_memories import (
+    SQLiteMemories,
+    delete_all_memories,
+    delete_user_memories,
+)
 from tenantry.storage.sqlite_sql import (
     COLUMNS,
     INSERT_MESSAGE,
-    SCHEMA,
     SCHEMA_VERSION,
     UPSERT_SCOPE,
     from_row,
+    install_schema,
     to_row,
 )
 from tenantry.tenancy import Scope
@@ -52,7 +61,7 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteMemories):
     """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
 
     def __init__(
@@ -99,7 +108,8 @@ class SQLiteStore(Store):
         return conn
 
     def _open(self) -> None:
-        """Runs on the writer thread, once: connect, switch to WAL, create the schema."""
+        """Runs on the writer thread, once: connect, switch to WAL, create or upgrade the
+        schema."""
         conn = self._connect()
         deadline = time.monotonic() + self._busy_timeout_ms / 1000
         delay = 0.005
@@ -107,7 +117,7 @@ class SQLiteStore(Store):
             try:
                 if not self._in_memory:
                     conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(SCHEMA)
+                install_schema(conn, self.path)
                 break
             except sqlite3.OperationalError as exc:
                 # When waiting could deadlock (two processes switching a new file to WAL at
@@ -118,17 +128,11 @@ class SQLiteStore(Store):
                 if not locked or time.monotonic() > deadline:
                     conn.close()
                     raise
+            except BaseException:
+                conn.close()
+                raise
             time.sleep(delay)
             delay = min(2 * delay, 0.1)
-        version = conn.execute("SELECT version FROM tenantry_schema").fetchone()
-        if version is None:
-            conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif version[0] > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                f"{self.path} has schema version {version[0]}, newer than this tenantry "
-                f"({SCHEMA_VERSION}); upgrade tenantry"
-            )
         self._write_conn = conn
 
     async def _ensure_open(self) -> None:
@@ -296,6 +300,7 @@ class SQLiteStore(Store):
                 (user_id,),
             )
             conn.execute("DELETE FROM scopes WHERE user_id = ?", (user_id,))
+            delete_user_memories(conn, user_id)
 
         await self._write(clear)
 
@@ -303,8 +308,27 @@ class SQLiteStore(Store):
         def clear(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM messages")
             conn.execute("DELETE FROM scopes")
+            delete_all_memories(conn)
 
         await self._write(clear)
+
+    async def _get_summary(self, scope: Scope) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT summary FROM scopes WHERE user_id = ? AND session_id = ?",
+                (scope.user_id, scope.session_id),
+            ).fetchone()
+            return None if row is None else row[0]
+
+        return await self._query(read)
+
+    async def _set_summary(self, scope: Scope, summary: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE scopes SET summary = ? WHERE user_id = ? AND session_id = ?",
+                (summary, scope.user_id, scope.session_id),
+            )
+        )
 
     async def _list_users(self) -> list[str]:
         def users(conn: sqlite3.Connection) -> list[str]:

@@ -1,20 +1,25 @@
 """The SQL of `SQLiteStore`: its schema, its write statements and a message's row.
 
 - `scopes`: one row per (user_id, session_id), holding the session state, the message count
-  (so `size` reads one row) and the time of the last write (indexed, for pruning).
+  (so `size` reads one row), the time of the last write (indexed, for pruning) and the
+  session's summary (so it goes with the session).
 - `messages`: one row per message, numbered by `seq` in the order written and indexed by
   (scope_id, seq), so reading a scope's newest N walks that scope's index entries only.
-- `tenantry_schema`: the schema version; a file of a newer version is refused.
+- `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
+- `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
+  first use (version 1 had no summaries and no memories), a file of a newer one is refused.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from tenantry.errors import StoreError
 from tenantry.storage.codec import decode_tool_calls, encode_tool_calls
 from tenantry.types import Message
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scopes (
@@ -24,6 +29,7 @@ CREATE TABLE IF NOT EXISTS scopes (
     state TEXT,
     message_count INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
+    summary TEXT,
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX IF NOT EXISTS scopes_by_activity ON scopes (updated_at);
@@ -39,7 +45,62 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_scope ON messages (scope_id, seq);
+CREATE TABLE IF NOT EXISTS memories (
+    seq INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    stamp INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    embedding BLOB,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    session_id TEXT,
+    run_id TEXT,
+    UNIQUE (user_id, id)
+);
+CREATE INDEX IF NOT EXISTS memories_by_stamp ON memories (user_id, stamp);
+CREATE VIRTUAL TABLE IF NOT EXISTS memory_terms USING fts5(terms, tokenize = 'ascii');
 """
+UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT"}
+"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing)."""
+
+
+def install_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create what is missing of the schema on `conn` and bring an older version to
+    SCHEMA_VERSION in one transaction; refuse a newer one (StoreError naming `path`).
+    Processes opening one file at once are serialised by the IMMEDIATE transaction, which
+    is taken only when there is something to write; each step can be repeated."""
+    conn.executescript(SCHEMA)  # IF NOT EXISTS throughout: writes only what is missing
+    if _version(conn, path) == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn, path)  # again: another process may have done it meanwhile
+        if version is None:
+            conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute(UPGRADES[step])
+            conn.execute("UPDATE tenantry_schema SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _version(conn: sqlite3.Connection, path: str) -> int | None:
+    row = conn.execute("SELECT max(version) FROM tenantry_schema").fetchone()
+    version: int | None = row[0] if row else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this tenantry "
+            f"({SCHEMA_VERSION}); upgrade tenantry"
+        )
+    return version
+
+
 COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
 Row = tuple[str, str, str, str | None, str | None, str | None, float]
 UPSERT_SCOPE = (
@@ -85,8 +146,10 @@ __all__ = [
     "INSERT_MESSAGE",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "UPGRADES",
     "UPSERT_SCOPE",
     "Row",
     "from_row",
+    "install_schema",
     "to_row",
 ]
