@@ -211,49 +211,51 @@ async def test_a_local_id_outside_what_was_shown_touches_nothing(store: Store) -
     assert await store.list_memories(user_id="bob") == [bobs]
 
 
-class Overlaps(Recording):
-    """Counts how many background tasks run at once; each yields to the loop a few times,
-    which gives another job every chance to start meanwhile if nothing serialises them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.running = self.most = 0
-
-    async def complete(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
-    ) -> ModelResponse:
-        if not is_task(messages):
-            return await super().complete(messages, tools)
-        self.running += 1
-        self.most = max(self.most, self.running)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        self.running -= 1
-        return await super().complete(messages, tools)
-
-
 async def test_jobs_of_one_user_in_two_sessions_never_overlap(store: Store) -> None:
-    model = Overlaps()
+    gate = asyncio.Event()
+    model = Recording(gate=gate)
     agent = Agent(model=model, store=store, memory=True)
-    await asyncio.gather(
-        agent.arun("My name is Alice", user_id="alice", session_id="s1"),
-        agent.arun("I live in Paris", user_id="alice", session_id="s2"),
-    )
+    await agent.arun("My name is Alice", user_id="alice", session_id="s1")
+    await model.task_started.wait()  # the first job is held at the gate
+    await agent.arun("I live in Paris", user_id="alice", session_id="s2")
+    assert agent.memory_jobs is not None
+    assert agent.memory_jobs.pending() == 2
+    for _ in range(50):  # a second job free to start would be in the model by now
+        await asyncio.sleep(0)
+    assert len(model.tasks) == 1
+    gate.set()
     await agent.aflush()
-    assert model.most == 1
+    assert len(model.tasks) == 2
     texts = sorted(m.text for m in await store.list_memories(user_id="alice"))
     assert texts == ["The user lives in Paris.", "The user's name is Alice."]
 
 
+class MeetsAtOnce(Recording):
+    """Each background task waits until `parties` tasks are inside the model at once (the
+    barrier breaks, and the job fails, if they never are)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = asyncio.Barrier(parties)
+
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse:
+        if is_task(messages):
+            async with asyncio.timeout(30):
+                await self.barrier.wait()
+        return await super().complete(messages, tools)
+
+
 async def test_jobs_of_different_users_run_at_once(store: Store) -> None:
-    model = Overlaps()
+    model = MeetsAtOnce(parties=2)
     agent = Agent(model=model, store=store, memory=True)
-    await asyncio.gather(
-        agent.arun("My name is Alice", user_id="alice"),
-        agent.arun("My name is Bob", user_id="bob"),
-    )
+    await agent.arun("My name is Alice", user_id="alice")
+    await agent.arun("My name is Bob", user_id="bob")
     await agent.aflush()
-    assert model.most == 2
+    assert agent.memory_jobs is not None
+    assert agent.memory_jobs.counts.get("learn", "done") == 2
+    assert len(await store.list_memories(user_id="bob")) == 1
 
 
 async def test_a_full_queue_drops_learning_but_never_the_turn(store: Store) -> None:
