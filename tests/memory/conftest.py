@@ -73,7 +73,8 @@ class Recording(ModelBase):
         return await self.inner.complete(messages, tools)
 
 
-def _keeps_memories(backend: str) -> bool:
+def keeps_memories(backend: str) -> bool:
+    """Tell whether the backend's store keeps memories (mem-store merges them one by one)."""
     from tenantry.storage.memories import MemoryContract
 
     classes = {
@@ -93,5 +94,5 @@ def backend_with_memories(request: pytest.FixtureRequest) -> None:
     backend at a time); goes once all four are in."""
     if "backend" in request.fixturenames:
         backend = request.getfixturevalue("backend")
-        if not _keeps_memories(backend):
+        if not keeps_memories(backend):
             pytest.skip(f"the {backend} store keeps no memories yet (branch mem-store)")

@@ -24,11 +24,12 @@ from starlette.requests import HTTPConnection
 from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
-from tenantry.server import chat, openai_compat, ops, users
+from tenantry.server import chat, memories, openai_compat, ops, users
 from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.memory_metrics import watch_memory_jobs
 from tenantry.server.metrics import Metrics
 from tenantry.server.middleware import (
     BodyLimitMiddleware,
@@ -54,6 +55,7 @@ _PAGE_HEADERS = {
 
 
 def _default_agent(settings: ServerSettings) -> Agent:
+    from tenantry.memory.config import memory_from_settings
     from tenantry.models import model_from_settings
     from tenantry.storage.url import open_store
 
@@ -61,6 +63,7 @@ def _default_agent(settings: ServerSettings) -> Agent:
         name="tenantry",
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
+        memory=memory_from_settings(settings) or False,
     )
 
 
@@ -136,7 +139,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
@@ -144,6 +147,20 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=state.metrics.count_error
     )
     app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
+
+
+async def _flush_memory(agent: Agent, grace: float) -> None:
+    """Wait up to `grace` seconds for the memory jobs of the turns served (their turns are
+    stored; a job cut short only leaves its memory unlearned)."""
+    jobs = agent.memory_jobs
+    if jobs is None or not jobs.pending():
+        return
+    logger.info("waiting for %d memory job(s)", jobs.pending())
+    try:
+        async with asyncio.timeout(grace):
+            await agent.aflush()
+    except TimeoutError:
+        logger.warning("%d memory job(s) unfinished at shutdown; not learned", jobs.pending())
 
 
 async def _prune_forever(state: ServerState, hours: float, every: float) -> None:
@@ -189,7 +206,10 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         finally:
             if pruner is not None:
                 pruner.cancel()
+            started = asyncio.get_running_loop().time()
             await state.drain(settings.graceful_timeout)
+            left = settings.graceful_timeout - (asyncio.get_running_loop().time() - started)
+            await _flush_memory(agent, max(0.0, left))  # after the turns, which queue jobs
             await handler.aclose()
             if owns_store:
                 await agent.store.close()
@@ -202,7 +222,8 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         redoc_url=None,
     )
     app.state.tenantry = state
-    for router in (chat.router, openai_compat.router, users.router, ops.router):
+    watch_memory_jobs(state.metrics.registry, agent.memory_jobs)
+    for router in (chat.router, openai_compat.router, users.router, memories.router, ops.router):
         app.include_router(router)
 
     @app.get(CARD_PATH, include_in_schema=False)
