@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tenantry.agent import Agent
 from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption
 from tenantry.errors import TenantryError
@@ -32,28 +33,36 @@ def chat(
 
 
 async def _chat(user: str, session: str, store_url: str | None, message: str | None) -> None:
-    from tenantry.agent import Agent
+    from tenantry.memory.config import memory_from_settings
     from tenantry.models import model_from_settings
     from tenantry.settings import Settings
     from tenantry.storage.url import open_store
 
     settings = Settings()
+    memory = memory_from_settings(settings) or False
     async with open_store(store_url or settings.store_url) as store:
-        agent = Agent(name="chat", model=model_from_settings(settings), store=store)
-        if message is not None:
-            output = await agent.arun(message, user_id=user, session_id=session)
-            typer.echo(output.content)
-            return
-        typer.echo(f"chatting as {user!r} in session {session!r} with {agent.model.name}")
-        while True:
-            try:
-                text = await asyncio.to_thread(input, "> ")
-            except (EOFError, KeyboardInterrupt):
-                typer.echo("")
-                return
-            if not text.strip():
-                continue
-            async for item in agent.astream(text, user_id=user, session_id=session):
-                if isinstance(item, str):
-                    typer.echo(item, nl=False)
+        agent = Agent(name="chat", model=model_from_settings(settings), store=store, memory=memory)
+        try:
+            await _talk(agent, user, session, message)
+        finally:
+            await agent.aflush()  # what the turns taught memory, before the store closes
+
+
+async def _talk(agent: Agent, user: str, session: str, message: str | None) -> None:
+    if message is not None:
+        output = await agent.arun(message, user_id=user, session_id=session)
+        typer.echo(output.content)
+        return
+    typer.echo(f"chatting as {user!r} in session {session!r} with {agent.model.name}")
+    while True:
+        try:
+            text = await asyncio.to_thread(input, "> ")
+        except (EOFError, KeyboardInterrupt):
             typer.echo("")
+            return
+        if not text.strip():
+            continue
+        async for item in agent.astream(text, user_id=user, session_id=session):
+            if isinstance(item, str):
+                typer.echo(item, nl=False)
+        typer.echo("")
