@@ -262,13 +262,14 @@ class Agent:
         scope = self._scope(user_id, session_id)
         store, memory = self.store, self._memory
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
-            snapshot = await store.snapshot(
-                scope.user_id, scope.session_id, limit=self.history_window
-            )
             run_id = new_id()
             turn_memory = None
-            if memory is not None:  # recall (tenantry.memory), before the model is called
-                turn_memory = await memory.begin(store, scope, run_id, text, snapshot.messages)
+            if memory is None:
+                snapshot = await store.snapshot(
+                    scope.user_id, scope.session_id, limit=self.history_window
+                )
+            else:  # the history read and recall together (tenantry.memory)
+                snapshot, turn_memory = await memory.begin(store, scope, run_id, text)
             ctx = RunContext(
                 scope=scope, run_id=run_id, state=snapshot.state, deps=deps, memory=turn_memory
             )

@@ -4,6 +4,7 @@ was stored. It keeps no tenant data beyond the jobs pending for each user."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from tenantry.memory.config import MemoryConfig
@@ -13,7 +14,7 @@ from tenantry.memory.recall import recall
 from tenantry.memory.summaries import SummaryJob
 from tenantry.memory.turn import TurnMemory
 from tenantry.models.base import Model
-from tenantry.storage.base import Store
+from tenantry.storage.base import Snapshot, Store
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -32,17 +33,24 @@ class AgentMemory:
         self.jobs = BackgroundJobs(config.max_pending)
 
     async def begin(
-        self, store: Store, scope: Scope, run_id: str, text: str, window: Sequence[Message]
-    ) -> TurnMemory:
-        """Give the turn's memory: the user's memories recalled for `text` and, when the
-        history `window` the turn read is full (older messages may have fallen out), the
-        session summary."""
-        full = len(window) >= self.history_window
-        recalled = await recall(store, self.config, scope.user_id, text)
+        self, store: Store, scope: Scope, run_id: str, text: str
+    ) -> tuple[Snapshot, TurnMemory]:
+        """Give the turn's history window and session state (as `store.snapshot`) and its
+        memory: the user's memories recalled for `text`, read at the same time, and, when the
+        window is full (older messages may have fallen out), the session summary."""
+        user_id, session_id = scope.user_id, scope.session_id
+        recalling = asyncio.ensure_future(recall(store, self.config, user_id, text))
+        try:
+            snapshot = await store.snapshot(user_id, session_id, limit=self.history_window)
+        except BaseException:
+            recalling.cancel()
+            raise
+        recalled = await recalling
         summary = None
-        if self.config.summaries and full:
-            summary = await store.get_summary(scope.user_id, scope.session_id)
-        return TurnMemory(store, self.config, scope, run_id, len(window), recalled, summary)
+        if self.config.summaries and len(snapshot.messages) >= self.history_window:
+            summary = await store.get_summary(user_id, session_id)
+        window = len(snapshot.messages)
+        return snapshot, TurnMemory(store, self.config, scope, run_id, window, recalled, summary)
 
     def after_turn(self, turn_memory: TurnMemory, model: Model, turn: Sequence[Message]) -> None:
         """Queue what the stored `turn` asks for: learning from it, and a summary update when

@@ -43,7 +43,9 @@ _ESCAPES = str.maketrans({"<": "&lt;", ">": "&gt;", "\n": " ", "\r": " "})
 
 def _escape(text: str) -> str:
     """Give `text` on one line with no tag in it, so it cannot close its block."""
-    return " ".join(text.translate(_ESCAPES).split())
+    if "<" in text or ">" in text or "\n" in text or "\r" in text:
+        return " ".join(text.translate(_ESCAPES).split())
+    return text
 
 
 def _unescape(text: str) -> str:
