@@ -28,7 +28,7 @@ from tenantry.types import MAX_MEMORY_CHARS
 from tests.conftest import PERSISTENT, FakeClock, MakeStore
 from tests.storage.test_contract import BAD_IDS, HOSTILE_IDS
 
-MEMORY_BACKENDS = {"memory", "sqlite"}
+MEMORY_BACKENDS = {"memory", "sqlite", "postgres"}
 """Backends that keep memories so far; the others follow in the next commits."""
 
 

@@ -23,6 +23,10 @@ Design (tables and queries in `postgres_sql`):
   forgets its WHERE clause sees only that tenant's rows. Superusers and table owners bypass
   row-level security, which is why the switch of role is needed. Only list_users,
   prune_inactive and clear_all run as the connecting role, which must own the schema.
+- Memories (`postgres_memories`, `PostgresMemories`, a base of the store): one table of
+  memories with a GIN index of user-prefixed terms, so a search reads that user's postings
+  only; one row per user that serialises the user's memory writes. A session's summary is a
+  column of its scope row.
 - Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
   dedicated lock connection, after the in-process lock (see `locks`). One connection holds
   every lock of the process, so waiting and holding cost no pool connection and a turn can
@@ -46,7 +50,7 @@ from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
-from tenantry.storage.remote import RemoteStore
+from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -70,7 +74,7 @@ LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
 
 
-class PostgresStore(RemoteStore[LockProof]):
+class PostgresStore(PostgresMemories[LockProof]):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -96,6 +100,8 @@ class PostgresStore(RemoteStore[LockProof]):
             raise InvalidStoreURL(f"not a PostgreSQL URL: {exc}") from None
         self.schema = schema
         self._q = Queries(check_identifier("schema", schema))
+        self._mq = MemoryQueries(check_identifier("schema", schema))
+        self._rls = rls
         check_identifier("tenant_role", tenant_role)
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         self._where += f"/{params.get('dbname', '')}"
@@ -190,6 +196,14 @@ class PostgresStore(RemoteStore[LockProof]):
     async def _get_state(self, scope: Scope) -> str | None:
         state: str | None = await self._one(scope, self._q.state)
         return state
+
+    async def _get_summary(self, scope: Scope) -> str | None:
+        summary: str | None = await self._one(scope, self._q.summary)
+        return summary
+
+    async def _set_summary(self, scope: Scope, summary: str) -> None:
+        params = {"u": scope.user_id, "s": scope.session_id, "summary": summary}
+        await self._run(lambda: self._tenant(scope.user_id, self._q.set_summary, params))
 
     async def _clear_scope(self, scope: Scope) -> None:
         params = {"u": scope.user_id, "s": scope.session_id}

@@ -9,18 +9,22 @@ is refused rather than misread.
 Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
 
 - `scopes`: one row per (user_id, session_id), holding the session state, the message count
-  (so `size` reads one row), `next_pos` (how many messages the scope was ever given) and the
-  time of the last write (indexed, for pruning).
+  (so `size` reads one row), `next_pos` (how many messages the scope was ever given), the
+  time of the last write (indexed, for pruning) and the session's summary (schema version 3;
+  it goes with the session).
 - `messages`: one row per message, keyed (scope_id, pos), where pos numbers the scope's
   messages 0, 1, 2 ... in order. The live messages are exactly the positions
   [next_pos - message_count, next_pos), so the newest N (after an offset) is a primary-key
   range whose bounds are known before reading: the database touches those N rows and no
   others, whatever the scope or other tenants hold, and whatever plan it picks. `user_id`
   is repeated on each row for the row-level-security policy; `body` is the message as JSON.
-- Row-level security on both tables, for the NOLOGIN role `tenant_role`: it sees and writes
-  only rows whose user_id equals the transaction's `tenantry.user_id` setting. The store runs
-  every single-tenant query as that role; the connecting role (the tables' owner) is used only
-  for the operations that span tenants (list_users, prune_inactive, clear_all).
+- `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
+  see `postgres_memories`.
+- Row-level security on every table (`RLS_TABLES`), for the NOLOGIN role `tenant_role`: it
+  sees and writes only rows whose user_id equals the transaction's `tenantry.user_id`
+  setting. The store runs every single-tenant query as that role; the connecting role (the
+  tables' owner) is used only for the operations that span tenants (list_users,
+  prune_inactive, clear_all), and by `search_memories` (see `postgres_memories`).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
 - `append_turn(user, session, state, now, cap, bodies)`: the scope's upsert and the insert of
@@ -29,7 +33,7 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   so row-level security applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
-locked transaction (version 1 lacked `append_turn`).
+locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -42,8 +46,12 @@ from typing import Any
 import psycopg
 
 from tenantry.errors import InvalidInput, StoreSchemaError
+from tenantry.storage.postgres_memories import memories_ddl, search_grant
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+RLS_TABLES = ("scopes", "messages", "memories", "memory_users")
+"""Every table, each with its tenant policy: every row carries its user_id."""
 
 DDL_LOCK_KEY = 0x74656E616E747279
 """The advisory-lock key that serialises tenantry's DDL in one database ("tenantry")."""
@@ -76,6 +84,7 @@ CREATE TABLE {schema}.scopes (
     message_count integer NOT NULL DEFAULT 0,
     next_pos bigint NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL,
+    summary text,
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX scopes_by_activity ON {schema}.scopes (updated_at);
@@ -100,6 +109,7 @@ BEGIN
     END IF;
 END $$;
 {append_turn_ddl(schema)}
+{memories_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
 """
 
@@ -137,6 +147,9 @@ def upgrade_ddl(schema: str, version: int) -> str:
     steps = []
     if version < 2:
         steps.append(append_turn_ddl(schema))
+    if version < 3:
+        summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
+        steps += [summary, memories_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
 
@@ -145,7 +158,7 @@ def rls_ddl(schema: str, role: str) -> str:
     """Give the statements that confine `role` to the rows of the transaction's tenant."""
     policy = "user_id = current_setting('tenantry.user_id', true)"
     statements = [f"GRANT USAGE ON SCHEMA {schema} TO {role}"]
-    for table in ("scopes", "messages"):
+    for table in RLS_TABLES:
         statements += [
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.{table} TO {role}",
             f"ALTER TABLE {schema}.{table} ENABLE ROW LEVEL SECURITY",
@@ -153,6 +166,7 @@ def rls_ddl(schema: str, role: str) -> str:
             f"CREATE POLICY tenant_rows ON {schema}.{table} TO {role} "
             f"USING ({policy}) WITH CHECK ({policy})",
         ]
+    statements.append(search_grant(schema, role))
     return ";\n".join(statements)
 
 
@@ -221,10 +235,10 @@ async def _secure(
         ) from None
     if not created:
         cur = await conn.execute(
-            "SELECT count(*) = 2 AND bool_and(has_table_privilege(%s, "
+            "SELECT count(*) = %s AND bool_and(has_table_privilege(%s, "
             "format('%%I.%%I', schemaname, tablename), 'INSERT')) FROM pg_policies "
             "WHERE schemaname = %s AND policyname = 'tenant_rows' AND %s = ANY(roles)",
-            (role_name, schema, role_name),
+            (len(RLS_TABLES), role_name, schema, role_name),
         )
         row = await cur.fetchone()
         if row is not None and row[0]:
@@ -276,7 +290,10 @@ class Queries:
             f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.messages WHERE scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
-            f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s"
+            f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s;"
+            f" SELECT 1 FROM {schema}.memory_users WHERE user_id = %(u)s FOR UPDATE;"
+            f" DELETE FROM {schema}.memories WHERE user_id = %(u)s;"
+            f" DELETE FROM {schema}.memory_users WHERE user_id = %(u)s"
         )
         self.delete_idle = (
             f"DELETE FROM {schema}.scopes WHERE scope_id IN (SELECT scope_id FROM {schema}.scopes"
@@ -284,7 +301,9 @@ class Queries:
             " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
         )
         self.delete_messages = f"DELETE FROM {schema}.messages WHERE scope_id = ANY(%(ids)s)"
-        self.truncate = f"TRUNCATE {schema}.messages, {schema}.scopes"
+        self.truncate = f"TRUNCATE {', '.join(f'{schema}.{table}' for table in RLS_TABLES)}"
+        self.summary = f"SELECT summary FROM {schema}.scopes WHERE {scope}"
+        self.set_summary = f"UPDATE {schema}.scopes SET summary = %(summary)s WHERE {scope}"
         self.users = f"SELECT DISTINCT user_id FROM {schema}.scopes ORDER BY user_id"
         self.sessions = (
             f"SELECT session_id FROM {schema}.scopes WHERE user_id = %(u)s ORDER BY session_id"
@@ -294,6 +313,7 @@ class Queries:
 __all__ = [
     "DDL_LOCK_KEY",
     "LOCK_LOST_SQLSTATE",
+    "RLS_TABLES",
     "SCHEMA_VERSION",
     "Queries",
     "append_turn_ddl",
