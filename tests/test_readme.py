@@ -31,3 +31,20 @@ def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
     assert lines[1] == "Your name is Alice."
     assert lines[3] == "Your name is Bob."
     assert lines[4] == "Your name is Alice."
+
+
+def test_the_memory_quickstart_knows_each_user_in_a_new_session(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "memory=True" in b and "flush()" in b)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    promised = [line.removeprefix("# ") for line in snippet.splitlines() if line.startswith("# ")]
+    assert result.stdout.splitlines() == promised
+    assert promised[:2] == ["Your name is Alice.", "Your name is Bob."]

@@ -10,6 +10,7 @@ nothing of theirs. Every test runs on every store backend.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -20,10 +21,21 @@ from tenantry import Agent, OfflineModel
 from tenantry.server import create_app
 from tenantry.storage.base import Store
 from tenantry.types import Memory
+from tests.conftest import POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE
 from tests.memory.conftest import Recording, backend_with_memories
 from tests.server.conftest import Tenants, make_tenants, open_settings
 
 pytestmark = pytest.mark.usefixtures(backend_with_memories.__name__)
+SERVERS = {name: os.environ.get(name) for name in (POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE)}
+"""The test servers' URLs, read before the server tests' fixture clears every TENANTRY_
+variable (the settings ignore these two), so these tests run on every backend."""
+
+
+@pytest.fixture(autouse=True)
+def _test_servers(_clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, url in SERVERS.items():
+        if url:
+            monkeypatch.setenv(name, url)
 
 
 @pytest.fixture
