@@ -208,33 +208,33 @@ class MemoryContract(ABC):
     def _scope(self, user_id: str | None, session_id: str | None) -> Scope: ...
 
     # --- backend primitives -------------------------------------------------------------------
-    # (Not abstract until every backend has them; a backend without them raises.)
 
+    @abstractmethod
     async def _add_memory(self, memory: Memory, vector: Sequence[float] | None) -> None:
         """Atomically store `memory` (and its vector) as the user's most recently updated,
         then drop the user's least recently updated beyond max_memories."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _memories_by_id(self, user_id: str, memory_ids: Sequence[str]) -> list[Memory]:
         """Give those of the user's memories whose ids are given (in any order)."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _list_memories(self, user_id: str, limit: int | None) -> list[Memory]:
         """Give the user's memories, most recently updated first, the first `limit`."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _search_memories(
         self, user_id: str, terms: Sequence[str], limit: int
     ) -> list[Memory]:
         """Give the `limit` memories of the user that best match the tokens `terms` (from
         `search.query_terms`), best first; only memories holding one of them."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _memory_vectors(self, user_id: str) -> list[tuple[str, bytes]]:
         """Give (id, encoded vector) of each of the user's memories that has one, least
         recently updated first."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _update_memory(
         self,
         user_id: str,
@@ -246,22 +246,21 @@ class MemoryContract(ABC):
     ) -> Memory:
         """Atomically: raise not_found / conflict, or set the text and vector (None: no
         vector), add 1 to the version, make it the user's most recently updated; give it."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _delete_memory(self, user_id: str, memory_id: str) -> bool:
         """Delete one memory of the user; give whether there was one."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
+    @abstractmethod
     async def _clear_memories(self, user_id: str) -> int:
         """Delete every memory of the user; give how many."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
-    async def _get_summary(self, scope: Scope) -> str | None:
-        raise NotImplementedError(f"{type(self).__name__} keeps no summaries yet")
+    @abstractmethod
+    async def _get_summary(self, scope: Scope) -> str | None: ...
 
+    @abstractmethod
     async def _set_summary(self, scope: Scope, summary: str) -> None:
         """Set the session's summary (JSON text) if the session exists; else do nothing."""
-        raise NotImplementedError(f"{type(self).__name__} keeps no memories yet")
 
 
 __all__ = ["DEFAULT_MAX_MEMORIES", "MemoryContract", "conflict", "not_found"]

@@ -7,13 +7,15 @@ neither make two scopes share a key nor reach outside the prefix:
 
     {prefix}:messages:{user}:{session}   list of the scope's messages (JSON), oldest first
     {prefix}:state:{user}:{session}      the scope's session state (JSON)
+    {prefix}:summary:{user}:{session}    the session's summary (JSON)
     {prefix}:sessions:{user}             set of the user's session ids
     {prefix}:users                       set of user ids that have a session
     {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
     {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
 
-A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
-indexes, all atomic. Listing users or sessions reads an index set and pruning reads the
+The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
+store). A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state,
+update the indexes, all atomic. Listing users or sessions reads an index set and pruning reads the
 activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script
 too, and pruning re-checks each scope's last activity inside it, so a scope written
 meanwhile survives.
@@ -55,8 +57,16 @@ from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
-from tenantry.storage.redis_lua import APPEND, DELETE, LOCK_LOST, RELEASE, RENEW
-from tenantry.storage.remote import RemoteStore
+from tenantry.storage.redis_lua import (
+    APPEND,
+    DELETE,
+    LOCK_LOST,
+    MEMORY_SCRIPTS,
+    RELEASE,
+    RENEW,
+    SET_SUMMARY,
+)
+from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -83,6 +93,7 @@ class _Keys:
 
     messages: str
     state: str
+    summary: str
     sessions: str
     lock: str
     member: str
@@ -95,7 +106,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(RemoteStore[_Lock]):
+class RedisStore(RedisMemories[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -124,6 +135,7 @@ class RedisStore(RemoteStore[_Lock]):
         self.lock_ttl = float(lock_ttl)
         self._users_key = f"{prefix}:users"
         self._activity_key = f"{prefix}:activity"
+        self._registry_key = f"{prefix}:memory_users"
         self._client: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -135,9 +147,19 @@ class RedisStore(RemoteStore[_Lock]):
         return _Keys(
             messages=f"{p}:messages:{user}:{session}",
             state=f"{p}:state:{user}:{session}",
+            summary=f"{p}:summary:{user}:{session}",
             sessions=f"{p}:sessions:{user}",
             lock=f"{p}:lock:{user}:{session}",
             member=f"{user}:{session}",
+        )
+
+    def _memory_keys(self, user_id: str) -> MemoryKeys:
+        user, p = encode_id(user_id), self.prefix
+        return MemoryKeys(
+            memories=f"{p}:memories:{user}",
+            order=f"{p}:memorder:{user}",
+            terms=f"{p}:memterms:{user}",
+            vectors=f"{p}:memvectors:{user}",
         )
 
     def _ready(self) -> Redis:
@@ -156,6 +178,8 @@ class RedisStore(RemoteStore[_Lock]):
                 ("delete", DELETE),
                 ("renew", RENEW),
                 ("release", RELEASE),
+                ("set_summary", SET_SUMMARY),
+                *MEMORY_SCRIPTS.items(),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -237,7 +261,7 @@ class RedisStore(RemoteStore[_Lock]):
             args = [cutoff]
             for scope in scopes[start : start + PRUNE_BATCH]:
                 k = self._keys(scope)
-                keys += [k.messages, k.state, k.sessions]
+                keys += [k.messages, k.state, k.summary, k.sessions]
                 args += [scope.user_id, scope.session_id, k.member]
             deleted += await self._delete_batch(keys, args)
         return deleted
@@ -250,10 +274,22 @@ class RedisStore(RemoteStore[_Lock]):
 
     async def _clear_user(self, user_id: str) -> None:
         await self._delete([Scope(user_id, s) for s in await self._list_sessions(user_id)])
+        await self._forget_user(user_id)
 
     async def _clear_all(self) -> None:
         for user_id in await self._list_users():
             await self._clear_user(user_id)
+        await self._forget_every_user()
+
+    async def _get_summary(self, scope: Scope) -> str | None:
+        key = self._keys(scope).summary
+        summary = await self._run(lambda: self._ready().get(key))
+        return None if summary is None else _text(summary)
+
+    async def _set_summary(self, scope: Scope, summary: str) -> None:
+        k = self._keys(scope)
+        keys = [k.messages, k.state, k.summary]
+        await self._run(lambda: self._script("set_summary", keys, [summary]))
 
     async def _members(self, key: str) -> list[str]:
         members = await self._run(lambda: self._ready().smembers(key))

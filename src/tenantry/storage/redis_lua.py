@@ -2,7 +2,8 @@
 deletion or a lock step is all or nothing and never interleaves with another client's.
 
 Each script is preceded by its legend (KEYS, ARGV, what it returns), as in redis-py's
-`lock.py`; the keys are those listed in `redis`.
+`lock.py`; the keys are those listed in `redis` (and `redis_memories`). A memory script
+touches the keys of one user only.
 """
 
 from __future__ import annotations
@@ -49,27 +50,40 @@ return 1
 
 # KEYS[1] - the users (set)
 # KEYS[2] - the activity (sorted set)
-# KEYS[3n], KEYS[3n+1], KEYS[3n+2] - for the n-th scope (n = 1, 2 ...): its messages, its
-#   session state, its user's sessions (set)
+# KEYS[4n-1] ... KEYS[4n+2] - for the n-th scope (n = 1, 2 ...): its messages, its session
+#   state, its summary, its user's sessions (set)
 # ARGV[1] - the cutoff: delete only scopes last active before it; '' deletes unconditionally
 # ARGV[3n-1], ARGV[3n], ARGV[3n+1] - for the n-th scope: its user id, its session id, its
 #   member in KEYS[2]
 # return how many scopes were deleted
 DELETE = """
 local deleted = 0
-for i = 0, (#KEYS - 2) / 3 - 1 do
-    local k, a = 3 + i * 3, 2 + i * 3
+for i = 0, (#KEYS - 2) / 4 - 1 do
+    local k, a = 3 + i * 4, 2 + i * 3
     local score = redis.call('ZSCORE', KEYS[2], ARGV[a + 2])
     if ARGV[1] == '' or (score and tonumber(score) < tonumber(ARGV[1])) then
-        redis.call('DEL', KEYS[k], KEYS[k + 1])
-        redis.call('SREM', KEYS[k + 2], ARGV[a + 1])
-        if redis.call('SCARD', KEYS[k + 2]) == 0 then
+        redis.call('DEL', KEYS[k], KEYS[k + 1], KEYS[k + 2])
+        redis.call('SREM', KEYS[k + 3], ARGV[a + 1])
+        if redis.call('SCARD', KEYS[k + 3]) == 0 then
             redis.call('SREM', KEYS[1], ARGV[a])
         end
         deleted = deleted + redis.call('ZREM', KEYS[2], ARGV[a + 2])
     end
 end
 return deleted
+"""
+
+# KEYS[1] - the scope's messages (list)
+# KEYS[2] - the scope's session state
+# KEYS[3] - the scope's summary
+# ARGV[1] - the summary's JSON text
+# return 1 if the scope exists (it has messages or a state) and got the summary, otherwise 0
+SET_SUMMARY = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
+    return 0
+end
+redis.call('SET', KEYS[3], ARGV[1])
+return 1
 """
 
 # KEYS[1] - a scope's turn lock
@@ -94,4 +108,125 @@ return 0
 """
 
 
-__all__ = ["APPEND", "DELETE", "LOCK_LOST", "RELEASE", "RENEW"]
+# The memory scripts. For each: KEYS[1] - the user's memories (hash id -> JSON), KEYS[2] - the
+# user's order (sorted set id -> stamp, the user's count of memory writes at its last write),
+# KEYS[3] - the user's terms (hash id -> "stamp token token ..."), KEYS[4] - the user's
+# vectors (hash id -> float32 bytes).
+
+# ARGV[1] - the memory's id
+# ARGV[2] - the memory's JSON
+# ARGV[3] - its tokens, space-separated
+# ARGV[4] - its vector, or '' for none
+# ARGV[5] - max_memories, 0 for no cap
+# return the memory's stamp (1: the user had no memory)
+ADD_MEMORY = """
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local stamp = 1
+if top[2] then
+    stamp = tonumber(top[2]) + 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], stamp .. ' ' .. ARGV[3])
+if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+end
+redis.call('ZADD', KEYS[2], stamp, ARGV[1])
+local cap = tonumber(ARGV[5])
+local over = cap > 0 and redis.call('ZCARD', KEYS[2]) - cap or 0
+while over > 0 do
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, math.min(over, 1000) - 1)
+    redis.call('HDEL', KEYS[1], unpack(oldest))
+    redis.call('HDEL', KEYS[3], unpack(oldest))
+    redis.call('HDEL', KEYS[4], unpack(oldest))
+    redis.call('ZREM', KEYS[2], unpack(oldest))
+    over = over - #oldest
+end
+return stamp
+"""
+
+# ARGV[1] - the memory's id
+# ARGV[2] - the expected version, or '' for any
+# ARGV[3] - the new text
+# ARGV[4] - the time of the update, as text
+# ARGV[5] - the new tokens, space-separated
+# ARGV[6] - the new vector, or '' for none (the old one is dropped)
+# return {1, the new JSON}; {0} if the user has no such memory; {-1, the current version} if
+#   ARGV[2] is stale (nothing written)
+UPDATE_MEMORY = """
+local doc = redis.call('HGET', KEYS[1], ARGV[1])
+if not doc then
+    return {0}
+end
+local memory = cjson.decode(doc)
+if ARGV[2] ~= '' and memory.version ~= tonumber(ARGV[2]) then
+    return {-1, memory.version}
+end
+memory.text = ARGV[3]
+memory.updated_at = ARGV[4]
+memory.version = memory.version + 1
+doc = cjson.encode(memory)
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local stamp = tonumber(top[2]) + 1
+redis.call('HSET', KEYS[1], ARGV[1], doc)
+redis.call('HSET', KEYS[3], ARGV[1], stamp .. ' ' .. ARGV[5])
+if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
+else
+    redis.call('HDEL', KEYS[4], ARGV[1])
+end
+redis.call('ZADD', KEYS[2], stamp, ARGV[1])
+return {1, doc}
+"""
+
+# ARGV[1] - the memory's id
+# return 1 if the user had the memory (now deleted), otherwise 0
+DELETE_MEMORY = """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then
+    return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return 1
+"""
+
+# return how many memories the user had (all now deleted)
+CLEAR_MEMORIES = """
+local count = redis.call('ZCARD', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return count
+"""
+
+# ARGV[1] - the rank of the last one wanted (how many - 1), -1 for all
+# return {ids, their JSON}, most recently updated first
+LIST_MEMORIES = """
+local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]))
+if #ids == 0 then
+    return {ids, {}}
+end
+return {ids, redis.call('HMGET', KEYS[1], unpack(ids))}
+"""
+
+MEMORY_SCRIPTS = {
+    "add_memory": ADD_MEMORY,
+    "update_memory": UPDATE_MEMORY,
+    "delete_memory": DELETE_MEMORY,
+    "clear_memories": CLEAR_MEMORIES,
+    "list_memories": LIST_MEMORIES,
+}
+
+
+__all__ = [
+    "ADD_MEMORY",
+    "APPEND",
+    "CLEAR_MEMORIES",
+    "DELETE",
+    "DELETE_MEMORY",
+    "LIST_MEMORIES",
+    "LOCK_LOST",
+    "MEMORY_SCRIPTS",
+    "RELEASE",
+    "RENEW",
+    "SET_SUMMARY",
+    "UPDATE_MEMORY",
+]
