@@ -4,10 +4,7 @@ background tasks at a gate, and can answer extraction with a script."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Callable, Sequence
-
-import pytest
 
 from tenantry import Message, OfflineModel
 from tenantry.models.base import Model, ModelBase, ModelResponse
@@ -71,28 +68,3 @@ class Recording(ModelBase):
             content = answer if isinstance(answer, str) else operations_json(answer)
             return ModelResponse(content=content)
         return await self.inner.complete(messages, tools)
-
-
-def keeps_memories(backend: str) -> bool:
-    """Tell whether the backend's store keeps memories (mem-store merges them one by one)."""
-    from tenantry.storage.memories import MemoryContract
-
-    classes = {
-        "memory": "tenantry.storage.memory:InMemoryStore",
-        "sqlite": "tenantry.storage.sqlite:SQLiteStore",
-        "postgres": "tenantry.storage.postgres:PostgresStore",
-        "redis": "tenantry.storage.redis:RedisStore",
-    }
-    module, name = classes[backend].split(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls._search_memories is not MemoryContract._search_memories
-
-
-@pytest.fixture(autouse=True)
-def backend_with_memories(request: pytest.FixtureRequest) -> None:
-    """Skip a backend whose memories are not merged yet (branch mem-store brings them one
-    backend at a time); goes once all four are in."""
-    if "backend" in request.fixturenames:
-        backend = request.getfixturevalue("backend")
-        if not keeps_memories(backend):
-            pytest.skip(f"the {backend} store keeps no memories yet (branch mem-store)")

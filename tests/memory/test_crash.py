@@ -21,15 +21,12 @@ from tests.conftest import (
     namespace_name,
     server_url,
 )
-from tests.memory.conftest import keeps_memories
 from tests.support.env import ROOT, clean_environ, with_checkout_on_path
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     backend = str(request.param)
-    if not keeps_memories(backend):
-        pytest.skip(f"the {backend} store keeps no memories yet (branch mem-store)")
     name = namespace_name(tmp_path)
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'crash.db'}"
