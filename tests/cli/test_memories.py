@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tenantry import SQLiteStore, SyncStore
+from tenantry import Message, SQLiteStore, Summary, SyncStore
 from tenantry.cli import app
 
 runner = CliRunner()
@@ -127,3 +128,30 @@ def test_tenantry_chat_learns_with_memory_on(
         app, ["chat", "-u", "alice", "-s", "s3", "-m", "What's my name?", "--store", url]
     )
     assert "don't know your name" in off.output
+
+
+def test_users_export_and_delete_cover_memories_and_summaries(db: str) -> None:
+    with SyncStore(SQLiteStore(db.removeprefix("sqlite:///"))) as store:
+        store.add(Message.user("hi"), user_id="alice", session_id="s1")
+        first = store.get_messages("alice", "s1")[0]
+        store.set_summary(
+            Summary("The user said hi.", first.id, 1.0), user_id="alice", session_id="s1"
+        )
+    export = runner.invoke(app, ["users", "export", "alice", "--store", db])
+    assert export.exit_code == 0, export.output
+    lines = [json.loads(line) for line in export.stdout.splitlines()]
+    assert [r["type"] for r in lines] == ["message", "state", "summary", "memory", "memory"]
+    assert lines[2]["summary"]["text"] == "The user said hi."
+    assert {r["text"] for r in lines[3:]} == {
+        "The user likes green tea.",
+        "The user lives in Rome.",
+    }
+    only_memories = runner.invoke(app, ["users", "export", "bob", "--store", db])
+    assert [json.loads(x)["type"] for x in only_memories.stdout.splitlines()] == ["memory"]
+    deleted = runner.invoke(app, ["users", "delete", "alice", "--yes", "--store", db])
+    assert "deleted 1 session(s) of user 'alice', and 2 memories" in deleted.stdout
+    assert _texts(db, "alice") == []
+    assert _texts(db, "bob") == ["The user's name is Bob."]
+    gone = runner.invoke(app, ["users", "delete", "bob", "--yes", "--store", db])
+    assert gone.exit_code == 0
+    assert _texts(db, "bob") == []

@@ -17,15 +17,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tenantry import Agent, OfflineModel
+from tenantry import Agent, Message, OfflineModel
 from tenantry.server import create_app
 from tenantry.storage.base import Store
-from tenantry.types import Memory
+from tenantry.types import Memory, Summary
 from tests.conftest import POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE
-from tests.memory.conftest import Recording, backend_with_memories
+from tests.memory.conftest import Recording
 from tests.server.conftest import Tenants, make_tenants, open_settings
 
-pytestmark = pytest.mark.usefixtures(backend_with_memories.__name__)
 SERVERS = {name: os.environ.get(name) for name in (POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE)}
 """The test servers' URLs, read before the server tests' fixture clears every TENANTRY_
 variable (the settings ignore these two), so these tests run on every backend."""
@@ -193,6 +192,34 @@ async def test_a_change_needs_its_version(open_client: httpx.AsyncClient, agent:
     for body in ({"text": "x"}, {"text": "x", "version": 0}, {"version": 1}):
         assert (await open_client.patch(path, json=body)).status_code == 422, body
     assert (await agent.store.get_memory(memory.id, user_id="alice")).version == 1
+
+
+async def test_export_holds_memories_and_summaries_and_delete_removes_them(
+    open_client: httpx.AsyncClient, agent: Agent, bobs: Memory
+) -> None:
+    store = agent.store
+    await store.add(Message.user("hi"), user_id="alice", session_id="s1")
+    first = (await store.get_messages("alice", "s1"))[0]
+    await store.set_summary(
+        Summary("The user greeted.", through_id=first.id, updated_at=1.0),
+        user_id="alice",
+        session_id="s1",
+    )
+    memory = await store.add_memory("The user likes tea.", user_id="alice")
+    export = (await open_client.get("/v1/users/alice/export")).json()
+    assert export["sessions"][0]["summary"]["text"] == "The user greeted."
+    assert [m["id"] for m in export["memories"]] == [memory.id]
+
+    only_memories = (await open_client.get("/v1/users/bob/export")).json()
+    assert only_memories["sessions"] == []
+    assert [m["text"] for m in only_memories["memories"]] == ["The user's name is Bob."]
+
+    deleted = await open_client.delete("/v1/users/alice")
+    assert deleted.json() == {"user_id": "alice", "deleted_sessions": 1, "deleted_memories": 1}
+    assert await store.list_memories(user_id="alice") == []
+    assert await store.get_summary("alice", "s1") is None
+    assert await store.list_memories(user_id="bob") == [bobs]
+    assert (await open_client.get("/v1/users/alice/export")).status_code == 404
 
 
 async def test_chat_learns_across_sessions_and_attacks_change_nothing(
