@@ -6,7 +6,8 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
   LangGraph; and the growth of the next turn's time with stored history and tenant count;
 - `stores`: store appends and reads per backend against the raw driver doing the same work;
 - `http`: `POST /v1/chat` against a bare FastAPI endpoint on the same uvicorn settings;
-- `memory`: RSS and bytes per stored message of one agent serving many tenants.
+- `memory`: RSS and bytes per stored message of one agent serving many tenants;
+- `memory_overhead`: a turn with long-term memory on (recall included) against off, per backend.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
 directory unless `--out` is given, so committed figures are never replaced by smoke figures.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, Config, write
 
-SUITES = ("frameworks", "stores", "http", "memory")
+SUITES = ("frameworks", "stores", "http", "memory", "memory_overhead")
 
 
 def _url(name: str) -> str | None:
