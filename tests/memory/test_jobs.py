@@ -49,6 +49,18 @@ async def test_jobs_of_one_user_run_one_at_a_time_in_order() -> None:
     assert jobs.counts.get("learn", "done") == 5
 
 
+async def test_nothing_of_a_user_is_kept_once_its_jobs_are_done() -> None:
+    jobs, probe = BackgroundJobs(), Probe()
+    gate = asyncio.Event()
+    for user in ("alice", "bob"):
+        jobs.submit(user, "learn", probe.job(user, gate))
+    assert jobs.users() == 2
+    gate.set()
+    await jobs.flush()
+    assert jobs.users() == 0
+    assert jobs.pending() == 0
+
+
 async def test_jobs_of_different_users_run_in_parallel() -> None:
     jobs, probe = BackgroundJobs(), Probe()
     gate = asyncio.Event()

@@ -300,3 +300,17 @@ async def test_shutdown_gives_up_on_memory_jobs_after_the_grace_period(
     assert await store.size("alice") == 2
     gate.set()
     await agent.aflush()
+
+
+def test_tenantry_memory_on_turns_it_on_for_the_served_agent() -> None:
+    plain = create_app(settings=open_settings(store_url="memory://"))
+    assert plain.state.tenantry.agent.memory is None
+    app = create_app(settings=open_settings(store_url="memory://", memory=True, memory_tools=True))
+    agent = app.state.tenantry.agent
+    assert agent.memory is not None
+    assert (agent.memory.learning, agent.memory.summaries) == (True, False)
+    assert [t.name for t in agent.tools] == ["remember", "recall", "forget"]
+    summaries = create_app(settings=open_settings(store_url="memory://", memory_summaries=True))
+    only = summaries.state.tenantry.agent.memory
+    assert only is not None
+    assert (only.learning, only.summaries, only.recall_limit) == (False, True, 0)

@@ -148,6 +148,12 @@ class BackgroundJobs:
         with self._guard:
             return sum(jobs.pending for jobs in self._loops.values())
 
+    def users(self) -> int:
+        """Give the number of users with jobs waiting or running, on every event loop (the
+        only tenant data the machinery holds, and only while their jobs are pending)."""
+        with self._guard:
+            return sum(len(jobs.queues) for jobs in self._loops.values())
+
     async def flush(self) -> None:
         """Wait until this event loop has no pending jobs (bound it with `asyncio.timeout`;
         jobs left then keep running)."""
