@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Config, Report, summary_ms, table
+from bench.stores import skip_reason
 from tenantry import Agent, FunctionModel, Message
 from tenantry.memory import MemoryConfig
 from tenantry.models.tasks import MEMORY_OPEN
@@ -155,14 +156,6 @@ async def measure_backend(name: str, config: Config) -> dict[str, Any]:
         "turns_with_memory": len(times["on"]),
         "sizes": {"users": users, "memories": memories, "history": history, "rounds": rounds},
     }
-
-
-def skip_reason(name: str, config: Config) -> str | None:
-    if name == "postgres" and not config.postgres_url:
-        return "skipped: set TENANTRY_BENCH_POSTGRES_URL (or TENANTRY_TEST_POSTGRES_URL)"
-    if name == "redis" and not config.redis_url:
-        return "skipped: set TENANTRY_BENCH_REDIS_URL (or TENANTRY_TEST_REDIS_URL)"
-    return None
 
 
 async def measure_all(config: Config) -> dict[str, Any]:
