@@ -7,6 +7,8 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
 - `stores`: store appends and reads per backend against the raw driver doing the same work;
 - `http`: `POST /v1/chat` against a bare FastAPI endpoint on the same uvicorn settings;
 - `memory`: RSS and bytes per stored message of one agent serving many tenants;
+- `memories`: `search_memories` latency per backend against the number of other users'
+  memories, beside agno's and LangGraph's memory read paths.
 - `memory_overhead`: a turn with long-term memory on (recall included) against off, per backend.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from bench.common import RESULTS, Config, write
 
-SUITES = ("frameworks", "stores", "http", "memory", "memory_overhead")
+SUITES = ("frameworks", "stores", "http", "memory", "memories", "memory_overhead")
 
 
 def _url(name: str) -> str | None:

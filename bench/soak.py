@@ -1,10 +1,11 @@
 """Long reliability runs: the harness of tests/reliability/ (tests/support/reliability/) with
 bigger counts; results in bench/results/soak.json, soak.md and soak_*.png.
 
-1. isolation: the randomised isolation workload (every store call and agent turn, tokens
-   checked after every read) over 1000 scopes, 1 000 000 operations per backend: memory in
-   one process; SQLite (a file), PostgreSQL and Redis from several processes at once, each
-   followed by a full scan of every scope (`tests/support/reliability/isolation_processes.py`);
+1. isolation: the randomised isolation workload (every store call, memory call and agent
+   turn, tokens checked after every read, other users' memory ids tried) over 2000 scopes of
+   1000 users, 1 000 000 operations per backend: memory in one process; SQLite (a file),
+   PostgreSQL and Redis from several processes at once, each followed by a full scan of
+   every scope and every user's memories (`tests/support/reliability/isolation_processes.py`);
 2. crash: kill -9 a real `tenantry serve` under load at least 100 times per persistent
    backend, restarting it on the same store and checking everything acknowledged is stored
    whole (`tests/support/reliability/crash.py`, `crash_rounds`);
@@ -40,8 +41,10 @@ from bench.common import RESULTS, Config, Report, table, write
 
 PARTS = ("isolation", "crash", "server")
 BACKENDS = ("memory", "sqlite", "postgres", "redis")
-USERS, SESSIONS_PER_USER = 250, 4
-"""1000 scopes."""
+USERS, SESSIONS_PER_USER = 1000, 2
+"""2000 scopes of 1000 users."""
+MAX_MEMORIES = 5
+"""Per user: small, so that the cap drops memories while other callers read them."""
 
 
 def _url(name: str) -> str | None:
@@ -73,15 +76,16 @@ async def _drop_namespace(backend: str, base_url: str, name: str) -> None:
 
 def _store_url(backend: str, config: Config, workdir: Path, name: str) -> str | None:
     """A fresh store URL for `backend` (None when its server is not configured)."""
+    cap = f"max_memories={MAX_MEMORIES}"
     if backend == "memory":
-        return "memory://"
+        return f"memory://?{cap}"
     if backend == "sqlite":
-        return f"sqlite:///{workdir / (name + '.db')}"
+        return f"sqlite:///{workdir / (name + '.db')}?{cap}"
     base = config.postgres_url if backend == "postgres" else config.redis_url
     if base is None:
         return None
     option = "schema" if backend == "postgres" else "prefix"
-    return f"{_query(base)}{option}={name}"
+    return f"{_query(base)}{option}={name}&{cap}"
 
 
 def _base_url(backend: str, config: Config) -> str:
@@ -94,14 +98,14 @@ def _base_url(backend: str, config: Config) -> str:
 
 
 async def _isolation_one(backend: str, url: str, operations: int, processes: int) -> dict[str, Any]:
-    from tenantry import InMemoryStore
+    from tenantry import open_store
     from tests.support.reliability.isolation_processes import Plan, ProcessesReport, run_processes
     from tests.support.reliability.workloads import make_scopes, random_isolation, scan_scopes
 
     plan = Plan(url, USERS, SESSIONS_PER_USER, operations, concurrency=32, seed=5)
     if backend == "memory":  # one process: the store lives in it
         started = time.perf_counter()
-        store = InMemoryStore()
+        store = open_store(url)
         scopes = make_scopes(USERS, SESSIONS_PER_USER, seed=plan.scope_seed)
         report = await random_isolation(
             store, scopes, operations=operations, concurrency=64, seed=5, final_scan=False
@@ -134,15 +138,18 @@ def isolation(config: Config, workdir: Path, args: argparse.Namespace) -> dict[s
 
 
 def _isolation_lines(results: dict[str, Any]) -> list[str]:
+    from tests.support.reliability.workloads import MEMORY_KINDS
+
     rows = []
     for backend, r in results.items():
         if "skipped" in r:
-            rows.append([backend, "skipped", "", "", "", "", r["skipped"]])
+            rows.append([backend, "skipped", "", "", "", "", "", r["skipped"]])
             continue
         rows.append(
             [
                 backend,
                 r["operations"],
+                sum(r["by_kind"].get(kind, 0) for kind in MEMORY_KINDS),
                 r["processes"],
                 r["turns"],
                 r["reads_checked"],
@@ -150,13 +157,17 @@ def _isolation_lines(results: dict[str, Any]) -> list[str]:
                 "none" if not r["violations"] else f"{len(r['violations'])}: {r['violations'][0]}",
             ]
         )
-    header = ["backend", "operations", "processes", "turns", "reads checked", "ops/s"]
+    header = ["backend", "operations", "memory calls", "processes", "turns", "reads checked"]
+    header.append("ops/s")
     return [
         "## Randomised isolation",
         "",
-        f"1000 scopes ({USERS} users x {SESSIONS_PER_USER} sessions), shared by every process; "
-        "every message and state carries its scope's token; every read is checked, then every "
-        "scope is read once more after all processes finished.",
+        f"{USERS * SESSIONS_PER_USER} scopes ({USERS} users x {SESSIONS_PER_USER} sessions), "
+        "shared by every process; every message and state carries its scope's token, every "
+        f"memory its user's (at most {MAX_MEMORIES} per user, so the cap drops memories under "
+        "load); every read is checked, other users' memory ids are tried (they must be not "
+        "found), then every scope and every user's memories are read once more after all "
+        "processes finished.",
         "",
         *table([*header, "foreign tokens found"], rows),
     ]

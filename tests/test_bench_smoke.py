@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory", "memory_overhead")
+SUITES = ("frameworks", "stores", "http", "memory", "memories", "memory_overhead")
 
 
 @pytest.mark.slow
@@ -54,6 +54,10 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     if os.environ.get("TENANTRY_TEST_REDIS_URL"):
         expected.add("redis")
     assert expected <= set(stores)
+    memories = json.loads((tmp_path / "memories.json").read_text())["results"]
+    for backend in expected:
+        assert "skipped" not in memories["backends"][backend], backend
+    assert all("skipped" not in peer for peer in memories["peers"].values())
     overhead = json.loads((tmp_path / "memory_overhead.json").read_text())["results"]
     for backend in expected:
         assert overhead[backend]["prompts_with_facts"] == overhead[backend]["turns_with_memory"]

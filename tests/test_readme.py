@@ -33,8 +33,8 @@ def test_the_quickstart_runs_and_gives_the_seed_answers(tmp_path: Path) -> None:
     assert lines[4] == "Your name is Alice."
 
 
-def test_the_memory_quickstart_knows_each_user_in_a_new_session(tmp_path: Path) -> None:
-    snippet = next(b for b in _python_blocks() if "memory=True" in b and "flush()" in b)
+def _run(snippet: str, tmp_path: Path) -> list[str]:
+    """Run a README snippet in a clean environment; give the lines it printed."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", snippet],
@@ -45,6 +45,21 @@ def test_the_memory_quickstart_knows_each_user_in_a_new_session(tmp_path: Path) 
         timeout=60,
         check=True,
     )
+    return result.stdout.splitlines()
+
+
+def test_the_memory_quickstart_knows_each_user_in_a_new_session(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "memory=True" in b and "flush()" in b)
     promised = [line.removeprefix("# ") for line in snippet.splitlines() if line.startswith("# ")]
-    assert result.stdout.splitlines() == promised
+    assert _run(snippet, tmp_path) == promised
     assert promised[:2] == ["Your name is Alice.", "Your name is Bob."]
+
+
+def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "add_memory" in b and "asyncio.run" in b)
+    assert _run(snippet, tmp_path) == [
+        '["The user\'s name is Alice"]',
+        "stale version: read it again",
+        "[]",
+    ]
+    assert 'It prints `["The user\'s name is Alice"]`, `stale version' in README.read_text()

@@ -40,7 +40,15 @@ from tenantry.errors import (
     ToolError,
 )
 from tenantry.memory import MemoryConfig
-from tenantry.models import FunctionModel, Model, ModelBase, ModelResponse, OfflineModel
+from tenantry.models import (
+    Embedder,
+    FunctionModel,
+    Model,
+    ModelBase,
+    ModelResponse,
+    OfflineModel,
+    OpenAIEmbedder,
+)
 from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncStore, open_store
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
@@ -67,6 +75,7 @@ def __getattr__(name: str) -> typing.Any:
 
 __all__ = [
     "Agent",
+    "Embedder",
     "FunctionModel",
     "InMemoryStore",
     "InvalidInput",
@@ -94,6 +103,7 @@ __all__ = [
     "ModelUnreachable",
     "OfflineModel",
     "OpenAIChatModel",
+    "OpenAIEmbedder",
     "PostgresStore",
     "RedisStore",
     "RunContext",

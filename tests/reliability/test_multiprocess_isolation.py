@@ -1,7 +1,8 @@
 """Randomised isolation across processes: three processes share one store (PostgreSQL,
-Redis, an SQLite file) and the same 1000 scopes, each running a random mix of every store
-call and agent turn from many tasks; no read in any process, nor the final read of every
-scope, may return another scope's token."""
+Redis, an SQLite file) and the same 2000 scopes of 1000 users, each running a random mix of
+every store call, memory call and agent turn from many tasks; no read in any process, nor the
+final read of every scope and every user's memories, may return another scope's token or
+another user's memory."""
 
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ from tests.conftest import (
     server_url,
 )
 from tests.support.reliability.isolation_processes import Plan, run_processes, split
+from tests.support.reliability.workloads import MEMORY_KINDS
 
 PROCESSES = 3
 OPERATIONS = 20_001
 """In total, over the processes (6667 each)."""
-USERS, SESSIONS_PER_USER = 250, 4
+USERS, SESSIONS_PER_USER = 1000, 2
+MAX_MEMORIES = 3
+"""Small, so that the cap drops memories while other processes read and update them."""
 EVERY_KIND = {
+    *MEMORY_KINDS,
     "turn",
     "add",
     "add_many",
@@ -51,12 +56,13 @@ async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     """A store URL every process can open: its own schema, key prefix or file."""
     backend = str(request.param)
     name = namespace_name(tmp_path)
+    cap = f"max_memories={MAX_MEMORIES}"
     if backend == "postgres":
-        yield f"{_with_query(server_url(POSTGRES_URL_VARIABLE))}schema={name}"
+        yield f"{_with_query(server_url(POSTGRES_URL_VARIABLE))}schema={name}&{cap}"
     elif backend == "redis":
-        yield f"{_with_query(server_url(REDIS_URL_VARIABLE))}prefix={name}"
+        yield f"{_with_query(server_url(REDIS_URL_VARIABLE))}prefix={name}&{cap}"
     else:
-        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        yield f"sqlite:///{tmp_path / 'shared.db'}?{cap}"
     if backend in CLEANUPS:
         await CLEANUPS[backend](tmp_path)
 
@@ -75,7 +81,8 @@ async def test_no_process_ever_reads_another_scopes_data(shared_url: str) -> Non
         assert report.turns > 300
         assert report.reads_checked > 2000
     assert total.operations == OPERATIONS
-    assert result.final.reads_checked == 2 * USERS * SESSIONS_PER_USER + 1
+    assert total.by_kind["foreign_memory"] > 300
+    assert result.final.reads_checked == 2 * USERS * SESSIONS_PER_USER + USERS + 1
     print(f"\n{shared_url.split(':')[0]}: {result.to_dict()}")
 
 

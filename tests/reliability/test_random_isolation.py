@@ -1,15 +1,17 @@
-"""Randomised isolation: a random mix of every store call and agent turn over 1000 scopes,
-from many concurrent tasks; no read may ever return another scope's token."""
+"""Randomised isolation: a random mix of every store call, memory call and agent turn over
+1000 scopes of 250 users, from many concurrent tasks; no read may ever return another
+scope's token, nor another user's memory."""
 
 from __future__ import annotations
 
-from tenantry.storage.base import Store
-from tests.support.reliability.workloads import make_scopes, random_isolation
+from tests.conftest import MakeStore
+from tests.support.reliability.workloads import MEMORY_KINDS, make_scopes, random_isolation
 
 OPERATIONS = 20_000
 
 
-async def test_no_read_ever_returns_another_scopes_data(store: Store) -> None:
+async def test_no_read_ever_returns_another_scopes_data(make_store: MakeStore) -> None:
+    store = make_store(max_memories=5)  # the cap drops memories while others read them
     scopes = make_scopes(users=250, sessions_per_user=4)
     report = await random_isolation(store, scopes, operations=OPERATIONS, concurrency=64, seed=7)
     assert report.violations == []
@@ -29,4 +31,6 @@ async def test_no_read_ever_returns_another_scopes_data(store: Store) -> None:
         "clear_session",
         "clear_user",
         "list_users",
+        *MEMORY_KINDS,
     }
+    assert report.by_kind["foreign_memory"] > 300

@@ -1,15 +1,17 @@
 """Every backend against a plain-dict model, under random interleavings of every operation.
 
 Hypothesis drives the store through its synchronous facade; after each step the answers of the
-store and of the model must agree. Users include ids with separators and unicode.
+store and of the model must agree. Users include ids with separators and unicode. Memories
+(per user, capped, compare-and-swap) and summaries (per session) are part of the model: a
+user's memories survive the deletion of a session and pruning, not the deletion of the user.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,8 +23,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tenantry import Message, SyncStore
+from tenantry import Memory, MemoryConflict, MemoryNotFound, Message, Summary, SyncStore
 from tenantry.storage.base import Store
+from tenantry.storage.search import query_terms, tokens
 from tests.conftest import FakeClock, MakeStore
 
 USERS = st.sampled_from(["u0", "u1", "u2", "a:b", "ü{*}", "default"])
@@ -37,6 +40,13 @@ JSON_VALUES = st.recursive(
 )
 STATES = st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=3)
 CAP = 6
+MEMORY_CAP = 4
+WORDS = st.sampled_from(["tea", "green", "Berlin", "cats", "name", "Alice", "ü{*}", "a:b"])
+MEMORY_TEXTS = st.builds(
+    lambda words, tail: " ".join(words) + tail,
+    st.lists(WORDS, min_size=1, max_size=4),
+    st.sampled_from(["", ".", " 'quoted' \"x\" %s", "\nsecond line"]),
+)
 
 Key = tuple[str, str]
 
@@ -45,6 +55,7 @@ class _ScopeModel:
     def __init__(self, now: float) -> None:
         self.messages: list[Message] = []
         self.state: dict[str, Any] = {}
+        self.summary: Summary | None = None
         self.updated = now
 
 
@@ -53,14 +64,17 @@ def machine_for(make_store: MakeStore) -> type[RuleBasedStateMachine]:
         store: SyncStore
         clock: FakeClock
         model: dict[Key, _ScopeModel]
+        memories: dict[str, list[Memory]]
+        """Per user, least recently updated first."""
 
         @initialize()
         def open(self) -> None:
             self.clock = FakeClock()
-            backend: Store = make_store(max_messages=CAP, clock=self.clock)
+            backend: Store = make_store(max_messages=CAP, max_memories=MEMORY_CAP, clock=self.clock)
             self.store = SyncStore(backend)
             self.store.clear_all()
             self.model = {}
+            self.memories = {}
 
         def teardown(self) -> None:
             if hasattr(self, "store"):
@@ -140,24 +154,101 @@ def machine_for(make_store: MakeStore) -> type[RuleBasedStateMachine]:
             self.store.clear(user)
             for key in [k for k in self.model if k[0] == user]:
                 del self.model[key]
+            self.memories.pop(user, None)
 
         @precondition(lambda self: len(self.model) > 3)
         @rule()
         def clear_all(self) -> None:
             self.store.clear_all()
             self.model.clear()
+            self.memories.clear()
 
-        @rule(seconds=st.integers(0, 100))
-        def time_passes(self, seconds: int) -> None:
-            self.clock.advance(seconds)
+        # --- memories and summaries -------------------------------------------------------
 
-        @rule(age=st.integers(0, 150))
-        def prune(self, age: int) -> None:
-            cutoff = self.clock() - age
-            idle = [k for k, v in self.model.items() if v.updated < cutoff]
-            assert self.store.prune_inactive(timedelta(seconds=age)) == len(idle)
-            for key in idle:
-                del self.model[key]
+        @rule(user=USERS, text=MEMORY_TEXTS, session=st.none() | SESSIONS)
+        def add_memory(self, user: str, text: str, session: str | None) -> None:
+            memory = self.store.add_memory(text, user_id=user, session_id=session)
+            assert (memory.text, memory.version, memory.session_id) == (text, 1, session)
+            mine = self.memories.setdefault(user, [])
+            mine.append(memory)
+            del mine[:-MEMORY_CAP]
+
+        @rule(
+            user=USERS,
+            pick=st.integers(0, MEMORY_CAP - 1),
+            text=MEMORY_TEXTS,
+            version=st.sampled_from(["any", "current", "stale"]),
+        )
+        def update_memory(self, user: str, pick: int, text: str, version: str) -> None:
+            mine = self.memories.get(user)
+            if not mine:
+                return
+            old = mine[pick % len(mine)]
+            expected = {"any": None, "current": old.version, "stale": old.version + 1}[version]
+            if version == "stale":
+                with pytest.raises(MemoryConflict):
+                    self.store.update_memory(old.id, text, user_id=user, expected_version=expected)
+                return
+            new = self.store.update_memory(old.id, text, user_id=user, expected_version=expected)
+            assert (new.id, new.text, new.version) == (old.id, text, old.version + 1)
+            assert (new.created_at, new.updated_at) == (old.created_at, self.clock())
+            mine.remove(old)
+            mine.append(new)
+
+        @rule(user=USERS, pick=st.integers(0, MEMORY_CAP - 1))
+        def delete_memory(self, user: str, pick: int) -> None:
+            mine = self.memories.get(user)
+            if not mine:
+                return
+            gone = mine.pop(pick % len(mine))
+            self.store.delete_memory(gone.id, user_id=user)
+            with pytest.raises(MemoryNotFound):
+                self.store.get_memory(gone.id, user_id=user)
+
+        @rule(user=USERS)
+        def clear_memories(self, user: str) -> None:
+            assert self.store.clear_memories(user_id=user) == len(self.memories.pop(user, []))
+
+        @rule(user=USERS, other=USERS, pick=st.integers(0, MEMORY_CAP - 1))
+        def another_users_id_is_not_found(self, user: str, other: str, pick: int) -> None:
+            theirs = self.memories.get(other)
+            if user == other or not theirs:
+                return
+            target = theirs[pick % len(theirs)]
+            with pytest.raises(MemoryNotFound):
+                self.store.get_memory(target.id, user_id=user)
+            with pytest.raises(MemoryNotFound):
+                self.store.update_memory(target.id, "hijacked", user_id=user)
+            with pytest.raises(MemoryNotFound):
+                self.store.delete_memory(target.id, user_id=user)
+
+        @rule(user=USERS, query=MEMORY_TEXTS, limit=st.integers(1, MEMORY_CAP + 1))
+        def search_memories(self, user: str, query: str, limit: int) -> None:
+            found = self.store.search_memories(query, user_id=user, limit=limit)
+            terms = set(query_terms(query))
+            matching = {m.id: m for m in self.memories.get(user, []) if terms & set(tokens(m.text))}
+            assert len(found) == min(limit, len(matching))
+            assert all(matching[m.id] == m for m in found)
+
+        @rule(user=USERS, session=SESSIONS, text=MEMORY_TEXTS)
+        def set_summary(self, user: str, session: str, text: str) -> None:
+            summary = Summary(text, "m-1", self.clock())
+            self.store.set_summary(summary, user_id=user, session_id=session)
+            scope = self.model.get((user, session))
+            if scope is not None:  # a session that does not exist gets no summary
+                scope.summary = summary
+
+        @rule(user=USERS, limit=st.none() | st.integers(1, MEMORY_CAP))
+        def list_memories(self, user: str, limit: int | None) -> None:
+            newest_first = self.memories.get(user, [])[::-1]
+            expected = newest_first if limit is None else newest_first[:limit]
+            assert self.store.list_memories(user_id=user, limit=limit) == expected
+
+        @rule(user=USERS, session=SESSIONS)
+        def get_summary(self, user: str, session: str) -> None:
+            scope = self.model.get((user, session))
+            expected = None if scope is None else scope.summary
+            assert self.store.get_summary(user, session) == expected
 
         @invariant()
         def users_and_sessions_agree(self) -> None:

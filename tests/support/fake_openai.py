@@ -1,8 +1,12 @@
-"""A local stand-in for the OpenAI Chat Completions API: scripted replies, recorded requests."""
+"""A local stand-in for the OpenAI API: Chat Completions with scripted replies, Embeddings with
+deterministic vectors, every request recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,13 +28,61 @@ class Reply:
     error: str = ""
 
 
+EMBEDDING_DIMENSIONS = 64
+"""What the fake's embeddings have unless the request asks for `dimensions`."""
+_FILLER = frozenset({"the", "user", "a", "an", "is", "in", "of", "and", "has", "s"})
+
+
+def bag_of_words(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake's embedding of `text`: each lowercased word (but a few fillers) adds 1 to a
+    dimension picked by its hash, scaled to unit length. Texts that share words are near."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        if word in _FILLER:
+            continue
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dimensions] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
 @dataclass
 class FakeOpenAI:
     replies: list[Reply] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    embedding_errors: list[Reply] = field(default_factory=list)
+    """Errors the next embeddings requests answer with, one each (then vectors again)."""
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self.handle, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.handle, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            ]
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await request.json()
+        self.embedding_requests.append(body)
+        if self.embedding_errors:
+            reply = self.embedding_errors.pop(0)
+            error = {"error": {"message": reply.error, "type": "invalid_request_error"}}
+            return JSONResponse(error, status_code=reply.status)
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        data = [
+            {"object": "embedding", "index": i, "embedding": bag_of_words(text, dimensions)}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(len(text.split()) for text in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data[::-1],  # the API gives an index with each; order is not promised
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def handle(self, request: Request) -> Response:
         body = await request.json()

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from tenantry._checks import check_int
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from tenantry.models.base import Model
+    from tenantry.models.embeddings import Embedder
     from tenantry.settings import Settings
-
-
-class Embedder(Protocol):
-    """What memory needs of an embedder: a name and vectors for texts."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from tenantry.memory.config import Embedder, MemoryConfig
+from tenantry.memory.config import MemoryConfig
+from tenantry.models.embeddings import Embedder
 from tenantry.storage.base import Store
 from tenantry.types import Memory
 

@@ -1,6 +1,8 @@
-"""Models: the protocol, the offline model, a function-backed model and provider adapters.
+"""Models: the protocol, the offline model, a function-backed model and provider adapters;
+embedders for semantic memory search.
 
-Provider adapters import their SDK only when used: `OpenAIChatModel` needs `tenantry[openai]`.
+Provider adapters import their SDK only when used: `OpenAIChatModel` and `OpenAIEmbedder`
+need `tenantry[openai]`.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tenantry.models.base import Model, ModelBase, ModelResponse, StreamItem
+from tenantry.models.embeddings import Embedder, OpenAIEmbedder
 from tenantry.models.function import FunctionModel
 from tenantry.models.offline import OfflineModel
 
@@ -49,12 +52,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Embedder",
     "FunctionModel",
     "Model",
     "ModelBase",
     "ModelResponse",
     "OfflineModel",
     "OpenAIChatModel",
+    "OpenAIEmbedder",
     "StreamItem",
     "model_from_settings",
 ]

@@ -9,7 +9,9 @@ others):
   vector as float32 bytes and `terms`, a tsvector of its tokens each prefixed by its user's
   key (`search.user_terms`), under a GIN index. A lexeme's posting list therefore holds one
   user's memories: a search's cost does not grow with other users' memories, whereas a GIN
-  index of plain words would walk every user's entries of a common word.
+  index of plain words would walk every user's entries of a common word. The index is
+  built without GIN's pending list (`fastupdate = off`): every search would otherwise scan
+  the whole list of recent inserts, of every user, until a vacuum merged it.
 - `memory_users`: per user, the number of memories (so the cap costs one row) and the next
   stamp. Every memory write of a user first locks this row, so one user's writes are
   serialised (an exact cap, a compare-and-swap that cannot lose an update) while other
@@ -45,7 +47,15 @@ FIELDS = "memory_id, user_id, text, created_at, updated_at, version, session_id,
 """A memory's columns, in the order of `Memory`'s fields."""
 MAX_POSITION = 16_383
 """The largest position a tsvector holds."""
-_RANK = "ts_rank(terms, %(q)s::tsquery) DESC, stamp DESC"
+_SEARCH = (
+    "SELECT m.* FROM (SELECT * FROM {schema}.memories WHERE terms @@ {query} OFFSET 0) m"
+    " WHERE m.user_id = {user} ORDER BY ts_rank(m.terms, {query}) DESC, m.stamp DESC"
+    " LIMIT {limit}"
+)
+"""The search: the matching rows through the GIN index (user-prefixed lexemes: this user's
+memories), then the user's filter. OFFSET 0 keeps the planner from reading the user's rows
+through their btree and filtering those instead, which it may prefer when the user holds
+most of the table, and which costs every memory of the user."""
 _TENANT = "nullif(current_setting('tenantry.user_id', true), '')"
 
 
@@ -73,7 +83,8 @@ CREATE TABLE IF NOT EXISTS {schema}.memories (
     PRIMARY KEY (user_id, memory_id)
 );
 CREATE INDEX IF NOT EXISTS memories_by_stamp ON {schema}.memories (user_id, stamp);
-CREATE INDEX IF NOT EXISTS memories_by_terms ON {schema}.memories USING gin (terms);
+CREATE INDEX IF NOT EXISTS memories_by_terms ON {schema}.memories USING gin (terms)
+    WITH (fastupdate = off);
 CREATE OR REPLACE FUNCTION {schema}.add_memory(
     p_user text, p_id text, p_text text, p_terms tsvector, p_embedding bytea,
     p_now double precision, p_session text, p_run text, p_cap integer
@@ -124,10 +135,7 @@ CREATE OR REPLACE FUNCTION {schema}.search_memories(p_query tsquery, p_limit int
 RETURNS SETOF {schema}.memories LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    -- EXECUTE plans with this query's values, so the planner can see that the GIN index
-    -- finds few rows (a cached generic plan would read every memory of the user instead).
-    RETURN QUERY EXECUTE 'SELECT * FROM {schema}.memories WHERE user_id = $1'
-        ' AND terms @@ $2 ORDER BY ts_rank(terms, $2) DESC, stamp DESC LIMIT $3'
+    RETURN QUERY EXECUTE '{_SEARCH.format(schema=schema, user="$1", query="$2", limit="$3")}'
     USING {_TENANT}, p_query, p_limit;
 END $$;
 REVOKE ALL ON FUNCTION {schema}.search_memories(tsquery, integer) FROM PUBLIC;
@@ -167,10 +175,10 @@ class MemoryQueries:
         self.search_as_tenant = (
             f"SELECT {FIELDS} FROM {schema}.search_memories(%(q)s::tsquery, %(limit)s)"
         )
-        self.search = (
-            f"SELECT {FIELDS} FROM {schema}.memories"
-            f" WHERE user_id = %(u)s AND terms @@ %(q)s::tsquery ORDER BY {_RANK} LIMIT %(limit)s"
+        search = _SEARCH.format(
+            schema=schema, user="%(u)s", query="%(q)s::tsquery", limit="%(limit)s"
         )
+        self.search = f"SELECT {FIELDS} FROM ({search}) found"
         self.delete = (
             f"{lock}; WITH gone AS (DELETE FROM {schema}.memories"
             " WHERE user_id = %(u)s AND memory_id = %(id)s RETURNING 1)"

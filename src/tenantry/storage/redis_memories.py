@@ -6,7 +6,7 @@ Redis Cluster hash tag can wrap):
     {prefix}:memories:{user}      hash  id -> the memory as JSON (times as text: exact)
     {prefix}:memorder:{user}      zset  id -> stamp, the user's count of memory writes at its
                                         last write: listing, the cap, the order of ties
-    {prefix}:memterms:{user}      hash  id -> "stamp token token ...", what search reads
+    {prefix}:memterms:{user}      hash  id -> "id stamp token token ...", what search reads
     {prefix}:memvectors:{user}    hash  id -> the vector, float32 bytes
     {prefix}:memory_users         set of the users that have had memories, for clear_all
 
@@ -16,9 +16,10 @@ never touches another user's keys (nor needs KEYS or SCAN). The one exception is
 first memory, after which the user is added to `memory_users` (one SADD), so that clear_all
 can find users who have memories but no session.
 
-Search: BM25 in process over the user's own terms hash (one HGETALL of tokens, not texts),
-then one HMGET of the best memories. Its cost is that user's memory count, never anyone
-else's; semantic search reads the user's vectors hash, O(memories x dimensions).
+Search: BM25 in process over the user's own terms hash (its values joined into one reply
+by a script: ids and tokens, not texts), then one HMGET of the best memories. Its cost is
+that user's memory count, never anyone else's; semantic search reads the user's vectors
+hash, O(memories x dimensions).
 """
 
 from __future__ import annotations
@@ -125,12 +126,11 @@ class RedisMemories(RemoteStore[P]):
     async def _search_memories(
         self, user_id: str, terms: Sequence[str], limit: int
     ) -> list[Memory]:
-        key = self._memory_keys(user_id).terms
-        stored = await self._run(lambda: self._ready().hgetall(key))
+        stored = _text(await self._call("memory_terms", user_id, []))
         documents = []
-        for memory_id, value in stored.items():
-            stamp, *words = _text(value).split(" ")
-            documents.append((int(stamp), _text(memory_id), words))
+        for value in stored.split("\n") if stored else ():
+            memory_id, stamp, *words = value.split(" ")
+            documents.append((int(stamp), memory_id, words))
         documents.sort()  # least recently updated first: ties go to the more recent
         best = bm25(terms, {memory_id: words for _, memory_id, words in documents}, limit)
         if not best:

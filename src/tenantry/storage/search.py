@@ -97,15 +97,18 @@ def bm25(terms: Sequence[str], documents: Mapping[str, Sequence[str]], limit: in
     wanted = set(terms)
     counts: dict[str, Counter[str]] = {}
     frequency: Counter[str] = Counter()
+    position: dict[str, int] = {}
     total = 0
-    for doc_id, words in documents.items():
+    for i, (doc_id, words) in enumerate(documents.items()):
         total += len(words)
+        if wanted.isdisjoint(words):  # most documents: one C-level check, no counting
+            continue
         hits = Counter(w for w in words if w in wanted)
-        if hits:
-            counts[doc_id] = hits
-            frequency.update(hits.keys())
+        counts[doc_id] = hits
+        position[doc_id] = i
+        frequency.update(hits.keys())
     lengths = {doc_id: len(documents[doc_id]) for doc_id in counts}
-    return _best(terms, counts, frequency, lengths, len(documents), total, limit, documents)
+    return _best(terms, counts, frequency, lengths, len(documents), total, limit, position)
 
 
 class TermIndex:
@@ -161,14 +164,14 @@ def _best(
     docs: int,
     total: int,
     limit: int,
-    order: Iterable[str],
+    rank: Mapping[str, int],
 ) -> list[str]:
-    """Score the matching documents with BM25 and give the ids of the best `limit`."""
+    """Score the matching documents with BM25 and give the ids of the best `limit`; ties go
+    to the higher `rank` (the more recently updated)."""
     if not counts:
         return []
     average = total / docs if docs else 1.0
     idf = {t: math.log(1 + (docs - frequency[t] + 0.5) / (frequency[t] + 0.5)) for t in terms}
-    rank = {doc_id: i for i, doc_id in enumerate(order)}
     scored = []
     for doc_id, hits in counts.items():
         norm = K1 * (1 - B + B * lengths[doc_id] / (average or 1.0))

@@ -1,9 +1,12 @@
 """Workloads that try hard to break isolation; shared by the CI tests and `bench/soak.py`.
 
 Every scope owns a secret token. Everything written to a scope carries that token (message
-text, session state, even the session ids carry the user's token), so any read that returns
-data of another scope is caught: after every read we check that only the reader's own token
-appears. The same code runs in CI with small counts and in soak mode with big ones.
+text, session state, even the session ids carry the user's token), and every memory carries
+its user's token, so any read that returns data of another scope or user is caught: after
+every read we check that only the reader's own token appears. Every memory says the same
+words ("tea", "green" ...), so a search that crossed users would find foreign memories; and
+callers try other users' memory ids, which must be "not found". The same code runs in CI
+with small counts and in soak mode with big ones.
 """
 
 from __future__ import annotations
@@ -11,13 +14,26 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tenantry import Agent, FunctionModel, Message
+from tenantry import Agent, FunctionModel, MemoryConflict, MemoryNotFound, Message
 from tenantry.storage.base import Store
-from tenantry.types import ToolSpec
+from tenantry.types import Memory, ToolSpec
+
+MEMORY_KINDS = (
+    "add_memory",
+    "search_memories",
+    "list_memories",
+    "update_memory",
+    "get_memory",
+    "foreign_memory",
+    "delete_memory",
+    "clear_memories",
+)
+KNOWN_IDS = 8
+"""Memory ids remembered per user (the newest), for updates and for foreign attempts."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,18 @@ def check_messages(
             )
 
 
+def check_memories(
+    report: IsolationReport, scope: TokenScope, memories: Sequence[Memory], where: str
+) -> None:
+    """Record a violation for every memory that is not `scope`'s user's."""
+    report.reads_checked += 1
+    for memory in memories:
+        if memory.user_id != scope.user_id or _token_of(memory.text) != scope.user_token:
+            report.violations.append(
+                f"{where} of {scope.user_id}: {memory.user_id!r} {memory.text[:80]!r}"
+            )
+
+
 def check_state(
     report: IsolationReport, scope: TokenScope, state: dict[str, object], where: str
 ) -> None:
@@ -126,10 +154,14 @@ async def scan_scopes(
     """Read every message and the state of every scope once; give the report of the checks
     (added to `report` if given). Every user in the store must be one of the scopes' users."""
     report = report if report is not None else IsolationReport()
+    first_of_user: dict[str, TokenScope] = {}
     for scope in scopes:
         messages = await store.get_messages(scope.user_id, scope.session_id)
         check_messages(report, scope, messages, "final")
         check_state(report, scope, await store.get_state(scope.user_id, scope.session_id), "final")
+        first_of_user.setdefault(scope.user_id, scope)
+    for user_id, scope in first_of_user.items():
+        check_memories(report, scope, await store.list_memories(user_id=user_id), "final")
     known_users = {scope.user_id for scope in scopes}
     strangers = [user for user in await store.list_users() if user not in known_users]
     report.reads_checked += 1
@@ -146,11 +178,13 @@ async def random_isolation(
     concurrency: int = 64,
     seed: int = 0,
     turn_share: float = 0.1,
+    memory_share: float = 0.25,
     final_scan: bool = True,
     known_users: Collection[str] | None = None,
 ) -> IsolationReport:
     """Run `operations` random store calls and agent turns over `scopes` from `concurrency`
-    tasks; check every read for foreign tokens. Give the report (violations must be empty).
+    tasks, `memory_share` of them memory calls; check every read for foreign tokens. Give
+    the report (violations must be empty).
 
     `final_scan=False` leaves out the last full read of every scope (when several processes
     share the scopes, the parent does it once they all finished); `known_users` are the user
@@ -163,8 +197,12 @@ async def random_isolation(
         by_user.setdefault(scope.user_id, []).append(scope)
     known_users = set(by_user) if known_users is None else set(known_users)
     remaining = operations
+    memory_ids: dict[str, list[str]] = {}
 
     async def one(scope: TokenScope) -> None:
+        if rng.random() < memory_share:
+            await memory_call(scope)
+            return
         kind = rng.random()
         u, s = scope.user_id, scope.session_id
         n = rng.randrange(1_000_000)
@@ -223,6 +261,84 @@ async def random_isolation(
             if strangers:
                 report.violations.append(f"list_users gave unknown ids {strangers[:3]}")
             report.count("list_users")
+
+    def remember(memory: Memory) -> None:
+        ids = memory_ids.setdefault(memory.user_id, [])
+        if memory.id not in ids:
+            ids.append(memory.id)
+            del ids[:-KNOWN_IDS]
+
+    async def memory_call(scope: TokenScope) -> None:
+        kind = rng.random()
+        u, n = scope.user_id, rng.randrange(1_000_000)
+        mine = memory_ids.get(u, [])
+        vector = [1.0, (n % 7) / 7, 0.5] if rng.random() < 0.2 else None
+        text = f"{scope.user_token}|fact {n}: likes tea, green gardens and {n % 13} cats"
+        try:
+            if kind < 0.3:
+                memory = await store.add_memory(
+                    text, user_id=u, session_id=scope.session_id, embedding=vector
+                )
+                check_memories(report, scope, [memory], "add_memory")
+                remember(memory)
+                report.count("add_memory")
+            elif kind < 0.55:
+                query = rng.choice(["tea green", "cats", "gardens fact", f"{n % 13} cats"])
+                found = await store.search_memories(
+                    query, user_id=u, limit=rng.choice([1, 5, 20]), embedding=vector
+                )
+                check_memories(report, scope, found, "search_memories")
+                report.count("search_memories")
+            elif kind < 0.7:
+                found = await store.list_memories(user_id=u, limit=rng.choice([None, 3]))
+                check_memories(report, scope, found, "list_memories")
+                report.count("list_memories")
+            elif kind < 0.8:
+                report.count("update_memory")
+                if mine:
+                    old = await store.get_memory(rng.choice(mine), user_id=u)
+                    check_memories(report, scope, [old], "get_memory")
+                    new = await store.update_memory(
+                        old.id, text, user_id=u, expected_version=old.version, embedding=vector
+                    )
+                    check_memories(report, scope, [new], "update_memory")
+            elif kind < 0.85:
+                report.count("get_memory")
+                if mine:
+                    got = await store.get_memory(rng.choice(mine), user_id=u)
+                    check_memories(report, scope, [got], "get_memory")
+            elif kind < 0.95:
+                report.count("foreign_memory")
+                await foreign(scope)
+            elif kind < 0.98:
+                report.count("delete_memory")
+                if mine:
+                    await store.delete_memory(mine.pop(rng.randrange(len(mine))), user_id=u)
+            else:
+                await store.clear_memories(user_id=u)
+                mine.clear()
+                report.count("clear_memories")
+        except (MemoryNotFound, MemoryConflict):
+            pass  # dropped by the cap or changed by a concurrent caller: not a violation
+
+    async def foreign(scope: TokenScope) -> None:
+        """Try another user's memory id as `scope`'s user: every call must be not found."""
+        others = [user for user in memory_ids if user != scope.user_id and memory_ids[user]]
+        if not others:
+            return
+        target, u = rng.choice(memory_ids[rng.choice(others)]), scope.user_id
+        attempts: list[Callable[[], Awaitable[object]]] = [
+            lambda: store.get_memory(target, user_id=u),
+            lambda: store.update_memory(target, f"{scope.user_token}|hijack", user_id=u),
+            lambda: store.delete_memory(target, user_id=u),
+        ]
+        for attempt in attempts:
+            report.reads_checked += 1
+            try:
+                got = await attempt()
+            except MemoryNotFound:
+                continue
+            report.violations.append(f"{scope.user_id} reached memory {target}: {got!r:.80}")
 
     async def worker() -> None:
         nonlocal remaining
