@@ -12,6 +12,7 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
   PostgreSQL;
 - `memories`: `search_memories` latency per backend against the number of other users'
   memories, beside agno's and LangGraph's memory read paths.
+- `memory_overhead`: a turn with long-term memory on (recall included) against off, per backend.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
 directory unless `--out` is given, so committed figures are never replaced by smoke figures.
@@ -29,7 +30,16 @@ from pathlib import Path
 
 from bench.common import RESULTS, Config, write
 
-SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants", "memories")
+SUITES = (
+    "frameworks",
+    "stores",
+    "http",
+    "memory",
+    "tracing",
+    "tenants",
+    "memories",
+    "memory_overhead",
+)
 
 
 def _url(name: str) -> str | None:

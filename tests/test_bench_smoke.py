@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = ("frameworks", "stores", "http", "memory", "tracing", "tenants", "memories")
+SUITES = (
+    "frameworks",
+    "stores",
+    "http",
+    "memory",
+    "tracing",
+    "tenants",
+    "memories",
+    "memory_overhead",
+)
 
 
 @pytest.mark.slow
@@ -72,3 +81,6 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     for backend in expected:
         assert "skipped" not in memories["backends"][backend], backend
     assert all("skipped" not in peer for peer in memories["peers"].values())
+    overhead = json.loads((tmp_path / "memory_overhead.json").read_text())["results"]
+    for backend in expected:
+        assert overhead[backend]["prompts_with_facts"] == overhead[backend]["turns_with_memory"]

@@ -10,7 +10,7 @@ import types
 import pytest
 
 import tenantry
-from tenantry import errors, models, storage, tenancy, tools
+from tenantry import errors, memory, models, storage, tenancy, tools
 from tenantry import types as data_types
 
 LAZY = {"AnthropicModel", "OpenAIChatModel", "PostgresStore", "RedisStore"}
@@ -27,6 +27,8 @@ KEPT_IN_SUBPACKAGE = {
     "validate_user_id": "the check Scope applies; for integrators (tenantry.tenancy)",
     "tenant_id": "how credentials name a tenant (org, user); for integrators (tenantry.tenancy)",
     "split_tenant_id": "the inverse of tenant_id; for integrators (tenantry.tenancy)",
+    "BackgroundJobs": "the type of Agent.memory_jobs, for metrics (tenantry.memory)",
+    "TurnMemory": "the type of RunContext.memory, for tool authors (tenantry.memory)",
 }
 """Public names of a subpackage that are deliberately not re-exported from `tenantry`."""
 
@@ -65,7 +67,9 @@ def test_every_public_error_type_is_exported() -> None:
         assert getattr(tenantry, error.__name__) is error
 
 
-@pytest.mark.parametrize("module", [models, storage, tenancy, tools], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [memory, models, storage, tenancy, tools], ids=lambda m: m.__name__
+)
 def test_the_public_names_of_the_subpackages_are_exported_or_kept_on_purpose(
     module: types.ModuleType,
 ) -> None:

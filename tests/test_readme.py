@@ -278,8 +278,8 @@ def test_the_mcp_and_tracing_examples_run(tmp_path: Path) -> None:
     _run(_block("OpenTelemetryMiddleware"), tmp_path)
 
 
-def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
-    snippet = next(b for b in _python_blocks() if "add_memory" in b and "asyncio.run" in b)
+def _run_lines(snippet: str, tmp_path: Path) -> list[str]:
+    """Run a README snippet in a clean environment; give the lines it printed."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", snippet],
@@ -290,7 +290,19 @@ def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None
         timeout=60,
         check=True,
     )
-    assert result.stdout.splitlines() == [
+    return result.stdout.splitlines()
+
+
+def test_the_memory_quickstart_knows_each_user_in_a_new_session(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "memory=True" in b and "flush()" in b)
+    promised = [line.removeprefix("# ") for line in snippet.splitlines() if line.startswith("# ")]
+    assert _run_lines(snippet, tmp_path) == promised
+    assert promised[:2] == ["Your name is Alice.", "Your name is Bob."]
+
+
+def test_the_memory_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    snippet = next(b for b in _python_blocks() if "add_memory" in b and "asyncio.run" in b)
+    assert _run_lines(snippet, tmp_path) == [
         '["The user\'s name is Alice"]',
         "stale version: read it again",
         "[]",

@@ -15,6 +15,7 @@ from tenantry.errors import (
     InvalidInput,
     InvalidMemory,
     InvalidMessage,
+    InvalidModelAnswer,
     InvalidScope,
     InvalidSessionId,
     InvalidState,
@@ -39,6 +40,7 @@ from tenantry.errors import (
     ToolError,
     ToolsetUnavailable,
 )
+from tenantry.memory import MemoryConfig
 from tenantry.models import (
     Embedder,
     FunctionModel,
@@ -83,6 +85,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMemory",
     "InvalidMessage",
+    "InvalidModelAnswer",
     "InvalidScope",
     "InvalidSessionId",
     "InvalidState",
@@ -90,6 +93,7 @@ __all__ = [
     "InvalidUserId",
     "MaxLoopsExceeded",
     "Memory",
+    "MemoryConfig",
     "MemoryConflict",
     "MemoryNotFound",
     "Message",

@@ -9,6 +9,10 @@ A turn:
 3. calls the model, runs the tools it asks for, up to `max_loops` model calls,
 4. writes the user message, tool messages, the reply and the changed state in ONE atomic
    `add_many`, after the model answered. A failure anywhere before that stores nothing.
+
+With `memory=` on (`tenantry.memory`), step 2 also recalls the user's memories (and the
+session summary) into the system prompt, and once the turn is stored its learning and summary
+jobs are queued in the background: the reply never waits for them (`aflush()` does).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ from tenantry.errors import (
     ModelError,
     TenantryError,
 )
+from tenantry.memory.config import MemoryConfig, memory_config
+from tenantry.memory.jobs import BackgroundJobs
+from tenantry.memory.runtime import AgentMemory
+from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
@@ -66,15 +74,24 @@ def _toolsets(toolsets: Iterable[Toolset]) -> tuple[Toolset, ...]:
     return found
 
 
+def _with_memory_tools(tools: tuple[Tool, ...], config: MemoryConfig | None) -> tuple[Tool, ...]:
+    """Give `tools` with the memory tools if `config` asks for them, and without otherwise
+    (so `replace(memory=...)` adds or drops them)."""
+    own = tuple(t for t in tools if not is_memory_tool(t))
+    return own + memory_tools() if config is not None and config.tools else own
+
+
 class Agent:
     """One agent for many users. Immutable: derive a variant with `agent.replace(...)`."""
 
     __slots__ = (
+        "_memory",
         "default_user_id",
         "history_window",
         "instructions",
         "lock_timeout",
         "max_loops",
+        "memory",
         "model",
         "name",
         "store",
@@ -95,6 +112,9 @@ class Agent:
     default_user_id: str
     """The tenant of runs that name none (for scripts); a server passes user_id= to each run."""
     lock_timeout: float
+    memory: MemoryConfig | None
+    """Long-term memory per user (None: off); see `tenantry.memory.MemoryConfig`."""
+    _memory: AgentMemory | None
 
     def __init__(
         self,
@@ -110,6 +130,7 @@ class Agent:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         toolsets: Iterable[Toolset] = (),
         tracing: Tracing = DEFAULT_TRACING,
+        memory: bool | MemoryConfig = False,
         user_id: str | None = None,
     ) -> None:
         if user_id is not None:
@@ -122,7 +143,8 @@ class Agent:
             from tenantry.storage.memory import InMemoryStore
 
             store = InMemoryStore()
-        converted = tuple(as_tool(t) for t in tools)
+        config = memory_config(memory)
+        converted = _with_memory_tools(tuple(as_tool(t) for t in tools), config)
         names = [t.name for t in converted]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -139,6 +161,8 @@ class Agent:
             "lock_timeout": float(lock_timeout),
             "toolsets": _toolsets(toolsets),
             "tracing": tracing,
+            "memory": config,
+            "_memory": AgentMemory(config, history_window) if config is not None else None,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -157,7 +181,7 @@ class Agent:
             given = changes.get("default_user_id", DEFAULT_USER_ID)
             renamed = _renamed_user_id(changes.pop("user_id"), given, "Agent.replace")
             changes["default_user_id"] = renamed
-        current = {key: getattr(self, key) for key in self.__slots__}
+        current = {key: getattr(self, key) for key in self.__slots__ if key[0] != "_"}
         current.update(changes)
         return Agent(**current)
 
@@ -224,6 +248,23 @@ class Agent:
         ):
             yield item
 
+    # --- background memory jobs ---------------------------------------------------------------
+
+    async def aflush(self) -> None:
+        """Wait until the memory jobs (learning, summaries) queued by this agent's turns on
+        the running event loop are done. For tests, scripts and graceful shutdown."""
+        if self._memory is not None:
+            await self._memory.jobs.flush()
+
+    def flush(self) -> None:
+        """Blocking `aflush`, for the jobs of turns run with `run()`."""
+        run_sync(self.aflush())
+
+    @property
+    def memory_jobs(self) -> BackgroundJobs | None:
+        """The background jobs of memory (their counts, for metrics); None with memory off."""
+        return self._memory.jobs if self._memory is not None else None
+
     # --- the turn -----------------------------------------------------------------------------
 
     def _scope(self, user_id: str | None, session_id: str | None) -> Scope:
@@ -245,16 +286,26 @@ class Agent:
             raise InvalidMessage("the message must not be empty")
         scope = self._scope(user_id, session_id)
         trace.scope(scope)
-        store = self.store
+        store, memory = self.store, self._memory
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
-            snapshot = await store.snapshot(
-                scope.user_id, scope.session_id, limit=self.history_window
+            run_id = new_id()
+            turn_memory = None
+            if memory is None:
+                snapshot = await store.snapshot(
+                    scope.user_id, scope.session_id, limit=self.history_window
+                )
+            else:  # the history read and recall together (tenantry.memory)
+                snapshot, turn_memory = await memory.begin(store, scope, run_id, text)
+            ctx = RunContext(
+                scope=scope, run_id=run_id, state=snapshot.state, deps=deps, memory=turn_memory
             )
-            ctx = RunContext(scope=scope, run_id=new_id(), state=snapshot.state, deps=deps)
             # Tools may change nested values, so compare against a deep copy; most sessions
             # have no state, and an empty dict has nothing to copy.
             loaded_state = copy.deepcopy(snapshot.state) if snapshot.state else {}
-            prompt = [Message.system(self.instructions)] if self.instructions else []
+            system = (
+                turn_memory.system_prompt(self.instructions) if turn_memory else self.instructions
+            )
+            prompt = [Message.system(system)] if system else []
             prompt.extend(_window(snapshot.messages))
             turn = [Message.user(text)]
             usage = Usage()
@@ -290,6 +341,8 @@ class Agent:
                 session_id=scope.session_id,
                 state=ctx.state if changed else None,
             )
+        if memory is not None and turn_memory is not None:  # learning, now the turn is stored
+            memory.after_turn(turn_memory, self.model, turn)
         yield RunOutput(
             content=turn[-1].content,
             user_id=scope.user_id,

@@ -117,6 +117,11 @@ class ModelUnreachable(ModelError):
     """The model's API could not be reached or timed out."""
 
 
+class InvalidModelAnswer(ModelError):
+    """The model's answer to one of tenantry's own tasks (memory extraction, a summary) is
+    not in the format the task asked for; the task's result was discarded."""
+
+
 class ToolError(TenantryError):
     """A tool raised an exception; the turn was abandoned and nothing was stored."""
 

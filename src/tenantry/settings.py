@@ -38,3 +38,16 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         None, validation_alias=AliasChoices("TENANTRY_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL")
     )
+    memory: bool = Field(
+        False,
+        description="Long-term memory per user (on/off): recall into the system prompt, and "
+        "learning after each turn in the background.",
+    )
+    memory_tools: bool = Field(
+        False, description="With memory on: offer the model remember/recall/forget tools."
+    )
+    memory_summaries: bool = Field(
+        False,
+        description="Keep a summary of each session's messages that left the history window "
+        "and send it to the model ahead of the window (independent of `memory`).",
+    )

@@ -40,6 +40,9 @@ class RunContext:
     run_id: str
     state: dict[str, Any]
     deps: Any = None
+    memory: Any = None
+    """With memory on: the turn user's long-term memory (`tenantry.memory.TurnMemory`), which
+    the memory tools use; None otherwise."""
 
     @property
     def user_id(self) -> str:

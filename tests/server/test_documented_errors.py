@@ -67,6 +67,7 @@ async def provoked(
         await limited.post("/v1/chat", json={"message": "hi"}),
         await limited.post("/v1/chat", json={"message": "hi"}),
         await open_client.get("/v1/info", headers={"Host": "rebind.attacker.example"}),
+        await open_client.get("/v1/users/nobody/memories/no-such-memory"),
         await open_client.post(
             "/v1/chat", json={"message": "hi"}, headers={"Origin": "http://evil.example"}
         ),
@@ -117,4 +118,5 @@ async def test_a_user_with_nothing_stored_lists_no_sessions_but_has_nothing_to_e
         await open_client.delete("/v1/users/nobody"),
     ):
         assert error_of(response) == (404, "NotFound")
-        assert response.json()["error"]["message"] == "user 'nobody' has no stored sessions"
+        message = response.json()["error"]["message"]
+        assert message == "user 'nobody' has no stored sessions or memories"

@@ -68,7 +68,7 @@ async def test_deleting_a_session_then_the_user(
     again = await auth_client.delete("/v1/users/alice/sessions/s1", headers=alice)
     assert again.status_code == 404
     deleted = await auth_client.delete("/v1/users/alice", headers=alice)
-    assert deleted.json() == {"user_id": "alice", "deleted_sessions": 1}
+    assert deleted.json() == {"user_id": "alice", "deleted_sessions": 1, "deleted_memories": 0}
     assert await stored.store.list_users() == ["bob"]
     for method, path in [
         ("DELETE", "/v1/users/alice"),

@@ -49,19 +49,25 @@ def chat(
 def _open(store_url: str | None) -> tuple[Agent, Store]:
     """Give the chat's agent and its store (which the caller closes)."""
     from tenantry.agent import Agent
+    from tenantry.memory.config import memory_from_settings
     from tenantry.models import model_from_settings
     from tenantry.settings import Settings
     from tenantry.storage.url import open_store
 
     settings = Settings()
     store = open_store(store_url or settings.store_url)
-    return Agent(name="chat", model=model_from_settings(settings), store=store), store
+    memory = memory_from_settings(settings) or False
+    agent = Agent(name="chat", model=model_from_settings(settings), store=store, memory=memory)
+    return agent, store
 
 
 async def _one_message(user: str, session: str, store_url: str | None, message: str) -> None:
     agent, store = _open(store_url)
     async with store:
-        output = await agent.arun(message, user_id=user, session_id=session)
+        try:
+            output = await agent.arun(message, user_id=user, session_id=session)
+        finally:
+            await agent.aflush()  # what the turn taught memory, before the store closes
     typer.echo(output.content)
 
 
@@ -95,7 +101,10 @@ def _conversation(user: str, session: str, store_url: str | None) -> None:
                 except KeyboardInterrupt:
                     typer.echo("\n(reply stopped)")
         finally:
-            runner.run(store.close())
+            try:
+                runner.run(agent.aflush())  # what the turns taught memory, first
+            finally:
+                runner.run(store.close())
 
 
 async def _stream_reply(agent: Agent, text: str, user: str, session: str) -> None:

@@ -1,9 +1,9 @@
 """`tenantry users ...`: list, delete, export and prune tenants' stored conversations.
 
     tenantry users list [--sessions]
-    tenantry users delete USER_ID [--session S] [--yes]
+    tenantry users delete USER_ID [--session S] [--yes]     (the whole user: memories too)
     tenantry users export USER_ID [--session S] [--output FILE]     (JSON lines)
-    tenantry users prune --inactive 24h
+    tenantry users prune --inactive 24h                     (sessions only; memories stay)
 
 Every command takes `--store URL` (default: TENANTRY_STORE_URL, else sqlite:///tenantry.db).
 Exit codes: 0 done, 1 the store failed or the user has nothing stored, 2 bad input.
@@ -22,6 +22,7 @@ import typer
 from tenantry.cli.app import app
 from tenantry.cli.options import StoreOption, run_with_store
 from tenantry.storage.base import Store
+from tenantry.types import Memory
 
 users_app = typer.Typer(
     name="users",
@@ -87,15 +88,22 @@ def list_users(
         typer.echo("no users stored", err=True)
 
 
-async def _sessions_of(opened: Store, user_id: str, session: str | None) -> list[str]:
-    """Give the sessions a command acts on; exit 1 when there are none."""
+async def _stored(
+    opened: Store, user_id: str, session: str | None
+) -> tuple[list[str], list[Memory]]:
+    """Give the sessions and memories a command acts on (no memories for one session); exit
+    1 when there is nothing."""
     sessions = await opened.list_sessions(user_id)
-    chosen = sessions if session is None else [s for s in sessions if s == session]
-    if not chosen:
-        where = "no stored sessions" if session is None else f"no session {session!r}"
-        typer.echo(f"error: user {user_id!r} has {where}", err=True)
+    if session is not None:
+        if session not in sessions:
+            typer.echo(f"error: user {user_id!r} has no session {session!r}", err=True)
+            raise typer.Exit(1)
+        return [session], []
+    memories = await opened.list_memories(user_id=user_id)
+    if not sessions and not memories:
+        typer.echo(f"error: user {user_id!r} has no stored sessions or memories", err=True)
         raise typer.Exit(1)
-    return chosen
+    return sessions, memories
 
 
 @users_app.command("delete")
@@ -105,18 +113,24 @@ def delete(
     store: StoreOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a user's messages and session state (every session, or just --session)."""
+    """Delete a user's messages, session state and memories (or just --session's messages,
+    state and summary)."""
 
-    async def delete_sessions(opened: Store) -> int:
-        chosen = await _sessions_of(opened, user_id, session)
+    async def delete_sessions(opened: Store) -> tuple[int, int]:
+        chosen, memories = await _stored(opened, user_id, session)
         if not yes:
-            what = f"session {session!r}" if session else f"all {len(chosen)} session(s)"
+            what = (
+                f"session {session!r}"
+                if session
+                else f"all {len(chosen)} session(s) and {len(memories)} memories"
+            )
             typer.confirm(f"Delete {what} of user {user_id!r}?", abort=True)
         await opened.clear(user_id, session)
-        return len(chosen)
+        return len(chosen), len(memories)
 
-    deleted = run_with_store(store, delete_sessions)
-    typer.echo(f"deleted {deleted} session(s) of user {user_id!r}")
+    sessions, memories = run_with_store(store, delete_sessions)
+    also = "" if session else f", and {memories} memories"
+    typer.echo(f"deleted {sessions} session(s) of user {user_id!r}{also}")
 
 
 @users_app.command("export")
@@ -128,19 +142,26 @@ def export(
         Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
     ] = None,
 ) -> None:
-    """Write a user's conversations as JSON lines (messages oldest first, then the state).
+    """Write a user's conversations and memories as JSON lines.
 
-    Each line is one message, with its user_id and session_id, or, after a session's
-    messages, that session's state: {"type": "state", ..., "state": {...}}.
+    Each line is one message, with its user_id and session_id; after a session's messages,
+    that session's state, {"type": "state", ..., "state": {...}}, and its summary if it has
+    one, {"type": "summary", ..., "summary": {...}}; last, without --session, the user's
+    memories, {"type": "memory", "id": ..., "text": ..., "version": ...}.
     """
 
     async def lines(opened: Store) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for name in await _sessions_of(opened, user_id, session):
+        sessions, memories = await _stored(opened, user_id, session)
+        for name in sessions:
             snapshot = await opened.snapshot(user_id, name)
             scope = {"user_id": user_id, "session_id": name}
             found += [{"type": "message", **scope, **m.to_dict()} for m in snapshot.messages]
             found.append({"type": "state", **scope, "state": snapshot.state})
+            summary = await opened.get_summary(user_id, name)
+            if summary is not None:
+                found.append({"type": "summary", **scope, "summary": summary.to_dict()})
+        found += [{"type": "memory", **m.to_dict()} for m in memories]
         return found
 
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run_with_store(store, lines))
@@ -169,7 +190,8 @@ def prune(
     ],
     store: StoreOption = None,
 ) -> None:
-    """Delete every session (messages and state) idle for longer than --inactive."""
+    """Delete every session (messages, state, summary) idle for longer than --inactive.
+    Memories belong to the user, not a session, and stay."""
 
     async def prune_idle(opened: Store) -> int:
         return await opened.prune_inactive(inactive)

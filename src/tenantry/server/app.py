@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection
 from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
-from tenantry.server import chat, openai_compat, ops, users
+from tenantry.server import chat, memories, openai_compat, ops, users
 from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
@@ -36,6 +36,7 @@ from tenantry.server.guards import (
     JSONBodyMiddleware,
     OriginCheckMiddleware,
 )
+from tenantry.server.memory_metrics import watch_memory_jobs
 from tenantry.server.metrics import Metrics
 from tenantry.server.middleware import (
     BodyLimitMiddleware,
@@ -63,6 +64,7 @@ _PAGE_HEADERS = {
 
 
 def _default_agent(settings: ServerSettings) -> Agent:
+    from tenantry.memory.config import memory_from_settings
     from tenantry.models import model_from_settings
     from tenantry.storage.url import open_store
 
@@ -70,6 +72,7 @@ def _default_agent(settings: ServerSettings) -> Agent:
         name="tenantry",
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
+        memory=memory_from_settings(settings) or False,
     )
 
 
@@ -146,7 +149,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=[
                 "A2A-Version",
                 "Authorization",
@@ -173,6 +176,20 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         on_error=state.metrics.count_error,
     )
     app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
+
+
+async def _flush_memory(agent: Agent, grace: float) -> None:
+    """Wait up to `grace` seconds for the memory jobs of the turns served (their turns are
+    stored; a job cut short only leaves its memory unlearned)."""
+    jobs = agent.memory_jobs
+    if jobs is None or not jobs.pending():
+        return
+    logger.info("waiting for %d memory job(s)", jobs.pending())
+    try:
+        async with asyncio.timeout(grace):
+            await agent.aflush()
+    except TimeoutError:
+        logger.warning("%d memory job(s) unfinished at shutdown; not learned", jobs.pending())
 
 
 async def _prune_forever(state: ServerState, hours: float, every: float) -> None:
@@ -218,7 +235,10 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         finally:
             if pruner is not None:
                 pruner.cancel()
+            started = asyncio.get_running_loop().time()
             await state.drain(settings.graceful_timeout)
+            left = settings.graceful_timeout - (asyncio.get_running_loop().time() - started)
+            await _flush_memory(agent, max(0.0, left))  # after the turns, which queue jobs
             await handler.aclose()
             if owns_store:
                 await agent.store.close()
@@ -232,7 +252,8 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         redoc_url=None,
     )
     app.state.tenantry = state
-    for router in (chat.router, openai_compat.router, users.router, ops.router):
+    watch_memory_jobs(state.metrics.registry, agent.memory_jobs)
+    for router in (chat.router, openai_compat.router, users.router, memories.router, ops.router):
         app.include_router(router)
     app.include_router(docs_router(app.title, app.openapi_url or "/openapi.json"))
 

@@ -16,7 +16,9 @@ log under that request id.
 | Forbidden (another tenant's data)       | 403    |             |
 | ForbiddenOrigin (open mode, other site) | 403    |             |
 | NotFound (unknown session/user/route)   | 404    |             |
+| MemoryNotFound (not one of the user's)  | 404    |             |
 | ScopeBusy (the scope's lock timed out)  | 409    | yes         |
+| MemoryConflict (a stale version)        | 409    |             |
 | BodyTooLarge                            | 413    |             |
 | UnsupportedMediaType (body not JSON)    | 415    |             |
 | InvalidInput, InvalidRequest            | 422    |             |
@@ -40,6 +42,8 @@ from starlette.responses import JSONResponse
 from tenantry.errors import (
     InvalidInput,
     MaxLoopsExceeded,
+    MemoryConflict,
+    MemoryNotFound,
     ModelError,
     ModelHTTPError,
     ModelUnreachable,
@@ -119,7 +123,9 @@ STATUS: dict[type[BaseException], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    MemoryNotFound: 404,
     ScopeBusy: 409,
+    MemoryConflict: 409,
     BodyTooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidInput: 422,
@@ -145,6 +151,8 @@ def retry_after(exc: BaseException) -> int | None:
     """Give the seconds a client should wait before retrying, or None if retrying won't help."""
     if isinstance(exc, RateLimited):
         return max(1, math.ceil(exc.retry_after))
+    if isinstance(exc, MemoryConflict):  # the same request fails again: read, then retry
+        return None
     if status_of(exc) in (409, 503):
         return RETRY_AFTER_SECONDS
     return None

@@ -1,6 +1,7 @@
 """A user's own data: list sessions, read a session's messages (paged), delete a session or
-the whole user, export everything as JSON. Each route serves only the credential's user
-(or an admin); an unknown session or user is 404."""
+the whole user (sessions and memories), export everything as JSON (sessions with their
+summaries, and memories). Each route serves only the credential's user (or an admin); an
+unknown session, or a user with nothing stored, is 404. Memories: `tenantry.server.memories`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tenantry.server.errors import Forbidden, NotFound
 from tenantry.server.schemas import PathSessionId, PathUserId, error_responses
 from tenantry.server.state import State
 from tenantry.storage.base import Store
+from tenantry.types import Memory
 
 router = APIRouter(tags=["users"])
 _ERRORS = error_responses(401, 403, 404, 422, 429, 503)
@@ -39,17 +41,22 @@ class SessionExport(BaseModel):
     session_id: str
     state: dict[str, Any]
     messages: list[dict[str, Any]]
+    summary: dict[str, Any] | None = Field(
+        description="What the messages that fell out of the history window said, if kept."
+    )
 
 
 class UserExport(BaseModel):
     user_id: str
     exported_at: float
     sessions: list[SessionExport]
+    memories: list[dict[str, Any]] = Field(description="Most recently updated first.")
 
 
 class Deleted(BaseModel):
     user_id: str
     deleted_sessions: int
+    deleted_memories: int
 
 
 class UserList(BaseModel):
@@ -62,11 +69,13 @@ class Me(BaseModel):
     auth: bool = Field(description="Whether the server requires credentials.")
 
 
-async def _sessions(store: Store, user_id: str) -> list[str]:
+async def _stored(store: Store, user_id: str) -> tuple[list[str], list[Memory]]:
+    """Give the user's sessions and memories; NotFound when there are neither."""
     sessions = await store.list_sessions(user_id)
-    if not sessions:
-        raise NotFound(f"user {user_id!r} has no stored sessions")
-    return sessions
+    memories = await store.list_memories(user_id=user_id)
+    if not sessions and not memories:
+        raise NotFound(f"user {user_id!r} has no stored sessions or memories")
+    return sessions, memories
 
 
 async def _require_session(store: Store, user_id: str, session_id: str) -> None:
@@ -145,30 +154,39 @@ async def delete_session(
 
 @router.delete("/v1/users/{user_id}", response_model=Deleted, responses=_ERRORS)
 async def delete_user(user_id: PathUserId, request: Request, state: State) -> Deleted:
-    """Delete every session of the user."""
+    """Delete every session of the user, and every memory."""
     tenant = state.admit(request, user_id)
     store = state.agent.store
-    sessions = await _sessions(store, tenant)
+    sessions, memories = await _stored(store, tenant)
     await store.clear(tenant)
-    return Deleted(user_id=tenant, deleted_sessions=len(sessions))
+    return Deleted(user_id=tenant, deleted_sessions=len(sessions), deleted_memories=len(memories))
 
 
 @router.get("/v1/users/{user_id}/export", response_model=UserExport, responses=_ERRORS)
 async def export_user(user_id: PathUserId, request: Request, state: State) -> UserExport:
-    """Everything stored for the user: each session's state and messages, oldest first."""
+    """Everything stored for the user: each session's state, messages (oldest first) and
+    summary, and the user's memories."""
     tenant = state.admit(request, user_id)
     store = state.agent.store
+    names, memories = await _stored(store, tenant)
     sessions = []
-    for session_id in await _sessions(store, tenant):
+    for session_id in names:
         snapshot = await store.snapshot(tenant, session_id)
+        summary = await store.get_summary(tenant, session_id)
         sessions.append(
             SessionExport(
                 session_id=session_id,
                 state=snapshot.state,
                 messages=[m.to_dict() for m in snapshot.messages],
+                summary=summary.to_dict() if summary is not None else None,
             )
         )
-    return UserExport(user_id=tenant, exported_at=time.time(), sessions=sessions)
+    return UserExport(
+        user_id=tenant,
+        exported_at=time.time(),
+        sessions=sessions,
+        memories=[m.to_dict() for m in memories],
+    )
 
 
 __all__ = ["router"]
