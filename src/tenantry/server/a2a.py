@@ -41,7 +41,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import A2AError, InternalError, InvalidParamsError
 from starlette.requests import Request
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from tenantry import __version__
 from tenantry.errors import InvalidInput, TenantryError
@@ -248,8 +248,13 @@ def a2a_handler(state: ServerState) -> DefaultRequestHandler:
 
 
 def a2a_routes(handler: DefaultRequestHandler) -> list[BaseRoute]:
-    """The JSON-RPC route, accepting 1.0 (A2A-Version: 1.0) and 0.3 (no header) calls."""
-    return list(create_jsonrpc_routes(handler, rpc_url=RPC_PATH, enable_v0_3_compat=True))
+    """The JSON-RPC route, accepting 1.0 and 0.3 calls (told apart by their method names),
+    at `RPC_PATH` and `RPC_PATH/`: clients that join "/" to the card's URL (the A2A TCK's
+    does) reach it too, where a redirect would lose their POST on clients that do not
+    follow one."""
+    (route,) = create_jsonrpc_routes(handler, rpc_url=RPC_PATH, enable_v0_3_compat=True)
+    assert isinstance(route, Route)
+    return [route, Route(RPC_PATH + "/", route.endpoint, methods=["POST"])]
 
 
 __all__ = [
