@@ -33,13 +33,19 @@ from a2a.types import (
     HTTPAuthSecurityScheme,
     ListTasksRequest,
     ListTasksResponse,
+    Message,
     SecurityRequirement,
     SecurityScheme,
     StringList,
     Task,
     TaskState,
 )
-from a2a.utils.errors import A2AError, InternalError, InvalidParamsError
+from a2a.utils.errors import (
+    A2AError,
+    ContentTypeNotSupportedError,
+    InternalError,
+    InvalidParamsError,
+)
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
@@ -56,23 +62,55 @@ from tenantry.types import RunOutput
 RPC_PATH = "/a2a/jsonrpc"
 CARD_PATH = "/.well-known/agent-card.json"
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
+TEXT = "text/plain"
+"""The one media type the agent reads and writes."""
 MAX_TASKS = 10_000
 """Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
 
 
+A2A_ERRORS: dict[type[BaseException], type[A2AError]] = {
+    InvalidInput: InvalidParamsError,
+}
+"""The A2A error a failed turn's error becomes, by class (nearest ancestor); anything else is
+InternalError. One entry per error class that A2A clients should tell apart."""
+
+
 def a2a_error(exc: Exception) -> A2AError:
-    """Give the A2A error for a failed turn: bad input is InvalidParams, the rest Internal
-    with the error type (and retry hint) in `data`; the message is `public_message`'s (the
+    """Give the A2A error for a failed turn (see `A2A_ERRORS`), with the error type and, when
+    retrying helps, `retry_after` seconds in `data`; the message is `public_message`'s (the
     SDK would send the text of any other exception to the client)."""
-    message = public_message(exc, current_request_id())
-    kind = type(exc).__name__ if isinstance(exc, TenantryError) else "InternalError"
-    if isinstance(exc, InvalidInput):
-        return InvalidParamsError(message=message, data={"type": kind})
-    data: dict[str, Any] = {"type": kind}
+    data: dict[str, Any] = {
+        "type": type(exc).__name__ if isinstance(exc, TenantryError) else "InternalError"
+    }
     seconds = retry_after(exc)
     if seconds is not None:
         data["retry_after"] = seconds
-    return InternalError(message=message, data=data)
+    kind = next((A2A_ERRORS[c] for c in type(exc).__mro__ if c in A2A_ERRORS), InternalError)
+    return kind(message=public_message(exc, current_request_id()), data=data)
+
+
+def user_text(message: Message | None) -> str:
+    """Give what the user said: the message's text parts, and its raw parts of media type
+    text/plain (UTF-8), one per line. Any other part (a file, a URL, data) is refused with
+    ContentTypeNotSupportedError rather than dropped: this agent reads text only."""
+    texts: list[str] = []
+    for part in message.parts if message is not None else ():
+        kind = part.WhichOneof("content")
+        media = part.media_type.partition(";")[0].strip().lower()
+        if kind == "text":
+            texts.append(part.text)
+        elif kind == "raw" and media == TEXT:
+            try:
+                texts.append(part.raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidParamsError(message="a text/plain raw part is not UTF-8") from None
+        else:
+            stated = f"media type {part.media_type}" if part.media_type else "no media type"
+            raise ContentTypeNotSupportedError(
+                message=f"this agent reads text only (text parts, or raw parts of media type "
+                f"{TEXT}); got a {kind or 'empty'} part with {stated}"
+            )
+    return "\n".join(texts)
 
 
 class TenantryExecutor(AgentExecutor):
@@ -93,7 +131,7 @@ class TenantryExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         try:
             scope = self._scope(context)
-            turn = TurnRequest("a2a", scope, context.get_user_input())
+            turn = TurnRequest("a2a", scope, user_text(context.message))
             self.state.limiter.hit(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
@@ -219,8 +257,8 @@ def agent_card(state: ServerState, base_url: str) -> AgentCard:
             AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
         ],
         capabilities=AgentCapabilities(streaming=True),
-        default_input_modes=["text/plain"],
-        default_output_modes=["text/plain"],
+        default_input_modes=[TEXT],
+        default_output_modes=[TEXT],
         skills=[
             AgentSkill(
                 id="chat",
@@ -244,6 +282,7 @@ def a2a_handler(state: ServerState) -> DefaultRequestHandler:
         agent_executor=TenantryExecutor(state),
         task_store=BoundedTaskStore(),
         agent_card=agent_card(state, state.settings.public_url or "http://127.0.0.1"),
+        validate_input_modes=True,  # a part of a media type the card does not declare: -32005
     )
 
 
@@ -258,12 +297,15 @@ def a2a_routes(handler: DefaultRequestHandler) -> list[BaseRoute]:
 
 
 __all__ = [
+    "A2A_ERRORS",
     "CARD_PATH",
     "RPC_PATH",
     "BoundedTaskStore",
     "TenantryExecutor",
+    "a2a_error",
     "a2a_handler",
     "a2a_routes",
     "agent_card",
     "card_document",
+    "user_text",
 ]
