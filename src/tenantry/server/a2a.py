@@ -3,7 +3,8 @@
 - `POST /a2a/jsonrpc`: `SendMessage` (the reply is one Message) and `SendStreamingMessage`
   (a Task whose `reply` artifact grows by one chunk per text delta, then completes with the
   whole reply as its status message). 0.3's `message/send` and `message/stream` also work.
-- `GET /.well-known/agent-card.json`: the card, declaring the security schemes in force.
+- `GET /.well-known/agent-card.json`: the card (`a2a_card`), declaring the security schemes
+  in force.
 
 Who the tenant is: with auth on, the credential's user (the spec: identity is never in the
 payload), and `contextId` is the session. In open mode, as in the seed, `contextId` is the
@@ -21,22 +22,12 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
-    AgentCapabilities,
-    AgentCard,
-    AgentInterface,
-    AgentSkill,
-    APIKeySecurityScheme,
-    HTTPAuthSecurityScheme,
     ListTasksRequest,
     ListTasksResponse,
     Message,
-    SecurityRequirement,
-    SecurityScheme,
-    StringList,
     Task,
     TaskState,
 )
@@ -46,12 +37,10 @@ from a2a.utils.errors import (
     InternalError,
     InvalidParamsError,
 )
-from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
-from tenantry import __version__
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.server.auth import API_KEY_HEADER, Authenticator
+from tenantry.server.a2a_card import CARD_PATH, RPC_PATH, TEXT, agent_card
 from tenantry.server.errors import public_message, retry_after
 from tenantry.server.middleware import current_request_id
 from tenantry.server.state import ServerState
@@ -59,11 +48,7 @@ from tenantry.server.turns import TurnRequest, run_turn, start_stream
 from tenantry.tenancy import DEFAULT_SESSION_ID, Scope
 from tenantry.types import RunOutput
 
-RPC_PATH = "/a2a/jsonrpc"
-CARD_PATH = "/.well-known/agent-card.json"
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
-TEXT = "text/plain"
-"""The one media type the agent reads and writes."""
 MAX_TASKS = 10_000
 """Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
 
@@ -218,65 +203,6 @@ class BoundedTaskStore(TaskStore):
         await self._inner.delete(task_id, context)
 
 
-def _security(authenticator: Authenticator) -> dict[str, Any]:
-    schemes: dict[str, SecurityScheme] = {}
-    if "apiKey" in authenticator.schemes:
-        schemes["apiKey"] = SecurityScheme(
-            api_key_security_scheme=APIKeySecurityScheme(
-                location="header", name=API_KEY_HEADER, description="A tenantry API key."
-            )
-        )
-    if "bearer" in authenticator.schemes:
-        schemes["bearer"] = SecurityScheme(
-            http_auth_security_scheme=HTTPAuthSecurityScheme(scheme="Bearer", bearer_format="JWT")
-        )
-    if not schemes:
-        return {}
-    return {
-        "security_schemes": schemes,
-        "security_requirements": [
-            SecurityRequirement(schemes={name: StringList(list=[])}) for name in schemes
-        ],
-    }
-
-
-def agent_card(state: ServerState, base_url: str) -> AgentCard:
-    """Give the agent card for clients that reach the server at `base_url`."""
-    url = base_url.rstrip("/") + RPC_PATH
-    who = (
-        "the credential's user; contextId is the session"
-        if state.auth
-        else ("contextId is the user id (open mode)")
-    )
-    return AgentCard(
-        name=state.agent.name,
-        description=f"A tenantry agent: one conversation per tenant ({who}).",
-        version=__version__,
-        supported_interfaces=[
-            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
-            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
-        ],
-        capabilities=AgentCapabilities(streaming=True),
-        default_input_modes=[TEXT],
-        default_output_modes=[TEXT],
-        skills=[
-            AgentSkill(
-                id="chat",
-                name="Chat",
-                description="Talk with the agent; it remembers this conversation only.",
-                tags=["chat"],
-            )
-        ],
-        **_security(state.authenticator),
-    )
-
-
-def card_document(state: ServerState, request: Request) -> dict[str, Any]:
-    """Give the served card (1.0 fields plus the 0.3 ones the SDK merges in)."""
-    base = state.settings.public_url or str(request.base_url)
-    return agent_card_to_dict(agent_card(state, base))
-
-
 def a2a_handler(state: ServerState) -> DefaultRequestHandler:
     return DefaultRequestHandler(
         agent_executor=TenantryExecutor(state),
@@ -305,7 +231,5 @@ __all__ = [
     "a2a_error",
     "a2a_handler",
     "a2a_routes",
-    "agent_card",
-    "card_document",
     "user_text",
 ]

@@ -25,7 +25,8 @@ from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
 from tenantry.server import chat, openai_compat, ops, users
-from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
+from tenantry.server.a2a import a2a_handler, a2a_routes
+from tenantry.server.a2a_card import card_route
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
@@ -231,16 +232,12 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
     for router in (chat.router, openai_compat.router, users.router, ops.router):
         app.include_router(router)
 
-    @app.get(CARD_PATH, include_in_schema=False)
-    async def card(request: Request) -> JSONResponse:
-        return JSONResponse(card_document(state, request))
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(_STATIC / "index.html"), headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
-    app.router.routes.extend(a2a_routes(handler))
+    app.router.routes.extend([card_route(state), *a2a_routes(handler)])
     _install_error_handlers(app, state)
     _install_middleware(app, state)
     return app

@@ -39,6 +39,12 @@ class ServerSettings(Settings):
         description="Base URL clients reach the server at, for the A2A agent card "
         "(default: taken from each request's Host header); its host is an allowed host.",
     )
+    a2a_card_v0_3: bool = Field(
+        False,
+        description="Declare A2A 0.3 in the agent card too, for 0.3 clients that find the "
+        "agent through its card; the SDK then merges 0.3's fields into it, so it no longer "
+        "validates against the 1.0 schema. 0.3 calls are served either way.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host header values (without port) the server answers to besides "
