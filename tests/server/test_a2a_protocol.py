@@ -92,3 +92,67 @@ async def test_a_raw_text_plain_part_is_read_as_text(open_client: httpx.AsyncCli
     asked = rpc("SendMessage", message({"text": "What is my name?"}))
     answer = (await open_client.post("/a2a/jsonrpc", json=asked, headers=V1)).json()
     assert "Your name is Ada." in json.dumps(answer["result"])
+
+
+@pytest.mark.parametrize("path", ["/a2a/jsonrpc", "/a2a/jsonrpc/"])
+@pytest.mark.parametrize("call_id", [7, "call-7"])
+async def test_a_call_without_a_valid_credential_gets_a_json_rpc_401(
+    auth_client: httpx.AsyncClient, agent: Agent, path: str, call_id: int | str
+) -> None:
+    sent = rpc("SendMessage", message({"text": "hi"}), call_id)
+    for credential in ({}, {"X-API-Key": "tnt_wrong"}, {"Authorization": "Basic eDp5"}):
+        response = await auth_client.post(path, json=sent, headers={**V1, **credential})
+        assert response.status_code == 401
+        assert response.json()["id"] == call_id
+        error = error_of(response)
+        assert error["code"] == -32000
+        assert error["data"][0]["reason"] == "UNAUTHENTICATED"
+        assert error["data"][0]["metadata"] == {"type": "Unauthorized"}
+        assert error["message"]
+        # the schemes the card declares, one challenge each
+        assert response.headers.get_list("www-authenticate") == [
+            'ApiKey realm="tenantry", in="header", name="X-API-Key"',
+            'Bearer realm="tenantry"',
+        ]
+    assert await agent.store.list_users() == []
+
+
+async def test_a_401_echoes_no_id_it_would_have_to_parse_a_large_body_for(
+    auth_client: httpx.AsyncClient,
+) -> None:
+    from tenantry.server.a2a_refusals import ID_BODY_LIMIT
+
+    sent = rpc("SendMessage", message({"text": "x" * ID_BODY_LIMIT}), 7)
+    response = await auth_client.post("/a2a/jsonrpc", json=sent, headers=V1)
+    assert response.status_code == 401
+    assert response.json()["id"] is None
+    for garbage in (b"[1, 2]", b'{"id": true}', b'{"id": {"a": 1}}', b"{"):
+        response = await auth_client.post(
+            "/a2a/jsonrpc", content=garbage, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 401
+        assert response.json()["id"] is None
+
+
+async def test_other_routes_keep_the_plain_json_401(auth_client: httpx.AsyncClient) -> None:
+    response = await auth_client.post("/v1/chat", json={"message": "hi"})
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "Unauthorized"
+    assert response.headers["www-authenticate"] == 'Bearer realm="tenantry"'
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+async def test_a_body_not_sent_as_json_gets_a_json_rpc_415(
+    open_client: httpx.AsyncClient, agent: Agent, content_type: str
+) -> None:
+    # JSONRPC-SSE-002 sends a Python repr as text/plain; valid JSON as text/plain is no better
+    sent = json.dumps(rpc("SendMessage", message({"text": "My name is Ada"}))).encode()
+    headers = {**V1, "Content-Type": content_type} if content_type else V1
+    response = await open_client.post("/a2a/jsonrpc", content=sent, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["id"] is None  # the body is not read as JSON, not even for its id
+    error = error_of(response)
+    assert error["code"] == -32005
+    assert error["data"][0]["reason"] == "CONTENT_TYPE_NOT_SUPPORTED"
+    assert "application/json" in error["message"]
+    assert await agent.store.list_users() == []

@@ -26,7 +26,8 @@ from tenantry.agent import Agent
 from tenantry.errors import TenantryError
 from tenantry.server import chat, openai_compat, ops, users
 from tenantry.server.a2a import a2a_handler, a2a_routes
-from tenantry.server.a2a_card import card_route
+from tenantry.server.a2a_card import RPC_PATH, card_route, challenges
+from tenantry.server.a2a_refusals import jsonrpc_refusals
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
@@ -43,6 +44,7 @@ from tenantry.server.middleware import (
     RequireCredentialMiddleware,
     SegmentPathMiddleware,
     current_request_id,
+    error_format,
 )
 from tenantry.server.ratelimit import RateLimiter
 from tenantry.server.state import ServerState
@@ -123,7 +125,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
     def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
         error = Unauthorized(str(exc))
         state.metrics.count_error(error)
-        return error_response(error, current_request_id())
+        return error_format(conn.scope)(error, current_request_id())
 
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)
@@ -170,7 +172,12 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         allowed=AllowedHosts.for_settings(settings),
         on_error=state.metrics.count_error,
     )
-    app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
+    jsonrpc = jsonrpc_refusals(challenges(state.authenticator))
+    app.add_middleware(
+        RequestIdMiddleware,
+        on_error=state.metrics.count_error,
+        formats={RPC_PATH: jsonrpc, RPC_PATH + "/": jsonrpc},  # JSON-RPC clients read these
+    )
 
 
 async def _prune_forever(state: ServerState, hours: float, every: float) -> None:
