@@ -3,15 +3,21 @@ client that is not the SDK's sends and reads (paths, part media types, error env
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tenantry import Agent
+from tenantry import Agent, InMemoryStore
+from tenantry.server import create_app
+from tests.server.conftest import Tenants
+from tests.server.test_hostile_http import ScriptedModel
+from tests.support.servers import serve
 
 V1 = {"A2A-Version": "1.0"}
 
@@ -156,3 +162,69 @@ async def test_a_body_not_sent_as_json_gets_a_json_rpc_415(
     assert error["data"][0]["reason"] == "CONTENT_TYPE_NOT_SUPPORTED"
     assert "application/json" in error["message"]
     assert await agent.store.list_users() == []
+
+
+async def test_a_sent_message_gets_a_completed_task_the_caller_can_get_again(
+    open_client: httpx.AsyncClient, agent: Agent
+) -> None:
+    sent = rpc("SendMessage", message({"text": "My name is Ada"}))
+    task = (await open_client.post("/a2a/jsonrpc", json=sent, headers=V1)).json()["result"]["task"]
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    reply = task["status"]["message"]["parts"][0]["text"]
+    assert reply.startswith("Nice to meet you, Ada")
+    assert task["artifacts"] == [
+        {"artifactId": "reply", "name": "reply", "parts": [{"text": reply}]}
+    ]
+    again = rpc("GetTask", {"id": task["id"]})
+    got = (await open_client.post("/a2a/jsonrpc", json=again, headers=V1)).json()["result"]
+    assert got == task
+    # a finished task takes no more messages (CORE-SEND-002), and nothing of that is stored
+    follow_up = message({"text": "and more"})
+    follow_up["message"]["taskId"] = task["id"]
+    refused = await open_client.post("/a2a/jsonrpc", json=rpc("SendMessage", follow_up), headers=V1)
+    assert "terminal state" in error_of(refused)["message"]
+    elsewhere = message({"text": "and more"}, context_id="user-b")
+    elsewhere["message"]["taskId"] = task["id"]
+    refused = await open_client.post("/a2a/jsonrpc", json=rpc("SendMessage", elsewhere), headers=V1)
+    assert error_of(refused)["code"] == -32602  # the task's context is not user-b (CORE-MULTI-006)
+    assert len(await agent.store.get_messages("user-a")) == 2
+    assert await agent.store.list_users() == ["user-a"]
+
+
+def test_a_task_is_never_cancelled_running_or_finished(tenants: Tenants) -> None:
+    release = threading.Event()
+    store = InMemoryStore()
+    agent = Agent(model=ScriptedModel(["Hello", " world"], release), store=store)
+    alice = {**tenants.headers("alice"), **V1}
+    sent = rpc("SendStreamingMessage", message({"text": "hi"}, context_id="chat"))
+    with serve(create_app(agent, tenants.settings())) as url, httpx.Client(base_url=url) as http:
+
+        def cancel(task_id: str) -> dict[str, Any]:
+            return error_of(
+                http.post("/a2a/jsonrpc", json=rpc("CancelTask", {"id": task_id}), headers=alice)
+            )
+
+        def state(task_id: str) -> str:
+            got = http.post("/a2a/jsonrpc", json=rpc("GetTask", {"id": task_id}), headers=alice)
+            return str(got.json()["result"]["status"]["state"])
+
+        with http.stream("POST", "/a2a/jsonrpc", json=sent, headers=alice) as stream:
+            lines = stream.iter_lines()
+            first = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+            task_id = first["result"]["task"]["id"]
+            assert state(task_id) == "TASK_STATE_WORKING"  # the model waits for `release`
+            refused = cancel(task_id)
+            assert refused["code"] == -32002
+            assert refused["data"][0]["reason"] == "TASK_NOT_CANCELABLE"
+            assert "TASK_STATE_WORKING" in refused["message"]
+            assert state(task_id) == "TASK_STATE_WORKING"  # refusing did not fail the task
+            release.set()
+            rest = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+        assert rest[-1]["result"]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+        assert state(task_id) == "TASK_STATE_COMPLETED"
+        assert cancel(task_id)["code"] == -32002
+        assert cancel("no-such-task")["code"] == -32001
+    assert [m.content for m in asyncio.run(store.get_messages("alice", "chat"))] == [
+        "hi",
+        "Hello world",
+    ]

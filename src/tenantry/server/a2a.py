@@ -1,8 +1,10 @@
 """A2A (protocol 1.0, JSON-RPC binding, 0.3 clients too) through the official a2a-sdk.
 
-- `POST /a2a/jsonrpc`: `SendMessage` (the reply is one Message) and `SendStreamingMessage`
-  (a Task whose `reply` artifact grows by one chunk per text delta, then completes with the
-  whole reply as its status message). 0.3's `message/send` and `message/stream` also work.
+- `POST /a2a/jsonrpc`: `SendMessage` (a completed Task: the reply is its one-part `reply`
+  artifact and its status message) and `SendStreamingMessage` (a Task whose `reply` artifact
+  grows by one chunk per text delta, then completes with the whole reply as its status
+  message). 0.3's `message/send` and `message/stream` also work. `GetTask` and `ListTasks`
+  show the caller's recent tasks; `CancelTask` is refused (see TenantryRequestHandler).
 - `GET /.well-known/agent-card.json`: the card (`a2a_card`), declaring the security schemes
   in force.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from a2a.helpers import new_task, new_text_message, new_text_part
+from a2a.helpers import new_task, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
@@ -25,6 +27,7 @@ from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
+    CancelTaskRequest,
     ListTasksRequest,
     ListTasksResponse,
     Message,
@@ -36,6 +39,8 @@ from a2a.utils.errors import (
     ContentTypeNotSupportedError,
     InternalError,
     InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
 )
 from starlette.routing import BaseRoute, Route
 
@@ -49,6 +54,7 @@ from tenantry.tenancy import DEFAULT_SESSION_ID, Scope
 from tenantry.types import RunOutput
 
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
+NOT_CANCELABLE = "a turn runs to completion once it started; it cannot be cancelled"
 MAX_TASKS = 10_000
 """Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
 
@@ -124,21 +130,18 @@ class TenantryExecutor(AgentExecutor):
                 await self._stream(context, event_queue, turn)
                 return
             output = await run_turn(self.state, turn)
-            await event_queue.enqueue_event(
-                new_text_message(output.content, context_id=context.context_id)
-            )
+            updater = await self._start_task(context, event_queue)
+            await self._chunk(updater, output.content, 0, last=True)
+            await updater.complete(updater.new_agent_message([new_text_part(output.content)]))
         except A2AError:
             raise
         except Exception as exc:  # every failure, a bug too, leaves through public_message
             self.state.metrics.count_error(exc)
             raise a2a_error(exc) from None
 
-    async def _stream(
-        self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
-    ) -> None:
-        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
-        error before the first delta is a plain A2A error (no task is created)."""
-        stream = await start_stream(self.state, turn)
+    @staticmethod
+    async def _start_task(context: RequestContext, event_queue: EventQueue) -> TaskUpdater:
+        """Create the task (submitted, the user's message its history), then start it."""
         task_id, context_id = context.task_id or "", context.context_id or ""
         history = [context.message] if context.message is not None else None
         await event_queue.enqueue_event(
@@ -146,6 +149,15 @@ class TenantryExecutor(AgentExecutor):
         )
         updater = TaskUpdater(event_queue, task_id, context_id)
         await updater.start_work()
+        return updater
+
+    async def _stream(
+        self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
+    ) -> None:
+        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
+        error before the first delta is a plain A2A error (no task is created)."""
+        stream = await start_stream(self.state, turn)
+        updater = await self._start_task(context, event_queue)
         held: str | None = None
         chunks = 0
         async for event in stream:
@@ -169,7 +181,29 @@ class TenantryExecutor(AgentExecutor):
         )
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        raise InvalidParamsError(message="turns run to completion and cannot be cancelled")
+        # Never reached: TenantryRequestHandler refuses every cancel before the SDK gets here
+        # (the SDK marks a task FAILED when this raises).
+        raise TaskNotCancelableError(message=NOT_CANCELABLE)
+
+
+class TenantryRequestHandler(DefaultRequestHandler):
+    """The SDK's request handler, but CancelTask is refused with TaskNotCancelableError
+    (-32002) for every task the caller owns, running or finished.
+
+    A turn cannot be stopped safely from here: cancelling its asyncio task while the store
+    writes the turn could leave it stored although the task said CANCELED, and closing its
+    stream would release the scope's lock in another task, late. Non-streamed tasks only
+    appear once complete; a streamed one completes with its turn."""
+
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        assert isinstance(self.task_store, TaskStore)  # a BoundedTaskStore (a2a_handler)
+        task = await self.task_store.get(params.id, context)  # owner-scoped
+        if task is None:
+            raise TaskNotFoundError
+        state = TaskState.Name(task.status.state)
+        raise TaskNotCancelableError(message=f"{NOT_CANCELABLE} (this task is {state})")
 
 
 class BoundedTaskStore(TaskStore):
@@ -203,8 +237,8 @@ class BoundedTaskStore(TaskStore):
         await self._inner.delete(task_id, context)
 
 
-def a2a_handler(state: ServerState) -> DefaultRequestHandler:
-    return DefaultRequestHandler(
+def a2a_handler(state: ServerState) -> TenantryRequestHandler:
+    return TenantryRequestHandler(
         agent_executor=TenantryExecutor(state),
         task_store=BoundedTaskStore(),
         agent_card=agent_card(state, state.settings.public_url or "http://127.0.0.1"),
@@ -228,6 +262,7 @@ __all__ = [
     "RPC_PATH",
     "BoundedTaskStore",
     "TenantryExecutor",
+    "TenantryRequestHandler",
     "a2a_error",
     "a2a_handler",
     "a2a_routes",
