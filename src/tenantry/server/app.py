@@ -48,6 +48,7 @@ from tenantry.server.middleware import (
 )
 from tenantry.server.ratelimit import RateLimiter
 from tenantry.server.state import ServerState
+from tenantry.tracing import Tracing
 
 logger = logging.getLogger("tenantry.server")
 PROTECTED = ("/v1/", "/chat", "/a2a")
@@ -66,10 +67,15 @@ def _default_agent(settings: ServerSettings) -> Agent:
     from tenantry.models import model_from_settings
     from tenantry.storage.url import open_store
 
+    key = settings.tracing_hash_key
     return Agent(
         name="tenantry",
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
+        tracing=Tracing(
+            user_id=settings.tracing_user_id,
+            hash_key=key.get_secret_value() if key is not None else b"",
+        ),
     )
 
 
