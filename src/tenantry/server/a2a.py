@@ -56,7 +56,8 @@ from tenantry.types import RunOutput
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
 NOT_CANCELABLE = "a turn runs to completion once it started; it cannot be cancelled"
 MAX_TASKS = 10_000
-"""Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
+"""Tasks kept for GetTask and ListTasks (one per A2A turn); the oldest are forgotten first
+(their turns stay stored)."""
 
 
 A2A_ERRORS: dict[type[BaseException], type[A2AError]] = {
@@ -208,7 +209,7 @@ class TenantryRequestHandler(DefaultRequestHandler):
 
 class BoundedTaskStore(TaskStore):
     """The SDK's in-memory, owner-scoped task store, forgetting the oldest tasks beyond
-    `max_tasks`, so a long-running server's memory does not grow with every streamed turn."""
+    `max_tasks`, so a long-running server's memory does not grow with every A2A turn."""
 
     def __init__(self, max_tasks: int = MAX_TASKS) -> None:
         self._inner = InMemoryTaskStore()
