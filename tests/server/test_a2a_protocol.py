@@ -98,6 +98,12 @@ async def test_a_raw_text_plain_part_is_read_as_text(open_client: httpx.AsyncCli
     asked = rpc("SendMessage", message({"text": "What is my name?"}))
     answer = (await open_client.post("/a2a/jsonrpc", json=asked, headers=V1)).json()
     assert "Your name is Ada." in json.dumps(answer["result"])
+    latin = {"raw": base64.b64encode("Zoë".encode("latin-1")).decode(), "mediaType": "text/plain"}
+    refused = await open_client.post(
+        "/a2a/jsonrpc", json=rpc("SendMessage", message(latin)), headers=V1
+    )
+    assert error_of(refused)["code"] == -32602
+    assert "UTF-8" in error_of(refused)["message"]
 
 
 @pytest.mark.parametrize("path", ["/a2a/jsonrpc", "/a2a/jsonrpc/"])
