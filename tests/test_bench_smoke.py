@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,53 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     overhead = json.loads((tmp_path / "memory_overhead.json").read_text())["results"]
     for backend in expected:
         assert overhead[backend]["prompts_with_facts"] == overhead[backend]["turns_with_memory"]
+
+
+def test_the_a2a_tck_run_skips_without_a_checkout_and_says_where_to_get_one(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "A2A_TCK_DIR"}
+    for given in ([], [str(tmp_path)]):  # none, or a folder that is no TCK checkout
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.a2a_tck", *given, "--out", str(tmp_path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith("skipped: no A2A TCK checkout given")
+        assert "github.com/a2aproject/a2a-tck" in run.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_tck_shim_keeps_the_tck_on_loopback_and_sends_the_key(tmp_path: Path) -> None:
+    from bench.a2a_tck import SHIM
+    from tests.support.servers import serve
+
+    (tmp_path / "tenantry_tck_shim.py").write_text(SHIM)
+    code = (
+        "import sys, httpx, tenantry_tck_shim\n"
+        "print(httpx.get(sys.argv[1]).text)\n"
+        "try:\n    httpx.get('http://example.com/')\nexcept httpx.ConnectError as e:\n"
+        "    print(e)\n"
+    )
+
+    async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = dict(scope["headers"]).get(b"x-api-key", b"none")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": key})
+
+    with serve(echo) as url:
+        run = subprocess.run(
+            [sys.executable, "-c", code, url],
+            env={**os.environ, "PYTHONPATH": str(tmp_path), "TENANTRY_TCK_API_KEY": "tnt_k"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["tnt_k", "refused: example.com is not loopback"]

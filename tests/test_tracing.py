@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import subprocess
 import sys
 import textwrap
@@ -292,3 +293,60 @@ def test_a_no_op_provider_is_treated_as_none() -> None:
         """
     )
     assert out == "True True"
+
+
+def test_tenantry_serve_names_users_in_its_traces_only_as_configured() -> None:
+    out = _python(
+        """
+        import asyncio, json
+        import httpx
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from tenantry.server import ServerSettings, create_app
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+
+        async def turn(**tracing):
+            settings = ServerSettings(
+                _env_file=None, store_url="memory://", model="offline",
+                allowed_hosts=["testserver"], **tracing,
+            )
+            app = create_app(settings=settings)  # the agent `tenantry serve` runs
+            transport = httpx.ASGITransport(app=app)
+            async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
+                await client.post("/v1/chat", json={"message": "hi", "user_id": "alice"})
+            (span,) = [s for s in exporter.get_finished_spans() if "invoke_agent" in s.name]
+            exporter.clear()
+            return {k: v for k, v in span.attributes.items() if k.startswith("user.")}
+
+        key = "k" * 16
+        print(json.dumps([
+            asyncio.run(turn()),
+            asyncio.run(turn(tracing_user_id="hash", tracing_hash_key=key)),
+            asyncio.run(turn(tracing_user_id="raw")),
+        ]))
+        """
+    )
+    off, hashed, raw = json.loads(out)
+    assert off == {}
+    assert hashed == {"user.hash": hmac.new(b"k" * 16, b"alice", hashlib.sha256).hexdigest()}
+    assert raw == {"user.id": "alice"}
+
+
+def test_hashing_user_ids_in_traces_needs_a_key() -> None:
+    from pydantic import ValidationError
+
+    from tenantry.server import ServerSettings
+
+    with pytest.raises(ValidationError, match="TENANTRY_TRACING_HASH_KEY"):
+        ServerSettings(_env_file=None, tracing_user_id="hash")
+    with pytest.raises(ValidationError, match="at least 16"):
+        ServerSettings(_env_file=None, tracing_user_id="hash", tracing_hash_key="short")
+    with pytest.raises(ValidationError, match="'off', 'hash' or 'raw'"):
+        ServerSettings(_env_file=None, tracing_user_id="on")

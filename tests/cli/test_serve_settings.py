@@ -53,3 +53,11 @@ def test_json_of_the_wrong_shape_is_one_line_too(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: bad configuration: ")
+
+
+def test_hashing_user_ids_in_traces_without_a_key_is_refused_at_start(tmp_path: Path) -> None:
+    result = serve(tmp_path, TENANTRY_TRACING_USER_ID="hash")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: bad configuration: ")
+    assert "TENANTRY_TRACING_HASH_KEY" in line

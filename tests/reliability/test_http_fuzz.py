@@ -344,7 +344,10 @@ def _check_refused(call: Call, caller: Caller, response: Any, changed: set[Any])
     assert not changed, f"a refused {call.endpoint} ({status}) changed the store: {changed}"
     if not caller.authenticated:
         assert status == 401, f"{call.endpoint} answered {status} to {caller.name}: {text[:200]}"
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        challenges = response.headers.get_list("WWW-Authenticate")
+        # A2A names the schemes its card declares; the other routes keep the one challenge
+        names = ["ApiKey", "Bearer"] if call.endpoint.startswith("a2a") else ["Bearer"]
+        assert [c.split()[0] for c in challenges] == names, challenges
     elif call.endpoint.startswith("a2a"):  # a JSON-RPC error (a stream's last event)
         assert status == 200, f"{status} {text[:300]}"
         assert '"error"' in text, text[-300:]
@@ -370,7 +373,10 @@ def _exercise(served: Served, caller: Caller, call: Call, extra: dict[str, Any])
     leak = leaked_internals(response.text, sent)
     assert leak is None, f"{call.endpoint} leaked {leak!r}: {response.text[:500]}"
     problem = error_shape_problem(
-        status, response.headers.get("content-type", ""), response.content
+        status,
+        response.headers.get("content-type", ""),
+        response.content,
+        jsonrpc=call.endpoint.startswith("a2a"),
     )
     assert problem is None, f"{call.endpoint}: {problem}"
     assert CANARY_SECRET not in response.text, f"{call.endpoint} showed the canary's data"

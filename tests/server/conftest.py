@@ -58,6 +58,16 @@ class Tenants:
         return {"X-API-Key": self.keys[user]}
 
 
+def refusal(response: httpx.Response) -> tuple[str, str]:
+    """Give a refused request's error type and message: from our JSON error, or on the A2A
+    endpoint from its JSON-RPC error (the type is in the ErrorInfo's metadata)."""
+    body = response.json()
+    error = body["error"]
+    if "jsonrpc" in body:
+        return error["data"][0]["metadata"]["type"], error["message"]
+    return error["type"], error["message"]
+
+
 def make_tenants(users: list[str]) -> Tenants:
     return Tenants(keys={user: new_api_key() for user in users}, admin_key=new_api_key())
 

@@ -52,12 +52,21 @@ class Caller:
             yield event
 
     async def ask(self, text: str, context_id: str) -> str:
-        """Give the reply text, checking the stream's shape when streaming."""
+        """Give the reply text, checking the answer's shape: one completed task, or a
+        stream whose chunks add up to the reply."""
         events = [event async for event in self.events(text, context_id)]
         if not self.streaming:
-            assert [e.WhichOneof("payload") for e in events] == ["message"]
-            assert events[0].message.context_id == context_id
-            return get_message_text(events[0].message)
+            assert [e.WhichOneof("payload") for e in events] == ["task"]
+            task = events[0].task
+            assert task.context_id == context_id
+            assert task.status.state == TaskState.TASK_STATE_COMPLETED
+            whole = get_message_text(task.status.message)
+            # the reply once more, as the task's one artifact of one part
+            assert [(a.name, [p.text for p in a.parts]) for a in task.artifacts] == [
+                ("reply", [whole])
+            ]
+            assert [(m.role, get_message_text(m)) for m in task.history] == [(Role.ROLE_USER, text)]
+            return whole
         kinds = [e.WhichOneof("payload") for e in events]
         assert kinds[0] == "task"
         chunks = "".join(
@@ -157,14 +166,16 @@ async def test_a_0_3_client_is_served_through_the_compat_layer(live_open: str) -
         },
     }
     async with httpx.AsyncClient(base_url=live_open) as http:
-        first = (await http.post("/a2a/jsonrpc", json=call)).json()
-        assert first["result"]["parts"][0]["text"].startswith("Nice to meet you, Ada")
+        first = (await http.post("/a2a/jsonrpc", json=call)).json()["result"]
+        assert first["kind"] == "task"  # in 0.3's shape
+        assert first["status"]["state"] == "completed"
+        assert first["status"]["message"]["parts"][0]["text"].startswith("Nice to meet you")
         call["params"]["message"]["parts"][0]["text"] = "What is my name?"
-        second = (await http.post("/a2a/jsonrpc", json=call)).json()
-        assert second["result"]["parts"][0]["text"] == "Your name is Ada."
+        second = (await http.post("/a2a/jsonrpc", json=call)).json()["result"]
+        assert second["artifacts"][0]["parts"] == [{"kind": "text", "text": "Your name is Ada."}]
+        # the card is 1.0 only (test_a2a_card.py): 0.3 clients are served at the URL they know
         card = (await http.get("/.well-known/agent-card.json")).json()
-        assert card["url"] == f"{live_open}/a2a/jsonrpc"
-        assert card["protocolVersion"] == "0.3"
+        assert card["supportedInterfaces"][0]["url"] == f"{live_open}/a2a/jsonrpc"
 
 
 def test_store_and_rate_errors_reach_a2a_clients_with_their_type() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tenantry import Agent, Message
 from tenantry.server import ServerSettings, create_app
-from tests.server.conftest import Tenants
+from tests.server.conftest import Tenants, refusal
 from tests.support.servers import serve
 
 EVIL = "http://evil.example"
@@ -60,7 +60,7 @@ def victim_history(agent: Agent) -> list[str]:
 
 def assert_refused(response: httpx.Response, status: int, kind: str) -> None:
     assert response.status_code == status, response.text
-    assert response.json()["error"]["type"] == kind
+    assert refusal(response)[0] == kind
 
 
 def test_the_reported_attack_a2a_text_plain_from_another_origin_stores_nothing(
@@ -95,7 +95,7 @@ def test_a_body_not_sent_as_json_is_415_on_every_post_route(
     headers = {} if content_type is None else {"Content-Type": content_type}
     response = httpx.post(f"{server}{path}", content=json.dumps(body), headers=headers)
     assert_refused(response, 415, "UnsupportedMediaType")
-    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    assert "Content-Type: application/json" in refusal(response)[1]
     assert victim_history(agent) == ["victim's own words"]
 
 

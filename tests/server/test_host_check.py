@@ -14,6 +14,7 @@ import pytest
 from tenantry import Agent, InMemoryStore, Message
 from tenantry.server import ServerSettings, create_app
 from tenantry.server.guards import AllowedHosts, host_of
+from tests.server.conftest import refusal
 from tests.support.rawhttp import port_of, raw_http
 from tests.support.servers import serve
 
@@ -33,9 +34,9 @@ def request(url: str, method: str, path: str, host: str, **options: Any) -> http
 
 def assert_invalid_host(response: httpx.Response) -> None:
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["type"] == "InvalidHost"
-    assert "TENANTRY_ALLOWED_HOSTS" in error["message"]
+    kind, message = refusal(response)
+    assert kind == "InvalidHost"
+    assert "TENANTRY_ALLOWED_HOSTS" in message
     assert response.headers["X-Request-ID"]
 
 

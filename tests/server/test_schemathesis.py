@@ -160,6 +160,13 @@ def test_the_checks_catch_what_they_are_for() -> None:
         error_shape_problem(403, "application/json", b'{"error":{"type":"F","message":"m"}}')
         is None
     )
+    jsonrpc = b'{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"m","data":[%s]}}'
+    typed = b'{"metadata":{"type":"Unauthorized"}}'
+    assert error_shape_problem(401, "application/json", jsonrpc % typed, jsonrpc=True) is None
+    assert error_shape_problem(401, "application/json", jsonrpc % b"", jsonrpc=True)
+    assert error_shape_problem(
+        401, "application/json", b'{"error":{"type":"F","message":"m"}}', jsonrpc=True
+    )
     before = {("a", "s"): ((("user", "x"),), "{}")}
     assert changed_scopes(before, {}) == {("a", "s")}
     assert changed_scopes(before, dict(before)) == set()

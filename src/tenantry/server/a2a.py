@@ -1,9 +1,12 @@
 """A2A (protocol 1.0, JSON-RPC binding, 0.3 clients too) through the official a2a-sdk.
 
-- `POST /a2a/jsonrpc`: `SendMessage` (the reply is one Message) and `SendStreamingMessage`
-  (a Task whose `reply` artifact grows by one chunk per text delta, then completes with the
-  whole reply as its status message). 0.3's `message/send` and `message/stream` also work.
-- `GET /.well-known/agent-card.json`: the card, declaring the security schemes in force.
+- `POST /a2a/jsonrpc`: `SendMessage` (a completed Task: the reply is its one-part `reply`
+  artifact and its status message) and `SendStreamingMessage` (a Task whose `reply` artifact
+  grows by one chunk per text delta, then completes with the whole reply as its status
+  message). 0.3's `message/send` and `message/stream` also work. `GetTask` and `ListTasks`
+  show the caller's recent tasks; `CancelTask` is refused (see TenantryRequestHandler).
+- `GET /.well-known/agent-card.json`: the card (`a2a_card`), declaring the security schemes
+  in force.
 
 Who the tenant is: with auth on, the credential's user (the spec: identity is never in the
 payload), and `contextId` is the session. In open mode, as in the seed, `contextId` is the
@@ -16,36 +19,33 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from a2a.helpers import new_task, new_text_message, new_text_part
+from a2a.helpers import new_task, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
-    AgentCapabilities,
-    AgentCard,
-    AgentInterface,
-    AgentSkill,
-    APIKeySecurityScheme,
-    HTTPAuthSecurityScheme,
+    CancelTaskRequest,
     ListTasksRequest,
     ListTasksResponse,
-    SecurityRequirement,
-    SecurityScheme,
-    StringList,
+    Message,
     Task,
     TaskState,
 )
-from a2a.utils.errors import A2AError, InternalError, InvalidParamsError
-from starlette.requests import Request
-from starlette.routing import BaseRoute
+from a2a.utils.errors import (
+    A2AError,
+    ContentTypeNotSupportedError,
+    InternalError,
+    InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+)
+from starlette.routing import BaseRoute, Route
 
-from tenantry import __version__
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.server.auth import API_KEY_HEADER, Authenticator
+from tenantry.server.a2a_card import CARD_PATH, RPC_PATH, TEXT, agent_card
 from tenantry.server.errors import public_message, retry_after
 from tenantry.server.middleware import current_request_id
 from tenantry.server.state import ServerState
@@ -53,26 +53,56 @@ from tenantry.server.turns import TurnRequest, run_turn, start_stream
 from tenantry.tenancy import DEFAULT_SESSION_ID, Scope
 from tenantry.types import RunOutput
 
-RPC_PATH = "/a2a/jsonrpc"
-CARD_PATH = "/.well-known/agent-card.json"
 STREAMING_METHODS = frozenset({"SendStreamingMessage", "message/stream"})
+NOT_CANCELABLE = "a turn runs to completion once it started; it cannot be cancelled"
 MAX_TASKS = 10_000
-"""Streamed tasks kept for GetTask; the oldest are forgotten first (the turns stay stored)."""
+"""Tasks kept for GetTask and ListTasks (one per A2A turn); the oldest are forgotten first
+(their turns stay stored)."""
+
+
+A2A_ERRORS: dict[type[BaseException], type[A2AError]] = {
+    InvalidInput: InvalidParamsError,
+}
+"""The A2A error a failed turn's error becomes, by class (nearest ancestor); anything else is
+InternalError. One entry per error class that A2A clients should tell apart."""
 
 
 def a2a_error(exc: Exception) -> A2AError:
-    """Give the A2A error for a failed turn: bad input is InvalidParams, the rest Internal
-    with the error type (and retry hint) in `data`; the message is `public_message`'s (the
+    """Give the A2A error for a failed turn (see `A2A_ERRORS`), with the error type and, when
+    retrying helps, `retry_after` seconds in `data`; the message is `public_message`'s (the
     SDK would send the text of any other exception to the client)."""
-    message = public_message(exc, current_request_id())
-    kind = type(exc).__name__ if isinstance(exc, TenantryError) else "InternalError"
-    if isinstance(exc, InvalidInput):
-        return InvalidParamsError(message=message, data={"type": kind})
-    data: dict[str, Any] = {"type": kind}
+    data: dict[str, Any] = {
+        "type": type(exc).__name__ if isinstance(exc, TenantryError) else "InternalError"
+    }
     seconds = retry_after(exc)
     if seconds is not None:
         data["retry_after"] = seconds
-    return InternalError(message=message, data=data)
+    kind = next((A2A_ERRORS[c] for c in type(exc).__mro__ if c in A2A_ERRORS), InternalError)
+    return kind(message=public_message(exc, current_request_id()), data=data)
+
+
+def user_text(message: Message | None) -> str:
+    """Give what the user said: the message's text parts, and its raw parts of media type
+    text/plain (UTF-8), one per line. Any other part (a file, a URL, data) is refused with
+    ContentTypeNotSupportedError rather than dropped: this agent reads text only."""
+    texts: list[str] = []
+    for part in message.parts if message is not None else ():
+        kind = part.WhichOneof("content")
+        media = part.media_type.partition(";")[0].strip().lower()
+        if kind == "text":
+            texts.append(part.text)
+        elif kind == "raw" and media == TEXT:
+            try:
+                texts.append(part.raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidParamsError(message="a text/plain raw part is not UTF-8") from None
+        else:
+            stated = f"media type {part.media_type}" if part.media_type else "no media type"
+            raise ContentTypeNotSupportedError(
+                message=f"this agent reads text only (text parts, or raw parts of media type "
+                f"{TEXT}); got a {kind or 'empty'} part with {stated}"
+            )
+    return "\n".join(texts)
 
 
 class TenantryExecutor(AgentExecutor):
@@ -93,7 +123,7 @@ class TenantryExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         try:
             scope = self._scope(context)
-            turn = TurnRequest("a2a", scope, context.get_user_input())
+            turn = TurnRequest("a2a", scope, user_text(context.message))
             self.state.limiter.hit(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
@@ -101,21 +131,18 @@ class TenantryExecutor(AgentExecutor):
                 await self._stream(context, event_queue, turn)
                 return
             output = await run_turn(self.state, turn)
-            await event_queue.enqueue_event(
-                new_text_message(output.content, context_id=context.context_id)
-            )
+            updater = await self._start_task(context, event_queue)
+            await self._chunk(updater, output.content, 0, last=True)
+            await updater.complete(updater.new_agent_message([new_text_part(output.content)]))
         except A2AError:
             raise
         except Exception as exc:  # every failure, a bug too, leaves through public_message
             self.state.metrics.count_error(exc)
             raise a2a_error(exc) from None
 
-    async def _stream(
-        self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
-    ) -> None:
-        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
-        error before the first delta is a plain A2A error (no task is created)."""
-        stream = await start_stream(self.state, turn)
+    @staticmethod
+    async def _start_task(context: RequestContext, event_queue: EventQueue) -> TaskUpdater:
+        """Create the task (submitted, the user's message its history), then start it."""
         task_id, context_id = context.task_id or "", context.context_id or ""
         history = [context.message] if context.message is not None else None
         await event_queue.enqueue_event(
@@ -123,6 +150,15 @@ class TenantryExecutor(AgentExecutor):
         )
         updater = TaskUpdater(event_queue, task_id, context_id)
         await updater.start_work()
+        return updater
+
+    async def _stream(
+        self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
+    ) -> None:
+        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
+        error before the first delta is a plain A2A error (no task is created)."""
+        stream = await start_stream(self.state, turn)
+        updater = await self._start_task(context, event_queue)
         held: str | None = None
         chunks = 0
         async for event in stream:
@@ -146,12 +182,34 @@ class TenantryExecutor(AgentExecutor):
         )
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        raise InvalidParamsError(message="turns run to completion and cannot be cancelled")
+        # Never reached: TenantryRequestHandler refuses every cancel before the SDK gets here
+        # (the SDK marks a task FAILED when this raises).
+        raise TaskNotCancelableError(message=NOT_CANCELABLE)
+
+
+class TenantryRequestHandler(DefaultRequestHandler):
+    """The SDK's request handler, but CancelTask is refused with TaskNotCancelableError
+    (-32002) for every task the caller owns, running or finished.
+
+    A turn cannot be stopped safely from here: cancelling its asyncio task while the store
+    writes the turn could leave it stored although the task said CANCELED, and closing its
+    stream would release the scope's lock in another task, late. Non-streamed tasks only
+    appear once complete; a streamed one completes with its turn."""
+
+    async def on_cancel_task(
+        self, params: CancelTaskRequest, context: ServerCallContext
+    ) -> Task | None:
+        assert isinstance(self.task_store, TaskStore)  # a BoundedTaskStore (a2a_handler)
+        task = await self.task_store.get(params.id, context)  # owner-scoped
+        if task is None:
+            raise TaskNotFoundError
+        state = TaskState.Name(task.status.state)
+        raise TaskNotCancelableError(message=f"{NOT_CANCELABLE} (this task is {state})")
 
 
 class BoundedTaskStore(TaskStore):
     """The SDK's in-memory, owner-scoped task store, forgetting the oldest tasks beyond
-    `max_tasks`, so a long-running server's memory does not grow with every streamed turn."""
+    `max_tasks`, so a long-running server's memory does not grow with every A2A turn."""
 
     def __init__(self, max_tasks: int = MAX_TASKS) -> None:
         self._inner = InMemoryTaskStore()
@@ -180,85 +238,34 @@ class BoundedTaskStore(TaskStore):
         await self._inner.delete(task_id, context)
 
 
-def _security(authenticator: Authenticator) -> dict[str, Any]:
-    schemes: dict[str, SecurityScheme] = {}
-    if "apiKey" in authenticator.schemes:
-        schemes["apiKey"] = SecurityScheme(
-            api_key_security_scheme=APIKeySecurityScheme(
-                location="header", name=API_KEY_HEADER, description="A tenantry API key."
-            )
-        )
-    if "bearer" in authenticator.schemes:
-        schemes["bearer"] = SecurityScheme(
-            http_auth_security_scheme=HTTPAuthSecurityScheme(scheme="Bearer", bearer_format="JWT")
-        )
-    if not schemes:
-        return {}
-    return {
-        "security_schemes": schemes,
-        "security_requirements": [
-            SecurityRequirement(schemes={name: StringList(list=[])}) for name in schemes
-        ],
-    }
-
-
-def agent_card(state: ServerState, base_url: str) -> AgentCard:
-    """Give the agent card for clients that reach the server at `base_url`."""
-    url = base_url.rstrip("/") + RPC_PATH
-    who = (
-        "the credential's user; contextId is the session"
-        if state.auth
-        else ("contextId is the user id (open mode)")
-    )
-    return AgentCard(
-        name=state.agent.name,
-        description=f"A tenantry agent: one conversation per tenant ({who}).",
-        version=__version__,
-        supported_interfaces=[
-            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
-            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
-        ],
-        capabilities=AgentCapabilities(streaming=True),
-        default_input_modes=["text/plain"],
-        default_output_modes=["text/plain"],
-        skills=[
-            AgentSkill(
-                id="chat",
-                name="Chat",
-                description="Talk with the agent; it remembers this conversation only.",
-                tags=["chat"],
-            )
-        ],
-        **_security(state.authenticator),
-    )
-
-
-def card_document(state: ServerState, request: Request) -> dict[str, Any]:
-    """Give the served card (1.0 fields plus the 0.3 ones the SDK merges in)."""
-    base = state.settings.public_url or str(request.base_url)
-    return agent_card_to_dict(agent_card(state, base))
-
-
-def a2a_handler(state: ServerState) -> DefaultRequestHandler:
-    return DefaultRequestHandler(
+def a2a_handler(state: ServerState) -> TenantryRequestHandler:
+    return TenantryRequestHandler(
         agent_executor=TenantryExecutor(state),
         task_store=BoundedTaskStore(),
         agent_card=agent_card(state, state.settings.public_url or "http://127.0.0.1"),
+        validate_input_modes=True,  # a part of a media type the card does not declare: -32005
     )
 
 
 def a2a_routes(handler: DefaultRequestHandler) -> list[BaseRoute]:
-    """The JSON-RPC route, accepting 1.0 (A2A-Version: 1.0) and 0.3 (no header) calls."""
-    return list(create_jsonrpc_routes(handler, rpc_url=RPC_PATH, enable_v0_3_compat=True))
+    """The JSON-RPC route, accepting 1.0 and 0.3 calls (told apart by their method names),
+    at `RPC_PATH` and `RPC_PATH/`: clients that join "/" to the card's URL (the A2A TCK's
+    does) reach it too, where a redirect would lose their POST on clients that do not
+    follow one."""
+    (route,) = create_jsonrpc_routes(handler, rpc_url=RPC_PATH, enable_v0_3_compat=True)
+    assert isinstance(route, Route)
+    return [route, Route(RPC_PATH + "/", route.endpoint, methods=["POST"])]
 
 
 __all__ = [
+    "A2A_ERRORS",
     "CARD_PATH",
     "RPC_PATH",
     "BoundedTaskStore",
     "TenantryExecutor",
+    "TenantryRequestHandler",
+    "a2a_error",
     "a2a_handler",
     "a2a_routes",
-    "agent_card",
-    "card_document",
+    "user_text",
 ]

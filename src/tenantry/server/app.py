@@ -25,7 +25,9 @@ from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
 from tenantry.server import chat, memories, openai_compat, ops, users
-from tenantry.server.a2a import CARD_PATH, a2a_handler, a2a_routes, card_document
+from tenantry.server.a2a import a2a_handler, a2a_routes
+from tenantry.server.a2a_card import RPC_PATH, card_route, challenges
+from tenantry.server.a2a_refusals import jsonrpc_refusals
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.docs import docs_router
@@ -44,9 +46,11 @@ from tenantry.server.middleware import (
     RequireCredentialMiddleware,
     SegmentPathMiddleware,
     current_request_id,
+    error_format,
 )
 from tenantry.server.ratelimit import RateLimiter
 from tenantry.server.state import ServerState
+from tenantry.tracing import Tracing
 
 logger = logging.getLogger("tenantry.server")
 PROTECTED = ("/v1/", "/chat", "/a2a")
@@ -68,11 +72,16 @@ def _default_agent(settings: ServerSettings) -> Agent:
     from tenantry.models import model_from_settings
     from tenantry.storage.url import open_store
 
+    key = settings.tracing_hash_key
     return Agent(
         name="tenantry",
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
         memory=memory_from_settings(settings) or False,
+        tracing=Tracing(
+            user_id=settings.tracing_user_id,
+            hash_key=key.get_secret_value() if key is not None else b"",
+        ),
     )
 
 
@@ -128,7 +137,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
     def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
         error = Unauthorized(str(exc))
         state.metrics.count_error(error)
-        return error_response(error, current_request_id())
+        return error_format(conn.scope)(error, current_request_id())
 
     # Added innermost first: the last one added sees the request first.
     app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)
@@ -175,7 +184,12 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         allowed=AllowedHosts.for_settings(settings),
         on_error=state.metrics.count_error,
     )
-    app.add_middleware(RequestIdMiddleware, on_error=state.metrics.count_error)
+    jsonrpc = jsonrpc_refusals(challenges(state.authenticator))
+    app.add_middleware(
+        RequestIdMiddleware,
+        on_error=state.metrics.count_error,
+        formats={RPC_PATH: jsonrpc, RPC_PATH + "/": jsonrpc},  # JSON-RPC clients read these
+    )
 
 
 async def _flush_memory(agent: Agent, grace: float) -> None:
@@ -257,16 +271,12 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         app.include_router(router)
     app.include_router(docs_router(app.title, app.openapi_url or "/openapi.json"))
 
-    @app.get(CARD_PATH, include_in_schema=False)
-    async def card(request: Request) -> JSONResponse:
-        return JSONResponse(card_document(state, request))
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(_STATIC / "index.html"), headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
-    app.router.routes.extend(a2a_routes(handler))
+    app.router.routes.extend([card_route(state), *a2a_routes(handler)])
     _install_error_handlers(app, state)
     _install_middleware(app, state)
     return app

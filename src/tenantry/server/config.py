@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -38,6 +39,12 @@ class ServerSettings(Settings):
         None,
         description="Base URL clients reach the server at, for the A2A agent card "
         "(default: taken from each request's Host header); its host is an allowed host.",
+    )
+    a2a_card_v0_3: bool = Field(
+        False,
+        description="Declare A2A 0.3 in the agent card too, for 0.3 clients that find the "
+        "agent through its card; the SDK then merges 0.3's fields into it, so it no longer "
+        "validates against the 1.0 schema. 0.3 calls are served either way.",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -111,6 +118,20 @@ class ServerSettings(Settings):
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
 
+    # --- tracing (of the agent `create_app` builds; an agent you pass brings its own) ------
+    tracing_user_id: Literal["off", "hash", "raw"] = Field(
+        "off",
+        description="Whether turn spans name the user: 'off' (never), 'hash' (an HMAC-SHA256 "
+        "of the user id keyed with tracing_hash_key, as user.hash) or 'raw' (the id itself, "
+        "as user.id: personal data in your traces).",
+    )
+    tracing_hash_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="The key of tracing_user_id='hash': at least 16 characters, secret (with "
+        "it, a hash cannot be looked up in a list of known ids), the same on every replica.",
+    )
+
     @field_validator("api_keys")
     @classmethod
     def _check_api_keys(cls, value: dict[str, str]) -> dict[str, str]:
@@ -144,6 +165,15 @@ class ServerSettings(Settings):
     def _check_jwks(self) -> ServerSettings:
         if self.jwt_jwks_file is not None and not self.jwt_jwks_file.is_file():
             raise ValueError(f"jwt_jwks_file {str(self.jwt_jwks_file)!r} is not a file")
+        return self
+
+    @model_validator(mode="after")
+    def _check_tracing_key(self) -> ServerSettings:
+        if self.tracing_user_id == "hash" and self.tracing_hash_key is None:
+            raise ValueError(
+                "tracing_user_id 'hash' needs TENANTRY_TRACING_HASH_KEY (at least 16 secret "
+                "characters): unkeyed, a hash of a user id is found again by hashing known ids"
+            )
         return self
 
     @property

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids and access log, body size limit, credential gate.
+"""Pure ASGI middleware: request ids, access log and each path's error format, body size
+limit, credential gate.
 
 Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched and a
 client that disconnects does not cancel a turn that is writing its result.
@@ -10,10 +11,11 @@ import contextvars
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.server.errors import BodyTooLarge, Unauthorized, error_response, one_line
@@ -25,6 +27,17 @@ _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SEGMENT_ESCAPE = re.compile(r"%(25|2F)")
 
 ErrorCounter = Callable[[BaseException], None]
+ErrorFormat = Callable[[BaseException, str], Response]
+"""Gives the response for an error and the request id: `error_response`, or a protocol's own
+(A2A's JSON-RPC endpoint answers JSON-RPC errors)."""
+ERROR_FORMAT = "tenantry.error_format"
+"""The ASGI scope key `RequestIdMiddleware` puts a path's error format under."""
+
+
+def error_format(scope: Scope) -> ErrorFormat:
+    """Give the error format of the request's path (see `RequestIdMiddleware`)."""
+    found: ErrorFormat = scope.get(ERROR_FORMAT, error_response)
+    return found
 
 
 async def refuse(
@@ -39,7 +52,7 @@ async def refuse(
     """Answer the request with the error response for `exc` (counted by `on_error`) instead
     of passing it on; `close` also ends the connection (the body was not read)."""
     on_error(exc)
-    response = error_response(exc, current_request_id())
+    response = error_format(scope)(exc, current_request_id())
     if close:
         response.headers["Connection"] = "close"
     await response(scope, receive, send)
@@ -59,16 +72,28 @@ class RequestIdMiddleware:
     access line per request (method, path, status, duration; no body, no credential).
 
     It is also the last resort: an exception nothing else handled becomes a JSON 500 with
-    the request id (logged with its traceback), never a stack trace sent to the client."""
+    the request id (logged with its traceback), never a stack trace sent to the client.
 
-    def __init__(self, app: ASGIApp, on_error: ErrorCounter) -> None:
+    Being the first to see a request, it also tells the layers inside how to answer an
+    error on its path: the `formats` entry of that path, else `error_response`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_error: ErrorCounter,
+        formats: Mapping[str, ErrorFormat] | None = None,
+    ) -> None:
         self.app = app
         self.on_error = on_error
+        self.formats = dict(formats or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        found = self.formats.get(scope["path"])
+        if found is not None:
+            scope = {**scope, ERROR_FORMAT: found}
         offered = Headers(scope=scope).get("x-request-id", "")
         request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else new_id()
         token = _request_id.set(request_id)
@@ -88,7 +113,7 @@ class RequestIdMiddleware:
             if status:  # the response has begun: nothing sensible can be sent any more
                 raise
             self.on_error(exc)
-            await error_response(exc, request_id)(scope, receive, send_with_id)
+            await error_format(scope)(exc, request_id)(scope, receive, send_with_id)
         finally:
             access_log.info(
                 "%s %s %d %.1fms",
@@ -232,12 +257,15 @@ class RequireCredentialMiddleware:
 
 
 __all__ = [
+    "ERROR_FORMAT",
     "BodyLimitMiddleware",
+    "ErrorFormat",
     "RequestIdFilter",
     "RequestIdMiddleware",
     "RequireCredentialMiddleware",
     "SegmentPathMiddleware",
     "current_request_id",
+    "error_format",
     "refuse",
     "routing_path",
     "unescape_segment",

@@ -50,9 +50,25 @@ def leaked_internals(body: str, sent: str = "") -> str | None:
     return None
 
 
-def error_shape_problem(status: int, content_type: str, body: bytes) -> str | None:
+def _jsonrpc_problem(status: int, document: dict[str, Any], body: bytes) -> str | None:
+    """What is wrong with a JSON-RPC error envelope whose ErrorInfo names the error type."""
+    error = document.get("error")
+    if document.get("jsonrpc") != "2.0" or "id" not in document or not isinstance(error, dict):
+        return f"a {status} on the JSON-RPC endpoint is not a JSON-RPC error: {body[:200]!r}"
+    data = error.get("data")
+    info = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    kind = info.get("metadata", {}).get("type")
+    if not isinstance(error.get("code"), int) or not error.get("message") or not kind:
+        return f"a {status} JSON-RPC error lacks a code, message or type: {body[:200]!r}"
+    return None
+
+
+def error_shape_problem(
+    status: int, content_type: str, body: bytes, *, jsonrpc: bool = False
+) -> str | None:
     """Give what is wrong with a 4xx/5xx response's body, or None if it is the documented
-    `{"error": {"type": str, "message": str}}`."""
+    `{"error": {"type": str, "message": str}}` (on the A2A JSON-RPC endpoint, `jsonrpc`: a
+    JSON-RPC error whose `data[0].metadata.type` is the type)."""
     if status < 400:
         return None
     if not content_type.startswith("application/json"):
@@ -61,6 +77,8 @@ def error_shape_problem(status: int, content_type: str, body: bytes) -> str | No
         document = json.loads(body)
     except ValueError:
         return f"a {status} body is not JSON: {body[:100]!r}"
+    if jsonrpc and isinstance(document, dict):
+        return _jsonrpc_problem(status, document, body)
     error = document.get("error") if isinstance(document, dict) else None
     if not isinstance(error, dict):
         return f"a {status} body has no 'error' object: {body[:200]!r}"
