@@ -30,7 +30,7 @@ SHARED = {"postgres", "redis"}
 
 @pytest.fixture(autouse=True)
 def _pending_on_servers(backend: str) -> None:  # IN PROGRESS: removed by the next commit
-    if backend in SHARED:
+    if backend == "redis":
         pytest.skip(f"usage on {backend} lands in the next commit of branch usage-store")
 
 
