@@ -95,6 +95,7 @@ async def test_every_table_has_its_tenant_policy(store: PostgresStore, schema: s
             "SELECT tablename FROM pg_policies WHERE schemaname = %s ORDER BY 1", (schema,)
         )
         assert [row[0] for row in await cur.fetchall()] == [
+            "idempotency",
             "memories",
             "memory_users",
             "messages",
@@ -191,4 +192,4 @@ async def test_a_version_2_schema_is_upgraded_in_place(store: PostgresStore, sch
         cur = await conn.execute(
             "SELECT count(*) FROM pg_policies WHERE schemaname = %s", (schema,)
         )
-        assert await cur.fetchone() == (4,)
+        assert await cur.fetchone() == (5,)  # the idempotency records' too (version 5)

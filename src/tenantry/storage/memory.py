@@ -6,6 +6,7 @@ a scope's newest N messages is one slice that never touches another tenant's dat
 threading lock guards the maps, so the store is safe to share between event loops and
 threads (the sync facade). A session's summary lives with its session; the users' memories
 are kept by `InMemoryMemories` (memory_memories.py), a base of the store, under the same lock.
+Idempotency records are a dict per user, key -> record, written under the lock with the turn.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 
 from tenantry.storage.base import Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.memory_memories import InMemoryMemories
@@ -55,6 +57,7 @@ class InMemoryStore(InMemoryMemories):
     ) -> None:
         super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
         self._users: dict[str, dict[str, _Session]] = {}
+        self._records: dict[str, dict[str, IdempotencyRecord]] = {}
         self._mutex = threading.Lock()
         self._locks = LocalScopeLocks()
         self._init_memories()
@@ -65,6 +68,13 @@ class InMemoryStore(InMemoryMemories):
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
+            record = write.idempotency
+            if record is not None:
+                records = self._records.setdefault(scope.user_id, {})
+                found = records.get(record.key)
+                if found is not None and found.expires_at > write.now:
+                    raise reused(record.key)
+                records[record.key] = record
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
@@ -77,6 +87,10 @@ class InMemoryStore(InMemoryMemories):
             if write.state is not None:
                 session.state = write.state
             session.updated_at = write.now
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        with self._mutex:
+            return self._records.get(user_id, {}).get(key)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         with self._mutex:
@@ -108,16 +122,21 @@ class InMemoryStore(InMemoryMemories):
                 sessions.pop(scope.session_id, None)
                 if not sessions:
                     del self._users[scope.user_id]
+            records = self._records.get(scope.user_id, {})
+            for key in [k for k, r in records.items() if r.session_id == scope.session_id]:
+                del records[key]
 
     async def _clear_user(self, user_id: str) -> None:
         with self._mutex:
             self._users.pop(user_id, None)
             self._memories.pop(user_id, None)
+            self._records.pop(user_id, None)
 
     async def _clear_all(self) -> None:
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._records.clear()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         with self._mutex:
@@ -151,6 +170,12 @@ class InMemoryStore(InMemoryMemories):
                 del sessions[session_id]
                 if not sessions:
                     del self._users[user_id]
+            now = self._clock()
+            for user_id, records in list(self._records.items()):
+                for key in [k for k, r in records.items() if r.expires_at <= now]:
+                    del records[key]
+                if not records:
+                    del self._records[user_id]
         return len(idle)
 
     def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
@@ -160,6 +185,7 @@ class InMemoryStore(InMemoryMemories):
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._records.clear()
 
 
 __all__ = ["InMemoryStore"]

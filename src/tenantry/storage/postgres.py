@@ -48,6 +48,7 @@ from typing import Any
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
@@ -64,6 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 # After the driver: these modules run psycopg too.
 from tenantry.storage.postgres_pool import Connection, PostgresConnections, server_lost
 from tenantry.storage.postgres_sql import (
+    KEY_TAKEN_SQLSTATE,
     LOCK_LOST_SQLSTATE,
     SCHEMA_VERSION,
     Queries,
@@ -148,6 +150,7 @@ class PostgresStore(PostgresMemories[LockProof]):
         fence = self._fence(scope)
         bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
+        record = write.idempotency
         params: dict[str, Any] = {
             "u": scope.user_id,
             "s": scope.session_id,
@@ -155,6 +158,10 @@ class PostgresStore(PostgresMemories[LockProof]):
             "now": write.now,
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
+            "key": None if record is None else record.key,
+            "key_hash": None if record is None else record.request_hash,
+            "key_reply": None if record is None else record.reply,
+            "key_expires": None if record is None else record.expires_at,
         }
 
         statements = [self._q.append]
@@ -165,7 +172,12 @@ class PostgresStore(PostgresMemories[LockProof]):
             params["holder"], params["lock_key"] = fence
 
         async def append() -> None:
-            await self._tenant(scope.user_id, "; ".join(statements), params)
+            try:
+                await self._tenant(scope.user_id, "; ".join(statements), params)
+            except psycopg.Error as exc:
+                if record is not None and exc.sqlstate == KEY_TAKEN_SQLSTATE:
+                    raise reused(record.key) from None
+                raise
 
         await self._run(append, scope)
 
@@ -189,6 +201,11 @@ class PostgresStore(PostgresMemories[LockProof]):
         params = {"u": scope.user_id, "s": scope.session_id}
         rows = await self._run(lambda: self._tenant(scope.user_id, query, params))
         return rows[0][0] if rows else None
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        params = {"u": user_id, "k": key}
+        rows = await self._run(lambda: self._tenant(user_id, self._q.record, params))
+        return IdempotencyRecord(*rows[0]) if rows else None
 
     async def _size(self, scope: Scope) -> int:
         return int(await self._one(scope, self._q.size) or 0)
@@ -241,7 +258,14 @@ class PostgresStore(PostgresMemories[LockProof]):
                     await conn.execute(self._q.delete_messages, {"ids": ids})
                 return len(ids)
 
-        return await self._in_batches(lambda: self._run(prune_batch))
+        async def expire_batch() -> int:
+            async with self._db.transaction(None) as conn:
+                params = {"now": self._clock(), "batch": PRUNE_BATCH}
+                return (await conn.execute(self._q.delete_expired, params)).rowcount
+
+        pruned = await self._in_batches(lambda: self._run(prune_batch))
+        await self._in_batches(lambda: self._run(expire_batch))
+        return pruned
 
     # --- the turn lock ------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   is repeated on each row for the row-level-security policy; `body` is the message as JSON.
 - `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
   see `postgres_memories`.
+- `idempotency` (schema version 5): one row per (user_id, key), a turn's idempotency record
+  (see `idempotency`), written by `append_turn` in the turn's transaction; indexed by expiry
+  for pruning.
 - Row-level security on every table (`RLS_TABLES`), for the NOLOGIN role `tenant_role`: it
   sees and writes only rows whose user_id equals the transaction's `tenantry.user_id`
   setting. The store runs every single-tenant query as that role; the connecting role (the
@@ -27,13 +30,16 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   prune_inactive, clear_all), and by `search_memories` (see `postgres_memories`).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
-- `append_turn(user, session, state, now, cap, bodies)`: the scope's upsert and the insert of
-  its new messages, in PL/pgSQL so that their plans are cached per connection instead of
+- `append_turn(user, session, state, now, cap, bodies, [p_key, p_key_hash, p_key_reply,
+  p_key_expires])`: the idempotency record's insert (if a key is given; SQLSTATE TI002 and
+  nothing written when the user holds a live record of the key), the scope's upsert and the
+  insert of its new messages, in PL/pgSQL so that their plans are cached per connection instead of
   parsed and planned on every append (schema version 2). It runs with the caller's rights,
   so row-level security applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
-locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories).
+locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
+version 3 (or 4) the idempotency records and append_turn's key parameters).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -48,9 +54,9 @@ import psycopg
 from tenantry.errors import InvalidInput, StoreSchemaError
 from tenantry.storage.postgres_memories import memories_ddl, search_grant
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
-RLS_TABLES = ("scopes", "messages", "memories", "memory_users")
+RLS_TABLES = ("scopes", "messages", "memories", "memory_users", "idempotency")
 """Every table, each with its tenant policy: every row carries its user_id."""
 
 DDL_LOCK_KEY = 0x74656E616E747279
@@ -58,6 +64,9 @@ DDL_LOCK_KEY = 0x74656E616E747279
 
 LOCK_LOST_SQLSTATE = "TL001"
 """The SQLSTATE `check_turn_lock` raises when a turn's lock is gone."""
+
+KEY_TAKEN_SQLSTATE = "TI002"
+"""The SQLSTATE `append_turn` raises when the user holds a live record of the turn's key."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -108,9 +117,26 @@ BEGIN
             USING ERRCODE = '{LOCK_LOST_SQLSTATE}';
     END IF;
 END $$;
+{idempotency_ddl(schema)}
 {append_turn_ddl(schema)}
 {memories_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
+"""
+
+
+def idempotency_ddl(schema: str) -> str:
+    """Give the statements that create the idempotency records' table if missing."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {schema}.idempotency (
+    user_id text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    request_hash text NOT NULL,
+    reply text NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON {schema}.idempotency (expires_at);
 """
 
 
@@ -119,13 +145,27 @@ def append_turn_ddl(schema: str) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION {schema}.append_turn(
     p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
-    p_bodies text[]
+    p_bodies text[], p_key text DEFAULT NULL, p_key_hash text DEFAULT NULL,
+    p_key_reply text DEFAULT NULL, p_key_expires double precision DEFAULT NULL
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     added integer := coalesce(array_length(p_bodies, 1), 0);
     scope bigint;
     next bigint;
 BEGIN
+    IF p_key IS NOT NULL THEN  -- first: a reused key writes nothing
+        INSERT INTO {schema}.idempotency AS r
+            (user_id, key, session_id, request_hash, reply, expires_at)
+        VALUES (p_user, p_key, p_session, p_key_hash, p_key_reply, p_key_expires)
+        ON CONFLICT (user_id, key) DO UPDATE SET session_id = excluded.session_id,
+            request_hash = excluded.request_hash, reply = excluded.reply,
+            expires_at = excluded.expires_at
+        WHERE r.expires_at <= p_now;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'tenantry idempotency key % is taken', p_key
+                USING ERRCODE = '{KEY_TAKEN_SQLSTATE}';
+        END IF;
+    END IF;
     INSERT INTO {schema}.scopes AS sc
         (user_id, session_id, state, updated_at, message_count, next_pos)
     VALUES (p_user, p_session, p_state, p_now, least(added, p_cap), added)
@@ -150,6 +190,10 @@ def upgrade_ddl(schema: str, version: int) -> str:
     if version < 3:
         summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
         steps += [summary, memories_ddl(schema)]
+    if version < 5:  # the old signature goes: a second overload would make calls ambiguous
+        old = "text, text, text, double precision, integer, text[]"
+        steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
+        steps += [idempotency_ddl(schema), append_turn_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
 
@@ -256,7 +300,17 @@ class Queries:
         self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.append = (
             f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
-            " %(bodies)s::text[])"
+            " %(bodies)s::text[], p_key => %(key)s, p_key_hash => %(key_hash)s,"
+            " p_key_reply => %(key_reply)s, p_key_expires => %(key_expires)s)"
+        )
+        self.record = (
+            f"SELECT key, session_id, request_hash, reply, expires_at FROM {schema}.idempotency"
+            " WHERE user_id = %(u)s AND key = %(k)s"
+        )
+        self.delete_expired = (
+            f"DELETE FROM {schema}.idempotency WHERE (user_id, key) IN (SELECT user_id, key"
+            f" FROM {schema}.idempotency WHERE expires_at <= %(now)s LIMIT %(batch)s"
+            " FOR UPDATE SKIP LOCKED)"
         )
         # Bounds are computed in a materialised step first: under row-level security only
         # leakproof comparisons with plain values may become index conditions, and `-` is
@@ -284,13 +338,15 @@ class Queries:
             f"SELECT 1 FROM {schema}.scopes WHERE {scope} FOR UPDATE;"
             f" DELETE FROM {schema}.messages WHERE scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE {scope});"
-            f" DELETE FROM {schema}.scopes WHERE {scope}"
+            f" DELETE FROM {schema}.scopes WHERE {scope};"
+            f" DELETE FROM {schema}.idempotency WHERE {scope}"
         )
         self.clear_user = (
             f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.messages WHERE scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
             f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s;"
+            f" DELETE FROM {schema}.idempotency WHERE user_id = %(u)s;"
             f" SELECT 1 FROM {schema}.memory_users WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.memories WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.memory_users WHERE user_id = %(u)s"
@@ -312,12 +368,14 @@ class Queries:
 
 __all__ = [
     "DDL_LOCK_KEY",
+    "KEY_TAKEN_SQLSTATE",
     "LOCK_LOST_SQLSTATE",
     "RLS_TABLES",
     "SCHEMA_VERSION",
     "Queries",
     "append_turn_ddl",
     "check_identifier",
+    "idempotency_ddl",
     "install_schema",
     "rls_ddl",
     "role_ddl",

@@ -6,8 +6,11 @@
 - `messages`: one row per message, numbered by `seq` in the order written and indexed by
   (scope_id, seq), so reading a scope's newest N walks that scope's index entries only.
 - `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
+- `idempotency`: one row per (user_id, key), the turn's idempotency record (see
+  `idempotency`; schema version 4), indexed by expiry for pruning.
 - `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
-  first use (version 1 had no summaries and no memories), a file of a newer one is refused.
+  first use (version 1 had no summaries and no memories, version 3 no idempotency records),
+  a file of a newer one is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 from tenantry.errors import StoreError
 from tenantry.storage.codec import decode_tool_calls, encode_tool_calls
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.types import Message
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scopes (
@@ -61,9 +65,20 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_by_stamp ON memories (user_id, stamp);
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_terms USING fts5(terms, tokenize = 'ascii');
+CREATE TABLE IF NOT EXISTS idempotency (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
 UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT"}
-"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing)."""
+"""What brings a file of version N to N + 1 beside the tables SCHEMA creates if missing; a
+step that only adds tables (3 -> 4: `idempotency`) has no entry."""
 
 
 def install_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -81,7 +96,8 @@ def install_schema(conn: sqlite3.Connection, path: str) -> None:
             conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                conn.execute(UPGRADES[step])
+                if step in UPGRADES:
+                    conn.execute(UPGRADES[step])
             conn.execute("UPDATE tenantry_schema SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
@@ -112,6 +128,31 @@ UPSERT_SCOPE = (
     "RETURNING scope_id, message_count"
 )
 INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+CLAIM_KEY = (
+    "INSERT INTO idempotency (user_id, key, session_id, request_hash, reply, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET "
+    "session_id = excluded.session_id, request_hash = excluded.request_hash, "
+    "reply = excluded.reply, expires_at = excluded.expires_at "
+    "WHERE idempotency.expires_at <= ? RETURNING 1"
+)
+"""Store a record unless the user holds a live one of its key (then no row comes back)."""
+RECORD = (
+    "SELECT key, session_id, request_hash, reply, expires_at FROM idempotency "
+    "WHERE user_id = ? AND key = ?"
+)
+DELETE_EXPIRED = (
+    "DELETE FROM idempotency WHERE (user_id, key) IN "
+    "(SELECT user_id, key FROM idempotency WHERE expires_at <= ? LIMIT ?)"
+)
+
+
+def claim_key(
+    conn: sqlite3.Connection, user_id: str, record: IdempotencyRecord, now: float
+) -> None:
+    """Store `record` in the current transaction, or raise IdempotencyKeyReused."""
+    row = (user_id, record.key, record.session_id, record.request_hash, record.reply)
+    if conn.execute(CLAIM_KEY, (*row, record.expires_at, now)).fetchone() is None:
+        raise reused(record.key)
 
 
 def to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
@@ -142,13 +183,17 @@ def from_row(row: Row) -> Message:
 
 
 __all__ = [
+    "CLAIM_KEY",
     "COLUMNS",
+    "DELETE_EXPIRED",
     "INSERT_MESSAGE",
+    "RECORD",
     "SCHEMA",
     "SCHEMA_VERSION",
     "UPGRADES",
     "UPSERT_SCOPE",
     "Row",
+    "claim_key",
     "from_row",
     "install_schema",
     "to_row",
