@@ -44,7 +44,6 @@ supported (a turn's keys live in different slots); use one primary.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import time
@@ -76,6 +75,7 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
+from tenantry.storage.redis_records import decode_record, record_args
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -232,7 +232,7 @@ class RedisStore(RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
-            *_record_args(record, write.now),
+            *record_args(record, write.now),
             *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
@@ -254,10 +254,7 @@ class RedisStore(RedisMemories[_Lock]):
         found = await self._run(lambda: self._ready().get(name))
         if found is None:
             return None
-        data = json.loads(found)
-        return IdempotencyRecord(
-            key, data["session_id"], data["request_hash"], data["reply"], data["expires_at"]
-        )
+        return decode_record(key, found)
 
     async def _forget_records(self, user_id: str, session_id: str | None) -> None:
         """Delete the user's idempotency records (of one session, if given)."""
@@ -412,24 +409,6 @@ class RedisStore(RedisMemories[_Lock]):
         client, self._client = self._client, None
         if client is not None:
             await client.aclose(close_connection_pool=True)
-
-
-def _record_args(record: IdempotencyRecord | None, now: float) -> list[Any]:
-    """Give APPEND's ARGV[9] to ARGV[12] for a turn's idempotency record (or none)."""
-    if record is None:
-        return ["", 0, 0, ""]
-    text = json.dumps(
-        {
-            "session_id": record.session_id,
-            "request_hash": record.request_hash,
-            "reply": record.reply,
-            "expires_at": record.expires_at,
-        },
-        ensure_ascii=False,
-    )
-    ttl_ms = max(1, round((record.expires_at - now) * 1000))
-    member = f"{encode_id(record.session_id)}:{encode_id(record.key)}"
-    return [text, ttl_ms, repr(record.expires_at), member]
 
 
 def _window(limit: int | None, offset: int) -> tuple[int, int]:
