@@ -31,11 +31,11 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
 - `append_turn(user, session, state, now, cap, bodies, [p_key, p_key_hash, p_key_reply,
-  p_key_expires])`: the idempotency record's insert (if a key is given; SQLSTATE TI002 and
-  nothing written when the user holds a live record of the key), the scope's upsert and the
-  insert of its new messages, in PL/pgSQL so that their plans are cached per connection instead of
-  parsed and planned on every append (schema version 2). It runs with the caller's rights,
-  so row-level security applies inside it as outside.
+  p_key_expires])`: the scope's upsert, the idempotency record's insert (if a key is given;
+  SQLSTATE TI002, and the transaction rolled back, when the user holds a live record of the
+  key) and the insert of its new messages, in PL/pgSQL so that their plans are cached per
+  connection instead of parsed and planned on every append (schema version 2). It runs with
+  the caller's rights, so row-level security applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
 locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
@@ -153,7 +153,16 @@ DECLARE
     scope bigint;
     next bigint;
 BEGIN
-    IF p_key IS NOT NULL THEN  -- first: a reused key writes nothing
+    INSERT INTO {schema}.scopes AS sc
+        (user_id, session_id, state, updated_at, message_count, next_pos)
+    VALUES (p_user, p_session, p_state, p_now, least(added, p_cap), added)
+    ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,
+        state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + added,
+        message_count = least(sc.message_count + added, p_cap)
+    RETURNING scope_id, next_pos INTO scope, next;
+    -- After the scope row, as clear_scope / clear_user lock them (no deadlock); a key
+    -- already taken rolls the whole turn back.
+    IF p_key IS NOT NULL THEN
         INSERT INTO {schema}.idempotency AS r
             (user_id, key, session_id, request_hash, reply, expires_at)
         VALUES (p_user, p_key, p_session, p_key_hash, p_key_reply, p_key_expires)
@@ -166,13 +175,6 @@ BEGIN
                 USING ERRCODE = '{KEY_TAKEN_SQLSTATE}';
         END IF;
     END IF;
-    INSERT INTO {schema}.scopes AS sc
-        (user_id, session_id, state, updated_at, message_count, next_pos)
-    VALUES (p_user, p_session, p_state, p_now, least(added, p_cap), added)
-    ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at,
-        state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + added,
-        message_count = least(sc.message_count + added, p_cap)
-    RETURNING scope_id, next_pos INTO scope, next;
     IF added > 0 THEN
         INSERT INTO {schema}.messages (scope_id, pos, user_id, body)
         SELECT scope, next - added + b.i - 1, p_user, b.body
