@@ -12,15 +12,20 @@ neither make two scopes share a key nor reach outside the prefix:
     {prefix}:users                       set of user ids that have a session
     {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
     {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
+    {prefix}:idem:{user}:{key}           an idempotency record (JSON), with its TTL
+    {prefix}:idemkeys:{user}             sorted set "{session}:{key}" -> expiry, the user's
+                                         records (to delete them with a session or the user)
+
+Every key of one user (all but users and activity) is built by `_user_key`.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
 store); their usage a hash per user per UTC day, their budget override a hash per user, and
 the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
 is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
-indexes, add the turn's usage, all atomic. Listing users or sessions reads an index set and
-pruning reads the activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a
-scope is a script too, and pruning re-checks each scope's last activity inside it, so a
-scope written meanwhile survives.
+indexes, store the turn's idempotency record, add the turn's usage, all atomic. Listing
+users or sessions reads an index set and pruning reads the activity sorted set, so no
+operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning re-checks
+each scope's last activity inside it, so a scope written meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
@@ -57,11 +62,13 @@ from tenantry.errors import (
 )
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.redis_lua import (
     APPEND,
     DELETE,
+    KEY_TAKEN,
     LOCK_LOST,
     MEMORY_SCRIPTS,
     RELEASE,
@@ -69,6 +76,7 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
+from tenantry.storage.redis_records import decode_record, record_args
 from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
@@ -150,29 +158,31 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
 
     # --- keys and connections -----------------------------------------------------------------
 
-    def _keys(self, scope: Scope) -> _Keys:
-        user, session = encode_id(scope.user_id), encode_id(scope.session_id)
-        p = self.prefix
-        return _Keys(
-            messages=f"{p}:messages:{user}:{session}",
-            state=f"{p}:state:{user}:{session}",
-            summary=f"{p}:summary:{user}:{session}",
-            sessions=f"{p}:sessions:{user}",
-            lock=f"{p}:lock:{user}:{session}",
-            member=f"{user}:{session}",
-        )
+    def _user_key(self, kind: str, user_id: str, *rest: str) -> str:
+        """Give the key of kind `kind` of one user, `rest` (already encoded) after the user."""
+        return ":".join((self.prefix, kind, encode_id(user_id), *rest))
 
-    def _user_key(self, kind: str, user_id: str) -> str:
-        return f"{self.prefix}:{kind}:{encode_id(user_id)}"
+    def _keys(self, scope: Scope) -> _Keys:
+        user, session = scope.user_id, encode_id(scope.session_id)
+        return _Keys(
+            messages=self._user_key("messages", user, session),
+            state=self._user_key("state", user, session),
+            summary=self._user_key("summary", user, session),
+            sessions=self._user_key("sessions", user),
+            lock=self._user_key("lock", user, session),
+            member=f"{encode_id(user)}:{session}",
+        )
 
     def _memory_keys(self, user_id: str) -> MemoryKeys:
-        user, p = encode_id(user_id), self.prefix
         return MemoryKeys(
-            memories=f"{p}:memories:{user}",
-            order=f"{p}:memorder:{user}",
-            terms=f"{p}:memterms:{user}",
-            vectors=f"{p}:memvectors:{user}",
+            memories=self._user_key("memories", user_id),
+            order=self._user_key("memorder", user_id),
+            terms=self._user_key("memterms", user_id),
+            vectors=self._user_key("memvectors", user_id),
         )
+
+    def _record_key(self, user_id: str, key: str) -> str:
+        return self._user_key("idem", user_id, encode_id(key))
 
     def _ready(self) -> Redis:
         """Give the client, creating it (and its pool, on this loop) on first use."""
@@ -220,7 +230,8 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         fence = self._fence(scope)
         token = "" if fence is None else fence.token
-        keys = self._keys(scope)
+        keys, record = self._keys(scope), write.idempotency
+        key = "" if record is None else record.key
         args: list[Any] = [
             repr(write.now),
             self._max_messages or 0,
@@ -230,14 +241,52 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
+            *record_args(record, write.now),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
-        script_keys += [self._activity_key, keys.lock]
+        script_keys += [self._activity_key, keys.lock, self._record_key(scope.user_id, key)]
+        script_keys.append(self._user_key("idemkeys", scope.user_id))
         day = usage_day(write.now)
         script_keys += self._usage_keys(scope.user_id, day)
         counted = [] if write.usage is None else usage_args(day, write.usage)
         args += [len(counted), *counted, *(encode_message(m) for m in write.messages)]
-        await self._run(lambda: self._script("append", script_keys, args), scope)
+
+        async def append() -> None:
+            try:
+                await self._script("append", script_keys, args)
+            except redis_errors.ResponseError as exc:
+                if record is not None and KEY_TAKEN in str(exc):
+                    raise reused(record.key) from None
+                raise
+
+        await self._run(append, scope)
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        name = self._record_key(user_id, key)
+        found = await self._run(lambda: self._ready().get(name))
+        if found is None:
+            return None
+        return decode_record(key, found)
+
+    async def _forget_records(self, user_id: str, session_id: str | None) -> None:
+        """Delete the user's idempotency records (of one session, if given)."""
+        index = self._user_key("idemkeys", user_id)
+        found: list[Any] = await self._run(lambda: self._ready().zrange(index, 0, -1))
+        members = [_text(m) for m in found]
+        if session_id is not None:
+            mine = encode_id(session_id) + ":"
+            members = [m for m in members if m.startswith(mine)]
+        if not members:
+            return
+        names = [self._user_key("idem", user_id, m.split(":", 1)[1]) for m in members]
+
+        async def forget() -> None:
+            async with self._ready().pipeline(transaction=True) as pipe:
+                pipe.delete(*names)
+                pipe.zrem(index, *members)
+                await pipe.execute()
+
+        await self._run(forget)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         start, stop = _window(limit, offset)
@@ -287,9 +336,11 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
 
     async def _clear_scope(self, scope: Scope) -> None:
         await self._delete([scope])
+        await self._forget_records(scope.user_id, scope.session_id)
 
     async def _clear_user(self, user_id: str) -> None:
         await self._delete([Scope(user_id, s) for s in await self._list_sessions(user_id)])
+        await self._forget_records(user_id, None)
         await self._forget_user(user_id)
 
     async def _clear_all(self) -> None:
@@ -316,7 +367,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         return await self._members(self._users_key)
 
     async def _list_sessions(self, user_id: str) -> list[str]:
-        return await self._members(f"{self.prefix}:sessions:{encode_id(user_id)}")
+        return await self._members(self._user_key("sessions", user_id))
 
     async def _prune(self, cutoff: float) -> int:
         bound = f"({cutoff!r}"
