@@ -19,7 +19,7 @@ import pytest
 
 from tenantry import Budget, Message, SyncStore, Usage, UsageDay
 from tenantry.errors import InvalidInput, InvalidUserId, ScopeLockLost, StoreClosed, StoreError
-from tenantry.storage.base import Store
+from tenantry.storage.base import PRUNE_BATCH, Store
 from tenantry.storage.usage import MAX_USAGE_DAYS
 from tests.conftest import PERSISTENT, FakeClock, MakeStore
 from tests.storage.test_contract import BAD_IDS, HOSTILE_IDS
@@ -351,6 +351,21 @@ async def test_prune_deletes_usage_older_than_the_retention(
     ]
     assert await store.get_usage("v", start=start, end=DAY) == []
     assert await store.get_budget("v") == Budget(tokens_per_day=1)  # budgets are not usage
+
+
+async def test_prune_deletes_old_usage_through_more_than_one_batch(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    clock.now = at(DAY)
+    store = make_store(clock=clock, usage_retention_days=10)
+    old = at(DAY - timedelta(days=11))
+    await asyncio.gather(  # more users than one batch of PRUNE_BATCH
+        *(store.add_usage(TURN, user_id=f"u{i}", now=old) for i in range(PRUNE_BATCH + 20))
+    )
+    await store.add_usage(TURN, user_id="u0")
+    await store.prune_inactive(timedelta(days=365))
+    start = DAY - timedelta(days=30)
+    assert await store.top_usage(start=start, end=DAY, limit=1_000) == [("u0", TURN)]
 
 
 def test_the_retention_is_a_positive_number_of_days(make_store: MakeStore) -> None:
