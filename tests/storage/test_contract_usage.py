@@ -20,7 +20,7 @@ import pytest
 from tenantry import Budget, Message, SyncStore, Usage, UsageDay
 from tenantry.errors import InvalidInput, InvalidUserId, ScopeLockLost, StoreClosed, StoreError
 from tenantry.storage.base import PRUNE_BATCH, Store
-from tenantry.storage.usage import MAX_USAGE_DAYS
+from tenantry.storage.usage import MAX_USAGE_DAYS, month_start, usage_day
 from tests.conftest import PERSISTENT, FakeClock, MakeStore
 from tests.storage.test_contract import BAD_IDS, HOSTILE_IDS
 
@@ -235,6 +235,12 @@ async def test_turns_from_two_store_objects_add_up(
     assert await second.usage_total("u", start=DAY, end=DAY) == Usage(
         **{k: v * 20 for k, v in TURN.to_dict().items() if k not in ("total_tokens", "estimated")}
     )
+
+
+def test_the_day_of_a_time_is_its_utc_date() -> None:
+    for now in (0.0, -0.5, 86_399.999, 86_400.0, at(DAY, 23, 59, 59) + 0.999, 1.7e9, 4.1e9):
+        assert usage_day(now) == datetime.fromtimestamp(now, UTC).date(), now
+    assert month_start(date(2026, 2, 28)) == date(2026, 2, 1)
 
 
 # --- the heaviest users -----------------------------------------------------------------------

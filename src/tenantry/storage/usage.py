@@ -56,8 +56,8 @@ _DAY_SECONDS = 86_400
 
 
 def usage_day(now: float) -> date:
-    """Give the UTC day of the time `now` (seconds since the epoch; UTC has no leap seconds
-    in epoch time, so a day is exactly 86,400 of them)."""
+    """Give the UTC day of the time `now` (seconds since the epoch, which counts every day
+    as exactly 86,400 seconds)."""
     return date.fromordinal(_EPOCH_ORDINAL + int(now // _DAY_SECONDS))
 
 
