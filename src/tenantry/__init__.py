@@ -12,6 +12,7 @@ import typing
 from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
+    BudgetExceeded,
     InvalidInput,
     InvalidMemory,
     InvalidMessage,
@@ -79,6 +80,7 @@ def __getattr__(name: str) -> typing.Any:
 __all__ = [
     "Agent",
     "AnthropicModel",
+    "BudgetExceeded",
     "Embedder",
     "FunctionModel",
     "InMemoryStore",

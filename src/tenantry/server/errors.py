@@ -23,6 +23,7 @@ log under that request id.
 | UnsupportedMediaType (body not JSON)    | 415    |             |
 | InvalidInput, InvalidRequest            | 422    |             |
 | RateLimited                             | 429    | yes         |
+| BudgetExceeded (usage reached a limit)  | 429    | yes: to the window's end |
 | ModelError, MaxLoopsExceeded            | 502    |             |
 | StoreUnavailable, StoreClosed, ShuttingDown | 503 | yes         |
 | ModelUnreachable                        | 504    |             |
@@ -35,11 +36,13 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from tenantry.errors import (
+    BudgetExceeded,
     InvalidInput,
     MaxLoopsExceeded,
     MemoryConflict,
@@ -130,6 +133,7 @@ STATUS: dict[type[BaseException], int] = {
     UnsupportedMediaType: 415,
     InvalidInput: 422,
     RateLimited: 429,
+    BudgetExceeded: 429,
     ModelUnreachable: 504,
     ModelError: 502,
     MaxLoopsExceeded: 502,
@@ -149,7 +153,7 @@ def status_of(exc: BaseException) -> int:
 
 def retry_after(exc: BaseException) -> int | None:
     """Give the seconds a client should wait before retrying, or None if retrying won't help."""
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | BudgetExceeded):
         return max(1, math.ceil(exc.retry_after))
     if isinstance(exc, MemoryConflict):  # the same request fails again: read, then retry
         return None
@@ -209,7 +213,21 @@ def error_body(exc: BaseException, request_id: str) -> dict[str, Any]:
     }
     if isinstance(exc, InvalidRequest) and exc.details:
         error["details"] = exc.details
+    if isinstance(exc, BudgetExceeded):
+        error["budget"] = budget_detail(exc)
     return {"error": error}
+
+
+def budget_detail(exc: BudgetExceeded) -> dict[str, Any]:
+    """Give what a refused turn's client reads of its budget: which limit, the usage it
+    counts, the limit, when it resets (ISO 8601 UTC) and the seconds until then."""
+    return {
+        "limit": exc.limit,
+        "used": exc.used,
+        "allowed": exc.allowed,
+        "resets_at": datetime.fromtimestamp(exc.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "retry_after": retry_after(exc),
+    }
 
 
 def error_headers(exc: BaseException) -> dict[str, str]:
@@ -242,6 +260,7 @@ __all__ = [
     "ShuttingDown",
     "Unauthorized",
     "UnsupportedMediaType",
+    "budget_detail",
     "error_body",
     "error_response",
     "one_line",
