@@ -51,6 +51,8 @@ from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
+from tenantry.storage.postgres_usage import PostgresUsage
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -74,7 +76,7 @@ LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
 
 
-class PostgresStore(PostgresMemories[LockProof]):
+class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -84,6 +86,7 @@ class PostgresStore(PostgresMemories[LockProof]):
         schema: str = "tenantry",
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 10,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
@@ -92,7 +95,11 @@ class PostgresStore(PostgresMemories[LockProof]):
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
-            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+            pool_size=pool_size,
         )
         try:
             params = conninfo_to_dict(url)
@@ -145,6 +152,8 @@ class PostgresStore(PostgresMemories[LockProof]):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        if write.usage is not None:  # IN PROGRESS (usage-store step 2)
+            raise NotImplementedError("usage accounting on this store is not implemented yet")
         fence = self._fence(scope)
         bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages

@@ -67,6 +67,8 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
+from tenantry.storage.redis_usage import RedisUsage
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -106,7 +108,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(RedisMemories[_Lock]):
+class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -116,12 +118,17 @@ class RedisStore(RedisMemories[_Lock]):
         prefix: str = "tenantry",
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 20,
         lock_ttl: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
-            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+            pool_size=pool_size,
         )
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
@@ -205,6 +212,8 @@ class RedisStore(RedisMemories[_Lock]):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
+        if write.usage is not None:  # IN PROGRESS (usage-store step 2)
+            raise NotImplementedError("usage accounting on this store is not implemented yet")
         fence = self._fence(scope)
         token = "" if fence is None else fence.token
         keys = self._keys(scope)

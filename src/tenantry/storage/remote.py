@@ -44,9 +44,20 @@ class RemoteStore(Store, Generic[Proof]):
     """A `Store` whose data lives on a server, reached through a driver's connection pool."""
 
     def __init__(
-        self, *, max_messages: int | None, max_memories: int | None, clock: Clock, pool_size: int
+        self,
+        *,
+        max_messages: int | None,
+        max_memories: int | None,
+        usage_retention_days: int,
+        clock: Clock,
+        pool_size: int,
     ) -> None:
-        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
+        super().__init__(
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+        )
         self._pool_size = check_int("pool_size", pool_size)
         self._home = HomeLoop()
         self._locks = LocalScopeLocks()
