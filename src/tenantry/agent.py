@@ -7,8 +7,13 @@ A turn:
 1. takes the scope's turn lock (turns of one scope never overlap; other scopes run in parallel),
 2. reads the newest `history_window` messages and the session state in one snapshot,
 3. calls the model, runs the tools it asks for, up to `max_loops` model calls,
-4. writes the user message, tool messages, the reply and the changed state in ONE atomic
-   `add_many`, after the model answered. A failure anywhere before that stores nothing.
+4. writes the user message, tool messages, the reply, the changed state and the turn's usage
+   in ONE atomic `add_many`, after the model answered. A failure anywhere before that stores
+   nothing, and counts nothing.
+
+With accounting on (the default), step 2 also reads the user's usage and budget
+(`Store.read_admission`) and refuses the turn with `BudgetExceeded` before the model is
+called when a limit is reached (`tenantry.usage.Budgets`); a refused turn stores nothing.
 
 With `memory=` on (`tenantry.memory`), step 2 also recalls the user's memories (and the
 session summary) into the system prompt, and once the turn is stored its learning and summary
@@ -17,6 +22,8 @@ jobs are queued in the background: the reply never waits for them (`aflush()` do
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -36,12 +43,13 @@ from tenantry.memory.jobs import BackgroundJobs
 from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
-from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
+from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Snapshot, Store
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
 from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
+from tenantry.usage import Budgets
 
 
 def _window(history: list[Message]) -> list[Message]:
@@ -86,6 +94,8 @@ class Agent:
 
     __slots__ = (
         "_memory",
+        "accounting",
+        "budgets",
         "default_user_id",
         "history_window",
         "instructions",
@@ -114,6 +124,10 @@ class Agent:
     lock_timeout: float
     memory: MemoryConfig | None
     """Long-term memory per user (None: off); see `tenantry.memory.MemoryConfig`."""
+    accounting: bool
+    """Whether turns count their usage (in their commit) and are checked against budgets."""
+    budgets: Budgets
+    """The budget policy: every user's default budget (an admin's override replaces it)."""
     _memory: AgentMemory | None
 
     def __init__(
@@ -131,6 +145,8 @@ class Agent:
         toolsets: Iterable[Toolset] = (),
         tracing: Tracing = DEFAULT_TRACING,
         memory: bool | MemoryConfig = False,
+        accounting: bool = True,
+        budgets: Budgets | None = None,
         user_id: str | None = None,
     ) -> None:
         if user_id is not None:
@@ -162,7 +178,13 @@ class Agent:
             "toolsets": _toolsets(toolsets),
             "tracing": tracing,
             "memory": config,
-            "_memory": AgentMemory(config, history_window) if config is not None else None,
+            "accounting": bool(accounting),
+            "budgets": budgets if budgets is not None else Budgets.from_settings(),
+            "_memory": (
+                AgentMemory(config, history_window, metered=bool(accounting))
+                if config is not None
+                else None
+            ),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -291,10 +313,9 @@ class Agent:
             run_id = new_id()
             turn_memory = None
             if memory is None:
-                snapshot = await store.snapshot(
-                    scope.user_id, scope.session_id, limit=self.history_window
-                )
+                snapshot = await self._admitted_snapshot(scope)
             else:  # the history read and recall together (tenantry.memory)
+                await self._admit(scope.user_id)
                 snapshot, turn_memory = await memory.begin(store, scope, run_id, text)
             ctx = RunContext(
                 scope=scope, run_id=run_id, state=snapshot.state, deps=deps, memory=turn_memory
@@ -329,6 +350,7 @@ class Agent:
                 if not response.tool_calls:
                     break
                 turn.extend(await self._run_tools(response, ctx, tools, trace))
+                usage += Usage(tool_calls=len(response.tool_calls))
             else:
                 raise MaxLoopsExceeded(
                     f"the model still asked for tools after {self.max_loops} calls "
@@ -340,6 +362,7 @@ class Agent:
                 user_id=scope.user_id,
                 session_id=scope.session_id,
                 state=ctx.state if changed else None,
+                usage=usage if self.accounting else None,
             )
         if memory is not None and turn_memory is not None:  # learning, now the turn is stored
             memory.after_turn(turn_memory, self.model, turn)
@@ -352,6 +375,30 @@ class Agent:
             usage=usage,
             state=dict(ctx.state),
         )
+
+    async def _admitted_snapshot(self, scope: Scope) -> Snapshot:
+        """Give the scope's snapshot, read while the user's budget is checked (one round
+        trip's wait for both, on a store that can serve two calls at once)."""
+        read = self.store.snapshot(scope.user_id, scope.session_id, limit=self.history_window)
+        if not self.accounting:
+            return await read
+        admitting = asyncio.ensure_future(self._admit(scope.user_id))
+        try:
+            snapshot = await read
+        except BaseException:
+            admitting.cancel()
+            with contextlib.suppress(BaseException):  # its error, if any: the read's wins
+                await admitting
+            raise
+        await admitting
+        return snapshot
+
+    async def _admit(self, user_id: str) -> None:
+        """Refuse the turn (BudgetExceeded) when the user's usage reached its budget."""
+        if self.accounting:
+            now = self.budgets.clock()
+            admission = await self.store.read_admission(user_id, now=now)
+            self.budgets.check(admission, now, user_id=user_id)
 
     async def _call_model(
         self, messages: Sequence[Message], specs: Sequence[ToolSpec]

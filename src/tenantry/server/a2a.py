@@ -35,8 +35,12 @@ from a2a.types import (
     TaskState,
 )
 from a2a.utils.errors import (
+    A2A_ERROR_MAPPING,
+    A2A_ERROR_REASONS,
+    JSON_RPC_ERROR_CODE_MAP,
     A2AError,
     ContentTypeNotSupportedError,
+    ErrorMapping,
     InternalError,
     InvalidParamsError,
     TaskNotCancelableError,
@@ -44,9 +48,9 @@ from a2a.utils.errors import (
 )
 from starlette.routing import BaseRoute, Route
 
-from tenantry.errors import InvalidInput, TenantryError
+from tenantry.errors import BudgetExceeded, InvalidInput, TenantryError
 from tenantry.server.a2a_card import CARD_PATH, RPC_PATH, TEXT, agent_card
-from tenantry.server.errors import public_message, retry_after
+from tenantry.server.errors import budget_detail, public_message, retry_after
 from tenantry.server.middleware import current_request_id
 from tenantry.server.state import ServerState
 from tenantry.server.turns import TurnRequest, run_turn, start_stream
@@ -60,8 +64,28 @@ MAX_TASKS = 10_000
 (their turns stay stored)."""
 
 
+class QuotaExceededError(A2AError):
+    """The caller's usage reached its budget: come back after `data["retry_after"]` seconds.
+
+    A2A 1.0 has no error for back-pressure, and none of its codes fits (-32004 "unsupported
+    operation" would tell a client never to retry), so this is JSON-RPC's implementation-
+    defined server error -32000, as tenantry's other refusals of A2A calls (`a2a_refusals`),
+    with the google.rpc reason RESOURCE_EXHAUSTED (gRPC's status for a quota, HTTP 429 in A2A's
+    REST binding). `data` holds the error type BudgetExceeded, `retry_after` and the budget
+    (`errors.budget_detail`)."""
+
+    message = "over budget"
+
+
+JSON_RPC_ERROR_CODE_MAP[QuotaExceededError] = -32000
+A2A_ERROR_MAPPING[QuotaExceededError] = ErrorMapping(
+    429, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"
+)
+A2A_ERROR_REASONS[QuotaExceededError] = "RESOURCE_EXHAUSTED"
+
 A2A_ERRORS: dict[type[BaseException], type[A2AError]] = {
     InvalidInput: InvalidParamsError,
+    BudgetExceeded: QuotaExceededError,
 }
 """The A2A error a failed turn's error becomes, by class (nearest ancestor); anything else is
 InternalError. One entry per error class that A2A clients should tell apart."""
@@ -77,6 +101,8 @@ def a2a_error(exc: Exception) -> A2AError:
     seconds = retry_after(exc)
     if seconds is not None:
         data["retry_after"] = seconds
+    if isinstance(exc, BudgetExceeded):
+        data["budget"] = budget_detail(exc)
     kind = next((A2A_ERRORS[c] for c in type(exc).__mro__ if c in A2A_ERRORS), InternalError)
     return kind(message=public_message(exc, current_request_id()), data=data)
 
@@ -124,7 +150,7 @@ class TenantryExecutor(AgentExecutor):
         try:
             scope = self._scope(context)
             turn = TurnRequest("a2a", scope, user_text(context.message))
-            self.state.limiter.hit(scope.user_id)
+            await self.state.limiter.acquire(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
             if method in STREAMING_METHODS:
@@ -262,6 +288,7 @@ __all__ = [
     "CARD_PATH",
     "RPC_PATH",
     "BoundedTaskStore",
+    "QuotaExceededError",
     "TenantryExecutor",
     "TenantryRequestHandler",
     "a2a_error",

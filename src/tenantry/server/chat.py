@@ -69,14 +69,14 @@ class LegacyChatReply(BaseModel):
 @router.post("/v1/chat", response_model=ChatReply, responses=_TURN_ERRORS)
 async def chat(body: ChatRequest, request: Request, state: State) -> ChatReply:
     """Send a message and get the agent's reply."""
-    scope = Scope.of(state.admit(request, body.user_id), body.session_id)
+    scope = Scope.of(await state.admit(request, body.user_id), body.session_id)
     return ChatReply.of(await run_turn(state, TurnRequest("chat", scope, body.message)))
 
 
 @router.post("/chat", response_model=LegacyChatReply, responses=_TURN_ERRORS)
 async def legacy_chat(body: LegacyChatRequest, request: Request, state: State) -> LegacyChatReply:
     """The seed's route, verbatim: `{"user_id", "message"}` → `{"user_id", "reply"}`."""
-    scope = Scope.of(state.admit(request, body.user_id))
+    scope = Scope.of(await state.admit(request, body.user_id))
     output = await run_turn(state, TurnRequest("chat", scope, body.message))
     return LegacyChatReply(user_id=output.user_id, reply=output.content)
 
@@ -119,7 +119,7 @@ async def chat_stream(body: ChatRequest, request: Request, state: State) -> Stre
     shutdown waits for it. Errors before the first delta (busy scope, store down) are plain
     HTTP errors; later ones arrive as an `error` event.
     """
-    scope = Scope.of(state.admit(request, body.user_id), body.session_id)
+    scope = Scope.of(await state.admit(request, body.user_id), body.session_id)
     stream = await start_stream(state, TurnRequest("stream", scope, body.message))
     return StreamingResponse(
         _events(stream, state),

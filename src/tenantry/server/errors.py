@@ -245,7 +245,36 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
     return JSONResponse(error_body(exc, request_id), status_of(exc), headers=error_headers(exc))
 
 
+OPENAI_ERRORS: dict[type[BaseException], tuple[str, str]] = {
+    BudgetExceeded: ("insufficient_quota", "insufficient_quota"),
+    RateLimited: ("RateLimited", "rate_limit_exceeded"),
+}
+"""(error.type, error.code) of the OpenAI-compatible endpoint's errors that OpenAI's API
+also has: over budget is OpenAI's own "You exceeded your current quota" (429,
+insufficient_quota), too many requests its rate limit (429, code rate_limit_exceeded). Any
+other error keeps its tenantry type, with code null."""
+
+
+def openai_error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    """Give the response for `exc` on the OpenAI-compatible endpoint: the same status,
+    headers and body as `error_response`, the body shaped as OpenAI's (`type`, `code`,
+    `param`; see `OPENAI_ERRORS`). Over budget also says `x-should-retry: false`, which the
+    official clients obey instead of retrying at once: the budget resets hours later."""
+    body = error_body(exc, request_id)
+    error = body["error"]
+    found = next((OPENAI_ERRORS[c] for c in type(exc).__mro__ if c in OPENAI_ERRORS), None)
+    if found is not None:
+        error["type"], error["code"] = found
+    error.setdefault("code", None)
+    error["param"] = None
+    headers = error_headers(exc)
+    if isinstance(exc, BudgetExceeded):
+        headers["x-should-retry"] = "false"
+    return JSONResponse(body, status_of(exc), headers=headers)
+
+
 __all__ = [
+    "OPENAI_ERRORS",
     "STATUS",
     "WITHHELD",
     "BodyTooLarge",
@@ -264,6 +293,7 @@ __all__ = [
     "error_body",
     "error_response",
     "one_line",
+    "openai_error_response",
     "public_message",
     "retry_after",
     "status_of",

@@ -3,8 +3,9 @@
 Each transport (chat, OpenAI-compatible, A2A) parses its protocol, decides the tenant, then
 hands a `TurnRequest` to `run_turn` (one reply) or `start_stream` (text deltas, then the
 reply). What must hold for every turn, whatever protocol asked for it, is written once here:
-today its metrics; budgets checked before the model is called, usage accounting, idempotency
-keys and tracing belong here too.
+its metrics (turns, model requests and tokens, refusals over budget). Budgets are checked
+before the model is called, and usage counted in the turn's commit, by the agent itself
+(`Agent.arun` raises BudgetExceeded), so a script's turns are held to them too.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ async def _every_turn(state: ServerState, turn: TurnRequest) -> AsyncIterator[No
 async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:
     """Run one turn and give its output."""
     async with _every_turn(state, turn):
-        return await state.agent.arun(
+        output = await state.agent.arun(
             turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
         )
+    state.metrics.count_usage(turn.transport, output.usage)
+    return output
 
 
 async def _produce(
@@ -57,6 +60,8 @@ async def _produce(
             async for event in state.agent.astream(
                 turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
             ):
+                if isinstance(event, RunOutput):
+                    state.metrics.count_usage(turn.transport, event.usage)
                 queue.put_nowait(event)
     except Exception as exc:
         queue.put_nowait(exc)
