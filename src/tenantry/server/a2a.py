@@ -23,7 +23,9 @@ from a2a.helpers import new_task, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
+from a2a.server.jsonrpc_models import JSONRPCError
 from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers.response_helpers import EXCEPTION_MAP
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
@@ -77,7 +79,9 @@ class QuotaExceededError(A2AError):
     message = "over budget"
 
 
+# The SDK's tables, by error class: its code, its JSON-RPC error model, its reason.
 JSON_RPC_ERROR_CODE_MAP[QuotaExceededError] = -32000
+EXCEPTION_MAP[QuotaExceededError] = JSONRPCError
 A2A_ERROR_MAPPING[QuotaExceededError] = ErrorMapping(
     429, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"
 )

@@ -56,6 +56,7 @@ from tenantry.server.middleware import (
 from tenantry.server.ratelimit import rate_limiter
 from tenantry.server.state import ServerState
 from tenantry.tracing import Tracing
+from tenantry.usage import Budgets
 
 logger = logging.getLogger("tenantry.server")
 PROTECTED = ("/v1/", "/chat", "/a2a")
@@ -83,6 +84,7 @@ def _default_agent(settings: ServerSettings) -> Agent:
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
         memory=memory_from_settings(settings) or False,
+        budgets=Budgets.from_settings(settings),
         tracing=Tracing(
             user_id=settings.tracing_user_id,
             hash_key=key.get_secret_value() if key is not None else b"",

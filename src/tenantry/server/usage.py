@@ -35,7 +35,9 @@ From = Annotated[
     date | None,
     Query(alias="from", description="First UTC day, YYYY-MM-DD (default: the month's first)."),
 ]
-To = Annotated[date | None, Query(description="Last UTC day, inclusive (default: today).")]
+To = Annotated[
+    date | None, Query(alias="to", description="Last UTC day, inclusive (default: today).")
+]
 
 
 class DayUsage(UsageBody):
