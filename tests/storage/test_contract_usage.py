@@ -28,12 +28,6 @@ SHARED = {"postgres", "redis"}
 """Backends that share the rate limit between processes."""
 
 
-@pytest.fixture(autouse=True)
-def _pending_on_servers(backend: str) -> None:  # IN PROGRESS: removed by the next commit
-    if backend in SHARED:
-        pytest.skip(f"usage on {backend} lands in the next commit of branch usage-store")
-
-
 TURN = Usage(requests=2, input_tokens=120, output_tokens=30, cache_read_tokens=100, tool_calls=1)
 
 

@@ -25,7 +25,10 @@ Design (tables and queries in `postgres_sql`):
   prune_inactive and clear_all run as the connecting role, which must own the schema.
 - Memories (`postgres_memories`, `PostgresMemories`, a base of the store): one table of
   memories with a GIN index of user-prefixed terms, so a search reads that user's postings
-  only; one row per user that serialises the user's memory writes. A session's summary is a
+  only; one row per user that serialises the user's memory writes.
+- Usage (`postgres_usage`, `PostgresUsage`, a base of the store): a row per user per UTC
+  day that `append_turn` adds the turn's usage to in the turn's transaction; budget
+  overrides; the shared rate limit's buckets. A session's summary is a
   column of its scope row.
 - Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
   dedicated lock connection, after the in-process lock (see `locks`). One connection holds
@@ -51,8 +54,8 @@ from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
-from tenantry.storage.postgres_usage import PostgresUsage
-from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS
+from tenantry.storage.postgres_usage import PostgresUsage, UsageQueries, usage_params
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -108,6 +111,7 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
         self.schema = schema
         self._q = Queries(check_identifier("schema", schema))
         self._mq = MemoryQueries(check_identifier("schema", schema))
+        self._uq = UsageQueries(check_identifier("schema", schema))
         self._rls = rls
         check_identifier("tenant_role", tenant_role)
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
@@ -152,8 +156,6 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
-        if write.usage is not None:  # IN PROGRESS (usage-store step 2)
-            raise NotImplementedError("usage accounting on this store is not implemented yet")
         fence = self._fence(scope)
         bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
@@ -164,6 +166,7 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
             "now": write.now,
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
+            **usage_params(usage_day(write.now), write.usage),
         }
 
         statements = [self._q.append]

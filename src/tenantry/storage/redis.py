@@ -14,11 +14,13 @@ neither make two scopes share a key nor reach outside the prefix:
     {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
-store). A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state,
-update the indexes, all atomic. Listing users or sessions reads an index set and pruning reads the
-activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a scope is a script
-too, and pruning re-checks each scope's last activity inside it, so a scope written
-meanwhile survives.
+store); their usage a hash per user per UTC day, their budget override a hash per user, and
+the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
+is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
+indexes, add the turn's usage, all atomic. Listing users or sessions reads an index set and
+pruning reads the activity sorted set, so no operation ever uses KEYS or SCAN. Deleting a
+scope is a script too, and pruning re-checks each scope's last activity inside it, so a
+scope written meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
@@ -67,8 +69,8 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
-from tenantry.storage.redis_usage import RedisUsage
-from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS
+from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -160,6 +162,9 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             member=f"{user}:{session}",
         )
 
+    def _user_key(self, kind: str, user_id: str) -> str:
+        return f"{self.prefix}:{kind}:{encode_id(user_id)}"
+
     def _memory_keys(self, user_id: str) -> MemoryKeys:
         user, p = encode_id(user_id), self.prefix
         return MemoryKeys(
@@ -187,6 +192,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
                 ("release", RELEASE),
                 ("set_summary", SET_SUMMARY),
                 *MEMORY_SCRIPTS.items(),
+                *USAGE_SCRIPTS.items(),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -212,8 +218,6 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
-        if write.usage is not None:  # IN PROGRESS (usage-store step 2)
-            raise NotImplementedError("usage accounting on this store is not implemented yet")
         fence = self._fence(scope)
         token = "" if fence is None else fence.token
         keys = self._keys(scope)
@@ -226,10 +230,13 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
-            *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
         script_keys += [self._activity_key, keys.lock]
+        day = usage_day(write.now)
+        script_keys += self._usage_keys(scope.user_id, day)
+        counted = [] if write.usage is None else usage_args(day, write.usage)
+        args += [len(counted), *counted, *(encode_message(m) for m in write.messages)]
         await self._run(lambda: self._script("append", script_keys, args), scope)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
@@ -289,6 +296,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         for user_id in await self._list_users():
             await self._clear_user(user_id)
         await self._forget_every_user()
+        await self._forget_usage()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         key = self._keys(scope).summary

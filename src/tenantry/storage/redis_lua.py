@@ -8,6 +8,8 @@ touches the keys of one user only.
 
 from __future__ import annotations
 
+from tenantry.storage.redis_usage import count_lua
+
 LOCK_LOST = "TENANTRY_LOCK_LOST"
 """The error `APPEND` replies with when the turn's lock no longer holds the turn's token."""
 
@@ -17,6 +19,8 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # KEYS[4] - the users (set)
 # KEYS[5] - the activity (sorted set)
 # KEYS[6] - the scope's turn lock
+# KEYS[7], KEYS[8], KEYS[9] - the user's usage hash of the day, the day's top set, the days
+#   index (`redis_usage`)
 # ARGV[1] - the time of the write: the scope's score in KEYS[5]
 # ARGV[2] - max_messages, 0 for no cap
 # ARGV[3] - "1" to set the state to ARGV[4], "0" to keep it
@@ -25,18 +29,23 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # ARGV[6] - the user id, added to KEYS[4]
 # ARGV[7] - the scope's member in KEYS[5], "{user}:{session}"
 # ARGV[8] - the turn lock's token, or '' for a write outside a turn (no fence)
-# ARGV[9], ARGV[10] ... - the new messages' JSON, oldest first
+# ARGV[9] - k: 0 for a turn without usage, else the number of usage arguments that follow
+# ARGV[10] ... ARGV[9 + k] - the turn's usage (`redis_usage.usage_args`)
+# ARGV[10 + k], ARGV[11 + k] ... - the new messages' JSON, oldest first
 # return 1, or the error LOCK_LOST (and nothing written) if KEYS[6] does not hold ARGV[8]
 APPEND = f"""
 if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
     return redis.error_reply('{LOCK_LOST}')
 end
 local n = #ARGV
-for i = 9, n, 1000 do
+local first = 10 + tonumber(ARGV[9])
+if first > 10 then
+{count_lua(("KEYS[7]", "KEYS[8]", "KEYS[9]"), "10", "ARGV[6]")}end
+for i = first, n, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
 local cap = tonumber(ARGV[2])
-if cap > 0 and n >= 9 then
+if cap > 0 and n >= first then
     redis.call('LTRIM', KEYS[1], -cap, -1)
 end
 if ARGV[3] == '1' then
