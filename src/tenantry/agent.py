@@ -44,6 +44,7 @@ from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Snapshot, Store
+from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
@@ -377,11 +378,15 @@ class Agent:
         )
 
     async def _admitted_snapshot(self, scope: Scope) -> Snapshot:
-        """Give the scope's snapshot, read while the user's budget is checked (one round
-        trip's wait for both, on a store that can serve two calls at once)."""
+        """Give the scope's snapshot once the user's budget admitted the turn. On a server's
+        store both are read at the same time (one round trip's wait); on the others one
+        after the other, which costs less than a task."""
+        if not (self.accounting and isinstance(self.store, RemoteStore)):
+            await self._admit(scope.user_id)  # returns at once with accounting off
+            return await self.store.snapshot(
+                scope.user_id, scope.session_id, limit=self.history_window
+            )
         read = self.store.snapshot(scope.user_id, scope.session_id, limit=self.history_window)
-        if not self.accounting:
-            return await read
         admitting = asyncio.ensure_future(self._admit(scope.user_id))
         try:
             snapshot = await read

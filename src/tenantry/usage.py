@@ -27,7 +27,7 @@ from tenantry.models.base import Model, ModelResponse, StreamItem
 from tenantry.settings import Settings
 from tenantry.storage.base import Store
 from tenantry.storage.usage import check_range, month_start, usage_day
-from tenantry.types import BUDGET_LIMITS, Admission, Budget, Message, ToolSpec, Usage
+from tenantry.types import BUDGET_LIMITS, Admission, Budget, Message, ToolSpec
 
 Clock = Callable[[], float]
 
@@ -58,22 +58,21 @@ def period(start: date | None, end: date | None, *, now: float) -> tuple[date, d
     return check_range(first, last)
 
 
-def _used(usage: Usage, kind: str) -> int:
-    return usage.total_tokens if kind == "tokens" else usage.requests
+_CHECKS = tuple((name, name.startswith("tokens"), name.endswith("_day")) for name in BUDGET_LIMITS)
+"""Each limit's name, whether it counts tokens (else requests), whether per day (else month)."""
 
 
 def _over(budget: Budget, admission: Admission, now: float) -> list[tuple[str, int, int, float]]:
     """Give each reached limit as (name, used, allowed, resets_at)."""
     found = []
-    for name in LIMITS:
+    for name, tokens, daily in _CHECKS:
         allowed = getattr(budget, name)
         if allowed is None:
             continue
-        kind, _, window = name.partition("_per_")
-        usage = admission.day if window == "day" else admission.month
-        used = _used(usage, kind)
+        usage = admission.day if daily else admission.month
+        used = usage.total_tokens if tokens else usage.requests
         if used >= allowed:
-            found.append((name, used, allowed, day_end(now) if window == "day" else month_end(now)))
+            found.append((name, used, allowed, day_end(now) if daily else month_end(now)))
     return found
 
 
