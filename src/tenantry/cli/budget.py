@@ -30,7 +30,7 @@ budget_app = typer.Typer(
 app.add_typer(budget_app)
 
 UserArgument = Annotated[str, typer.Argument(help="The user id.", show_default=False)]
-Limit = Annotated[int | None, typer.Option(min=0, show_default=False)]
+Limit = Annotated[int | None, typer.Option(min=0, max=2**62, show_default=False)]
 
 
 def _show(user_id: str, admission: Admission) -> None:

@@ -30,6 +30,8 @@ from tenantry.usage import period
 router = APIRouter(tags=["usage"])
 _ERRORS = error_responses(401, 403, 422, 429, 503)
 MAX_TOP = 1000
+MAX_LIMIT = 2**62
+"""The largest budget limit accepted (what every store's counters hold)."""
 
 From = Annotated[
     date | None,
@@ -72,10 +74,16 @@ class BudgetBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tokens_per_day: int | None = Field(None, ge=0, description="Tokens per UTC day.")
-    requests_per_day: int | None = Field(None, ge=0, description="Model requests per UTC day.")
-    tokens_per_month: int | None = Field(None, ge=0, description="Tokens per UTC month.")
-    requests_per_month: int | None = Field(None, ge=0, description="Model requests per month.")
+    tokens_per_day: int | None = Field(None, ge=0, le=MAX_LIMIT, description="Tokens per UTC day.")
+    requests_per_day: int | None = Field(
+        None, ge=0, le=MAX_LIMIT, description="Model requests per UTC day."
+    )
+    tokens_per_month: int | None = Field(
+        None, ge=0, le=MAX_LIMIT, description="Tokens per UTC month."
+    )
+    requests_per_month: int | None = Field(
+        None, ge=0, le=MAX_LIMIT, description="Model requests per month."
+    )
 
     @classmethod
     def of(cls, budget: Budget) -> BudgetBody:
