@@ -4,7 +4,8 @@ Redis, and every acknowledged turn is counted once, also when a replica is kille
 The overshoot bound (README, "Usage and budgets"): a turn is admitted on the usage committed
 so far, so turns admitted at the same time can together pass the limit by what they use:
 stored tokens <= limit - 1 + turns in flight x the largest turn. Here the client keeps at
-most IN_FLIGHT turns going at once, which bounds the turns in flight on both replicas.
+most IN_FLIGHT turns going at once (all of them), which bounds the turns in flight on both
+replicas.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from tests.conftest import (
 from tests.support.replica_set import ReplicaSet, replica_set
 
 TURNS = 200
-IN_FLIGHT = 40
+IN_FLIGHT = TURNS
+"""All 200 turns are sent at once (the issue's "200 concurrent turns of one tenant")."""
 BUDGET = 2_000
 """Tokens per day: about 45 of the offline model's turns here."""
 USER = "big-spender"
