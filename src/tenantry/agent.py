@@ -22,8 +22,6 @@ jobs are queued in the background: the reply never waits for them (`aflush()` do
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -44,13 +42,12 @@ from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Snapshot, Store
-from tenantry.storage.remote import RemoteStore
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
 from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
-from tenantry.usage import Budgets
+from tenantry.usage import Budgets, admit, admitted_snapshot
 
 
 def _window(history: list[Message]) -> list[Message]:
@@ -378,32 +375,17 @@ class Agent:
         )
 
     async def _admitted_snapshot(self, scope: Scope) -> Snapshot:
-        """Give the scope's snapshot once the user's budget admitted the turn. On a server's
-        store both are read at the same time (one round trip's wait); on the others one
-        after the other, which costs less than a task."""
-        if not (self.accounting and isinstance(self.store, RemoteStore)):
-            await self._admit(scope.user_id)  # returns at once with accounting off
+        """Give the scope's snapshot once the user's budget admitted the turn."""
+        if not self.accounting:
             return await self.store.snapshot(
                 scope.user_id, scope.session_id, limit=self.history_window
             )
-        read = self.store.snapshot(scope.user_id, scope.session_id, limit=self.history_window)
-        admitting = asyncio.ensure_future(self._admit(scope.user_id))
-        try:
-            snapshot = await read
-        except BaseException:
-            admitting.cancel()
-            with contextlib.suppress(BaseException):  # its error, if any: the read's wins
-                await admitting
-            raise
-        await admitting
-        return snapshot
+        return await admitted_snapshot(self.store, self.budgets, scope, self.history_window)
 
     async def _admit(self, user_id: str) -> None:
         """Refuse the turn (BudgetExceeded) when the user's usage reached its budget."""
         if self.accounting:
-            now = self.budgets.clock()
-            admission = await self.store.read_admission(user_id, now=now)
-            self.budgets.check(admission, now, user_id=user_id)
+            await admit(self.store, self.budgets, user_id)
 
     async def _call_model(
         self, messages: Sequence[Message], specs: Sequence[ToolSpec]
