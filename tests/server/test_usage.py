@@ -236,6 +236,11 @@ async def test_export_includes_the_users_usage_and_budget(
     export = (await auth.get("/v1/users/alice/export", headers=tenants.headers("alice"))).json()
     assert [(d["day"], d["total_tokens"]) for d in export["usage"]] == [("2026-03-10", 40)]
     assert export["budget"]["requests_per_month"] == 10
+    deleted = await auth.delete("/v1/users/alice", headers=tenants.headers("alice"))
+    assert deleted.status_code == 200
+    kept = await auth.get("/v1/users/alice/export", headers=tenants.headers("alice"))
+    assert kept.status_code == 200  # deleting the user's data keeps its billing records
+    assert (kept.json()["sessions"], len(kept.json()["usage"])) == ([], 1)
 
 
 async def test_metrics_count_tokens_requests_and_refusals_without_a_user_label(

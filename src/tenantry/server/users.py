@@ -174,10 +174,18 @@ async def delete_user(user_id: PathUserId, request: Request, state: State) -> De
 @router.get("/v1/users/{user_id}/export", response_model=UserExport, responses=_ERRORS)
 async def export_user(user_id: PathUserId, request: Request, state: State) -> UserExport:
     """Everything stored for the user: each session's state, messages (oldest first) and
-    summary, the user's memories, its usage per day and its own budget."""
+    summary, the user's memories, its usage per day and its own budget (a deleted user's
+    usage and budget stay, so they are exported too)."""
     tenant = await state.admit(request, user_id)
     store = state.agent.store
-    names, memories = await _stored(store, tenant)
+    today = usage_day(time.time())
+    first = today - timedelta(days=store.usage_retention_days)
+    days = await store.get_usage(tenant, start=first, end=today)
+    budget = await store.get_budget(tenant)
+    names = await store.list_sessions(tenant)
+    memories = await store.list_memories(user_id=tenant)
+    if not (names or memories or days or budget):
+        raise NotFound(f"user {tenant!r} has no stored sessions or memories")
     sessions = []
     for session_id in names:
         snapshot = await store.snapshot(tenant, session_id)
@@ -190,10 +198,6 @@ async def export_user(user_id: PathUserId, request: Request, state: State) -> Us
                 summary=summary.to_dict() if summary is not None else None,
             )
         )
-    today = usage_day(time.time())
-    first = today - timedelta(days=store.usage_retention_days)
-    days = await store.get_usage(tenant, start=first, end=today)
-    budget = await store.get_budget(tenant)
     return UserExport(
         user_id=tenant,
         exported_at=time.time(),
