@@ -38,9 +38,10 @@ from typing import Any, Self
 
 from tenantry._checks import check_int
 from tenantry.errors import StoreClosed
-from tenantry.storage.checks import check_age, check_messages
+from tenantry.storage.checks import check_age, check_messages, check_query
 from tenantry.storage.codec import decode_state, encode_state
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES, MemoryContract
+from tenantry.storage.search import query_terms
 from tenantry.storage.usage import (
     DEFAULT_USAGE_RETENTION_DAYS,
     UsageContract,
@@ -48,7 +49,7 @@ from tenantry.storage.usage import (
     usage_day,
 )
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Message, Usage
+from tenantry.types import Memory, Message, Usage
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -166,6 +167,27 @@ class Store(UsageContract, MemoryContract, ABC):
         """Give the newest `limit` messages and the session state, read consistently."""
         scope = self._scope(user_id, session_id)
         return await self._snapshot(scope, check_int("limit", limit, minimum=0, or_none=True))
+
+    async def snapshot_and_search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        limit: int | None = None,
+        search_limit: int = 5,
+    ) -> tuple[Snapshot, list[Memory]]:
+        """Give `snapshot(user_id, session_id, limit=limit)` and the user's memories that best
+        match `query` by keyword (`search_memories(query, limit=search_limit)` without an
+        embedding), read together: what a turn with memory recall reads before its model
+        call, in one read where the backend can (SQLite: one read transaction on one
+        reader thread) and both at once where it cannot."""
+        user = self._memory_user(user_id)
+        scope = self._scope(user, session_id)
+        checked = check_int("limit", limit, minimum=0, or_none=True)
+        wanted = check_int("search_limit", search_limit, minimum=0)
+        terms = query_terms(check_query(query)) if wanted else []
+        return await self._snapshot_and_search(scope, checked, terms, wanted)
 
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""
@@ -291,6 +313,16 @@ class Store(UsageContract, MemoryContract, ABC):
         """Default: two reads. Backends override it to read both in one round trip."""
         messages = [] if limit == 0 else await self._read(scope, limit, 0)
         return Snapshot(messages, decode_state(await self._get_state(scope)))
+
+    async def _snapshot_and_search(
+        self, scope: Scope, limit: int | None, terms: list[str], wanted: int
+    ) -> tuple[Snapshot, list[Memory]]:
+        """Default: one read after the other, for backends in this process (nothing to wait
+        for, so nothing to overlap). Server-backed ones overlap the two (`remote`)."""
+        snapshot = await self._snapshot(scope, limit)
+        if not terms or wanted == 0:
+            return snapshot, []
+        return snapshot, await self._search_memories(scope.user_id, terms, wanted)
 
     # --- backend primitives -------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from tenantry.storage.sqlite_sql import (
 from tenantry.storage.sqlite_usage import SQLiteUsage, count_usage, delete_all_usage
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
-from tenantry.types import Message
+from tenantry.types import Memory, Message
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -276,6 +276,21 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
 
         messages, state = await self._query(read)
         return Snapshot(messages, decode_state(state))
+
+    async def _snapshot_and_search(
+        self, scope: Scope, limit: int | None, terms: list[str], wanted: int
+    ) -> tuple[Snapshot, list[Memory]]:
+        """One read transaction on one reader thread: the history, the state and the
+        memories of one moment, for one thread hop."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, list[Memory]]:
+            found = self._find(conn, scope)
+            messages = [] if found is None or limit == 0 else self._newest(conn, found[0], limit)
+            memories = self._search_rows(conn, scope.user_id, terms, wanted) if terms else []
+            return messages, None if found is None else found[1], memories
+
+        messages, state, memories = await self._query(read)
+        return Snapshot(messages, decode_state(state)), memories
 
     async def _size(self, scope: Scope) -> int:
         def count(conn: sqlite3.Connection) -> int:

@@ -83,6 +83,25 @@ class SyncStore:
     ) -> Snapshot:
         return run_sync(self.store.snapshot(user_id, session_id, limit=limit))
 
+    def snapshot_and_search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        limit: int | None = None,
+        search_limit: int = 5,
+    ) -> tuple[Snapshot, list[Memory]]:
+        return run_sync(
+            self.store.snapshot_and_search(
+                query,
+                user_id=user_id,
+                session_id=session_id,
+                limit=limit,
+                search_limit=search_limit,
+            )
+        )
+
     def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         return run_sync(self.store.size(user_id, session_id))
 
