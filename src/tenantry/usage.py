@@ -17,8 +17,6 @@ limit by at most what the turns in flight use: limit + in-flight turns x the lar
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,6 @@ from tenantry.errors import BudgetExceeded, InvalidInput
 from tenantry.models.base import Model, ModelResponse, StreamItem
 from tenantry.settings import Settings
 from tenantry.storage.base import Snapshot, Store
-from tenantry.storage.remote import RemoteStore
 from tenantry.storage.usage import check_range, month_start, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import BUDGET_LIMITS, Admission, Budget, Message, ToolSpec
@@ -127,21 +124,13 @@ async def admit(store: Store, budgets: Budgets, user_id: str) -> None:
 
 
 async def admitted_snapshot(store: Store, budgets: Budgets, scope: Scope, limit: int) -> Snapshot:
-    """Give the scope's newest `limit` messages and state once `admit` let the turn in. On a
-    server's store (PostgreSQL, Redis) both are read at the same time, one round trip's wait;
-    on the others one after the other, which costs less than the task would."""
-    if not isinstance(store, RemoteStore):
-        await admit(store, budgets, scope.user_id)
-        return await store.snapshot(scope.user_id, scope.session_id, limit=limit)
-    admitting = asyncio.ensure_future(admit(store, budgets, scope.user_id))
-    try:
-        snapshot = await store.snapshot(scope.user_id, scope.session_id, limit=limit)
-    except BaseException:
-        admitting.cancel()
-        with contextlib.suppress(BaseException):  # its error, if any: the read's wins
-            await admitting
-        raise
-    await admitting
+    """Give the scope's newest `limit` messages and state once the user's budget let the turn
+    in (raises BudgetExceeded), both read together (`Store.snapshot_and_admission`)."""
+    now = budgets.clock()
+    snapshot, admission = await store.snapshot_and_admission(
+        scope.user_id, scope.session_id, limit=limit, now=now
+    )
+    budgets.check(admission, now, user_id=scope.user_id)
     return snapshot
 
 
