@@ -13,6 +13,7 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
 - `memories`: `search_memories` latency per backend against the number of other users'
   memories, beside agno's and LangGraph's memory read paths.
 - `memory_overhead`: a turn with long-term memory on (recall included) against off, per backend.
+- `accounting`: a turn with usage accounting and budgets on against off, per backend.
 
 `--smoke` shrinks every count (the whole run takes about 30 s) and writes to a temporary
 directory unless `--out` is given, so committed figures are never replaced by smoke figures.
@@ -39,6 +40,7 @@ SUITES = (
     "tenants",
     "memories",
     "memory_overhead",
+    "accounting",
 )
 
 

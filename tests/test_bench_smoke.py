@@ -25,6 +25,7 @@ SUITES = (
     "tenants",
     "memories",
     "memory_overhead",
+    "accounting",
 )
 
 
@@ -85,6 +86,10 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     overhead = json.loads((tmp_path / "memory_overhead.json").read_text())["results"]
     for backend in expected:
         assert overhead[backend]["prompts_with_facts"] == overhead[backend]["turns_with_memory"]
+    accounting = json.loads((tmp_path / "accounting.json").read_text())["results"]
+    for backend in expected:
+        counted = accounting[backend]
+        assert counted["counted_requests_user_0"] == counted["turns_with_accounting_user_0"]
 
 
 def test_the_a2a_tck_run_skips_without_a_checkout_and_says_where_to_get_one(

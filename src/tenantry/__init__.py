@@ -12,6 +12,7 @@ import typing
 from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
+    BudgetExceeded,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
     InvalidInput,
@@ -94,6 +95,7 @@ __all__ = [
     "Agent",
     "AnthropicModel",
     "Budget",
+    "BudgetExceeded",
     "Embedder",
     "FunctionModel",
     "IdempotencyKeyReused",

@@ -7,14 +7,20 @@ A turn:
 1. takes the scope's turn lock (turns of one scope never overlap; other scopes run in parallel),
 2. reads the newest `history_window` messages and the session state in one snapshot,
 3. calls the model, runs the tools it asks for, up to `max_loops` model calls,
-4. writes the user message, tool messages, the reply and the changed state in ONE atomic
-   `add_many`, after the model answered. A failure anywhere before that stores nothing; once
-   the write started, cancelling the run lets it finish first (`replay.committed`).
+4. writes the user message, tool messages, the reply, the changed state and the turn's usage
+   in ONE atomic `add_many`, after the model answered. A failure anywhere before that stores
+   nothing, and counts nothing; once the write started, cancelling the run lets it finish
+   first (`replay.committed`).
+
+With accounting on (the default), step 2 also reads the user's usage and budget
+(`Store.read_admission`) and refuses the turn with `BudgetExceeded` before the model is
+called when a limit is reached (`tenantry.usage.Budgets`); a refused turn stores nothing.
 
 With `idempotency_key=`, step 1 is followed by a look-up of the key: a turn already stored
-with it (and the same session and message) is given back as it was, with no model call
-(`RunOutput.replayed`); the same key with another request is IdempotencyKeyReused. The key is
-stored with the turn in step 4's write, for `idempotency_ttl` (see `tenantry.replay`).
+with it (and the same session and message) is given back as it was, with no model call and
+no budget check (`RunOutput.replayed`: it was counted when it ran); the same key with another
+request is IdempotencyKeyReused. The key is stored with the turn in step 4's write, for
+`idempotency_ttl` (see `tenantry.replay`).
 
 With `memory=` on (`tenantry.memory`), step 2 also recalls the user's memories (and the
 session summary) into the system prompt, and once the turn is stored its learning and summary
@@ -45,7 +51,7 @@ from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
 from tenantry.replay import committed, record_of, stored_reply
-from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
+from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Snapshot, Store
 from tenantry.storage.idempotency import (
     DEFAULT_IDEMPOTENCY_TTL,
     check_idempotency_key,
@@ -57,6 +63,7 @@ from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
 from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
+from tenantry.usage import Budgets, admit, admitted_snapshot
 
 
 def _window(history: list[Message]) -> list[Message]:
@@ -101,6 +108,8 @@ class Agent:
 
     __slots__ = (
         "_memory",
+        "accounting",
+        "budgets",
         "default_user_id",
         "history_window",
         "idempotency_ttl",
@@ -132,6 +141,10 @@ class Agent:
     """Seconds a turn run with an idempotency key keeps its key (and reply) for retries."""
     memory: MemoryConfig | None
     """Long-term memory per user (None: off); see `tenantry.memory.MemoryConfig`."""
+    accounting: bool
+    """Whether turns count their usage (in their commit) and are checked against budgets."""
+    budgets: Budgets
+    """The budget policy: every user's default budget (an admin's override replaces it)."""
     _memory: AgentMemory | None
 
     def __init__(
@@ -150,6 +163,8 @@ class Agent:
         tracing: Tracing = DEFAULT_TRACING,
         memory: bool | MemoryConfig = False,
         idempotency_ttl: timedelta | float = DEFAULT_IDEMPOTENCY_TTL,
+        accounting: bool = True,
+        budgets: Budgets | None = None,
         user_id: str | None = None,
     ) -> None:
         if user_id is not None:
@@ -182,7 +197,13 @@ class Agent:
             "toolsets": _toolsets(toolsets),
             "tracing": tracing,
             "memory": config,
-            "_memory": AgentMemory(config, history_window) if config is not None else None,
+            "accounting": bool(accounting),
+            "budgets": budgets if budgets is not None else Budgets.from_settings(),
+            "_memory": (
+                AgentMemory(config, history_window, metered=bool(accounting))
+                if config is not None
+                else None
+            ),
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -342,10 +363,9 @@ class Agent:
             run_id = new_id()
             turn_memory = None
             if memory is None:
-                snapshot = await store.snapshot(
-                    scope.user_id, scope.session_id, limit=self.history_window
-                )
+                snapshot = await self._admitted_snapshot(scope)
             else:  # the history read and recall together (tenantry.memory)
+                await self._admit(scope.user_id)
                 snapshot, turn_memory = await memory.begin(store, scope, run_id, text)
             ctx = RunContext(
                 scope=scope, run_id=run_id, state=snapshot.state, deps=deps, memory=turn_memory
@@ -380,6 +400,7 @@ class Agent:
                 if not response.tool_calls:
                     break
                 turn.extend(await self._run_tools(response, ctx, tools, trace))
+                usage += Usage(tool_calls=len(response.tool_calls))
             else:
                 raise MaxLoopsExceeded(
                     f"the model still asked for tools after {self.max_loops} calls "
@@ -406,6 +427,7 @@ class Agent:
                 user_id=scope.user_id,
                 session_id=scope.session_id,
                 state=ctx.state if changed else None,
+                usage=usage if self.accounting else None,
                 idempotency=record,
             )
             try:
@@ -422,6 +444,19 @@ class Agent:
         if memory is not None and turn_memory is not None:  # learning, now the turn is stored
             memory.after_turn(turn_memory, self.model, turn)
         yield output
+
+    async def _admitted_snapshot(self, scope: Scope) -> Snapshot:
+        """Give the scope's snapshot once the user's budget admitted the turn."""
+        if not self.accounting:
+            return await self.store.snapshot(
+                scope.user_id, scope.session_id, limit=self.history_window
+            )
+        return await admitted_snapshot(self.store, self.budgets, scope, self.history_window)
+
+    async def _admit(self, user_id: str) -> None:
+        """Refuse the turn (BudgetExceeded) when the user's usage reached its budget."""
+        if self.accounting:
+            await admit(self.store, self.budgets, user_id)
 
     async def _call_model(
         self, messages: Sequence[Message], specs: Sequence[ToolSpec]

@@ -6,6 +6,9 @@ HTTP status in one place, so new subclasses must pick the right parent.
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 
 class TenantryError(Exception):
     """Base class of every error raised by tenantry."""
@@ -92,6 +95,42 @@ class MemoryNotFound(TenantryError, LookupError):
 class MemoryConflict(TenantryError):
     """The memory changed since the version the caller read (`expected_version` is stale;
     HTTP 409): read it again and retry with its new version."""
+
+
+class BudgetExceeded(TenantryError):
+    """The user's usage reached one of its budget's limits, so the turn was refused before
+    the model was called and nothing of it was stored (HTTP 429): wait `retry_after` seconds,
+    until the limit's window (the UTC day or month) ends, or ask an admin for a larger budget.
+
+    `limit` names the limit (`tokens_per_day`, `requests_per_day`, `tokens_per_month` or
+    `requests_per_month`), `used` is the usage it counts so far in the window, `allowed` the
+    limit, `resets_at` the end of the window (a UTC POSIX time)."""
+
+    def __init__(
+        self, *, user_id: str, limit: str, used: int, allowed: int, resets_at: float, now: float
+    ) -> None:
+        kind, _, window = limit.partition("_per_")
+        wait = max(0.0, resets_at - now)
+        when = datetime.fromtimestamp(resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        super().__init__(
+            f"user {user_id!r} is over budget: {used} {kind} used of {allowed} allowed per "
+            f"{window}; the {window}'s budget resets at {when} (in {_duration(wait)}), or an "
+            "admin can raise the budget"
+        )
+        self.user_id = user_id
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed
+        self.resets_at = resets_at
+        self.retry_after = wait
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24:02d}h"
 
 
 class MissingDependency(TenantryError, ImportError):

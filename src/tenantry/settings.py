@@ -51,3 +51,17 @@ class Settings(BaseSettings):
         description="Keep a summary of each session's messages that left the history window "
         "and send it to the model ahead of the window (independent of `memory`).",
     )
+    # Budgets: the default limits of every user (None: no limit of that kind); an admin's
+    # per-user budget (`PUT /v1/users/{user}/budget`) replaces them for that user.
+    budget_tokens_per_day: int | None = Field(
+        None, ge=0, description="Default budget: tokens (input + output) per user per UTC day."
+    )
+    budget_requests_per_day: int | None = Field(
+        None, ge=0, description="Default budget: model requests per user per UTC day."
+    )
+    budget_tokens_per_month: int | None = Field(
+        None, ge=0, description="Default budget: tokens per user per UTC calendar month."
+    )
+    budget_requests_per_month: int | None = Field(
+        None, ge=0, description="Default budget: model requests per user per UTC calendar month."
+    )

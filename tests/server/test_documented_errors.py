@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tenantry import Agent
+from tenantry import Agent, InMemoryStore
 from tenantry.server import create_app
+from tenantry.types import Budget
+from tenantry.usage import Budgets
 from tests.server.conftest import Tenants, open_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -47,6 +49,8 @@ async def provoked(
     auth = await client_for(create_app(agent, tenants.settings()))
     small = await client_for(create_app(agent, open_settings(max_body_bytes=1024)))
     limited = await client_for(create_app(agent, open_settings(rate_limit_per_minute=1)))
+    broke = Agent(store=InMemoryStore(), budgets=Budgets(Budget(requests_per_day=0)))
+    over_budget = await client_for(create_app(broke, open_settings()))
     alice = tenants.headers("alice")
     last_is_assistant = {"model": "m", "messages": [{"role": "assistant", "content": "hi"}]}
     hello = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -67,6 +71,7 @@ async def provoked(
         await open_client.post(CHAT, json=hello, headers={"X-Session-ID": "a\u0001b"}),
         await limited.post("/v1/chat", json={"message": "hi"}),
         await limited.post("/v1/chat", json={"message": "hi"}),
+        await over_budget.post("/v1/chat", json={"message": "hi"}),
         await open_client.get("/v1/info", headers={"Host": "rebind.attacker.example"}),
         await open_client.get("/v1/users/nobody/memories/no-such-memory"),
         await open_client.post(

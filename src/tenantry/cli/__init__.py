@@ -1,4 +1,5 @@
-"""The `tenantry` command line: `chat`, `serve`, `keys`, `users`, `memories` and `version`.
+"""The `tenantry` command line: `chat`, `serve`, `keys`, `users`, `memories`, `usage`, `budget`
+and `version`.
 
 The app lives in `tenantry.cli.app`; each command module registers its commands with it, and
 importing them here makes the command line whole.
@@ -6,7 +7,7 @@ importing them here makes the command line whole.
 
 from __future__ import annotations
 
-from tenantry.cli import chat, keys, memories, serve, users
+from tenantry.cli import budget, chat, keys, memories, serve, usage, users
 from tenantry.cli.app import app
 
 
@@ -15,4 +16,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "chat", "keys", "main", "memories", "serve", "users"]
+__all__ = ["app", "budget", "chat", "keys", "main", "memories", "serve", "usage", "users"]

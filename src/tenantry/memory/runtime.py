@@ -17,6 +17,7 @@ from tenantry.models.base import Model
 from tenantry.storage.base import Snapshot, Store
 from tenantry.tenancy import Scope
 from tenantry.types import Message
+from tenantry.usage import MeteredModel
 
 LEARN, SUMMARY = "learn", "summary"
 """The kinds of background job (the `kind` label of their metrics)."""
@@ -25,12 +26,14 @@ LEARN, SUMMARY = "learn", "summary"
 class AgentMemory:
     """One agent's memory machinery. Shared by every tenant the agent serves."""
 
-    __slots__ = ("config", "history_window", "jobs")
+    __slots__ = ("config", "history_window", "jobs", "metered")
 
-    def __init__(self, config: MemoryConfig, history_window: int) -> None:
+    def __init__(self, config: MemoryConfig, history_window: int, *, metered: bool = False):
         self.config = config
         self.history_window = history_window
         self.jobs = BackgroundJobs(config.max_pending)
+        self.metered = metered
+        """Whether the jobs' model calls are added to the user's usage (`MeteredModel`)."""
 
     async def begin(
         self, store: Store, scope: Scope, run_id: str, text: str
@@ -67,9 +70,12 @@ class AgentMemory:
     def after_turn(self, turn_memory: TurnMemory, model: Model, turn: Sequence[Message]) -> None:
         """Queue what the stored `turn` asks for: learning from it, and a summary update when
         its messages pushed older ones out of the window. Returns at once; the jobs run in
-        the background, serialised per user."""
+        the background, serialised per user. With `metered`, each of their model calls adds
+        its usage to the user's counters in a write of its own, after the turn's commit."""
         config, scope, store = self.config, turn_memory.scope, turn_memory.store
         model = config.model or model
+        if self.metered:
+            model = MeteredModel(model, store, scope.user_id)
         if config.learning:
             job = LearningJob(store, model, config, scope, turn_memory.run_id, tuple(turn))
             self.jobs.submit(scope.user_id, LEARN, job)

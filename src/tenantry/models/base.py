@@ -16,6 +16,34 @@ from tenantry.types import Message, ToolCall, ToolSpec, Usage
 
 _ONE_REQUEST = Usage(requests=1)
 
+CHARS_PER_TOKEN = 4
+"""What an estimate counts as one token: about right for English text with GPT and Claude
+tokenizers (other languages take more tokens per character)."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Give an estimate of the tokens of `text`: its characters / 4, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def estimated_usage(
+    messages: Sequence[Message], content: str, tool_calls: Sequence[ToolCall] = ()
+) -> Usage:
+    """Give the estimated usage of one model request (`estimate_tokens` of what was sent and
+    of what came back, tool calls' names and arguments included), marked `estimated`: for
+    models that report no usage of their own."""
+
+    def calls(found: Sequence[ToolCall]) -> int:
+        return sum(estimate_tokens(call.name) + estimate_tokens(call.arguments) for call in found)
+
+    sent = sum(estimate_tokens(m.content) + calls(m.tool_calls) for m in messages)
+    return Usage(
+        requests=1,
+        input_tokens=sent,
+        output_tokens=estimate_tokens(content) + calls(tool_calls),
+        estimated=True,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class ModelResponse:
@@ -24,6 +52,7 @@ class ModelResponse:
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: Usage = _ONE_REQUEST
+    """What the request used; a model that cannot count gives `estimated_usage`."""
 
 
 StreamItem = str | ModelResponse

@@ -4,14 +4,18 @@ benchmarks: deterministic, in-process, and it can request tool calls.
     def answer(messages, tools):
         return "ok"                     # or a ModelResponse with tool_calls
     agent = Agent(model=FunctionModel(answer))
+
+Usage: a response that reports tokens (`ModelResponse(usage=Usage(...))`) keeps them; any other
+answer gets an estimate (characters / 4, `estimated_usage`), marked `estimated`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
-from tenantry.models.base import ModelBase, ModelResponse
+from tenantry.models.base import ModelBase, ModelResponse, estimated_usage
 from tenantry.types import Message, ToolSpec
 
 Answer = str | ModelResponse
@@ -31,4 +35,9 @@ class FunctionModel(ModelBase):
         answer = self.function(messages, tools)
         if inspect.isawaitable(answer):
             answer = await answer
-        return answer if isinstance(answer, ModelResponse) else ModelResponse(content=answer)
+        if not isinstance(answer, ModelResponse):
+            answer = ModelResponse(content=answer)
+        if answer.usage.input_tokens or answer.usage.output_tokens:
+            return answer
+        usage = estimated_usage(messages, answer.content, answer.tool_calls)
+        return replace(answer, usage=usage)

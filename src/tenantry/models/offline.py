@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from tenantry.models.base import ModelBase, ModelResponse, StreamItem
+from tenantry.models.base import ModelBase, ModelResponse, StreamItem, estimated_usage
 from tenantry.models.offline_facts import (
     extraction_answer,
     home_in,
@@ -31,7 +31,7 @@ from tenantry.models.tasks import (
     read_summary_request,
     summary_in,
 )
-from tenantry.types import Message, ToolSpec, Usage
+from tenantry.types import Message, ToolSpec
 
 _NAME_QUESTIONS = (
     re.compile(r"(?i)\bwhat(?:'|’)?s\s+my\s+name\b|\bwhat\s+is\s+my\s+name\b|\bwho\s+am\s+i\b"),
@@ -99,10 +99,6 @@ def reply_to(messages: Sequence[Message]) -> str:
     )
 
 
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
 class OfflineModel(ModelBase):
     """A deterministic stand-in for an LLM that remembers names from the history it is given."""
 
@@ -111,13 +107,8 @@ class OfflineModel(ModelBase):
     async def complete(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
     ) -> ModelResponse:
-        content = reply_to(messages)
-        usage = Usage(
-            requests=1,
-            input_tokens=sum(_tokens(m.content) for m in messages),
-            output_tokens=_tokens(content),
-        )
-        return ModelResponse(content=content, usage=usage)
+        content = reply_to(messages)  # its usage: an estimate (characters / 4), so marked
+        return ModelResponse(content=content, usage=estimated_usage(messages, content))
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tenantry.errors import MissingDependency, ModelError, ModelHTTPError, ModelUnreachable
-from tenantry.models.base import ModelBase, ModelResponse, StreamItem
+from tenantry.models.base import ModelBase, ModelResponse, StreamItem, estimated_usage
 from tenantry.types import Message, ToolCall, ToolSpec, Usage
 
 try:
@@ -53,9 +53,11 @@ def _wire_tool(spec: ToolSpec) -> dict[str, Any]:
     }
 
 
-def _usage(raw: Any) -> Usage:
+def _usage(raw: Any) -> Usage | None:
+    """Our Usage from the API's `usage`; None when the server sent none (some
+    OpenAI-compatible servers do not), and the caller then estimates it."""
     if raw is None:
-        return Usage(requests=1)
+        return None
     details = getattr(raw, "prompt_tokens_details", None)
     return Usage(
         requests=1,
@@ -158,9 +160,9 @@ class OpenAIChatModel(ModelBase):
             for call in message.tool_calls or ()
             if getattr(call, "function", None) is not None
         )
-        return ModelResponse(
-            content=message.content or "", tool_calls=calls, usage=_usage(response.usage)
-        )
+        content = message.content or ""
+        usage = _usage(response.usage) or estimated_usage(messages, content, calls)
+        return ModelResponse(content=content, tool_calls=calls, usage=usage)
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
@@ -171,7 +173,7 @@ class OpenAIChatModel(ModelBase):
         request["stream_options"] = {"include_usage": True}
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
-        usage = Usage(requests=1)
+        usage: Usage | None = None
         try:
             chunks = await self.client.chat.completions.create(**request)
             async for chunk in chunks:
@@ -195,7 +197,9 @@ class OpenAIChatModel(ModelBase):
             ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
             for _, c in sorted(calls.items())
         )
-        yield ModelResponse(content="".join(text), tool_calls=tool_calls, usage=usage)
+        content = "".join(text)
+        usage = usage or estimated_usage(messages, content, tool_calls)
+        yield ModelResponse(content=content, tool_calls=tool_calls, usage=usage)
 
     def _error(self, exc: Exception) -> ModelError:
         if isinstance(exc, openai.APIStatusError):

@@ -32,7 +32,9 @@ from a2a.helpers import new_task, new_text_part
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.context import ServerCallContext
 from a2a.server.events import EventQueue
+from a2a.server.jsonrpc_models import JSONRPCError
 from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.request_handlers.response_helpers import EXCEPTION_MAP
 from a2a.server.routes import create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskStore, TaskUpdater
 from a2a.types import (
@@ -44,8 +46,12 @@ from a2a.types import (
     TaskState,
 )
 from a2a.utils.errors import (
+    A2A_ERROR_MAPPING,
+    A2A_ERROR_REASONS,
+    JSON_RPC_ERROR_CODE_MAP,
     A2AError,
     ContentTypeNotSupportedError,
+    ErrorMapping,
     InternalError,
     InvalidParamsError,
     TaskNotCancelableError,
@@ -53,9 +59,9 @@ from a2a.utils.errors import (
 )
 from starlette.routing import BaseRoute, Route
 
-from tenantry.errors import InvalidInput, TenantryError
+from tenantry.errors import BudgetExceeded, InvalidInput, TenantryError
 from tenantry.server.a2a_card import CARD_PATH, RPC_PATH, TEXT, agent_card
-from tenantry.server.errors import public_message, retry_after
+from tenantry.server.errors import budget_detail, public_message, retry_after
 from tenantry.server.middleware import current_request_id
 from tenantry.server.state import ServerState
 from tenantry.server.turns import TurnRequest, run_turn, start_stream
@@ -69,8 +75,30 @@ MAX_TASKS = 10_000
 (their turns stay stored)."""
 
 
+class QuotaExceededError(A2AError):
+    """The caller's usage reached its budget: come back after `data["retry_after"]` seconds.
+
+    A2A 1.0 has no error for back-pressure, and none of its codes fits (-32004 "unsupported
+    operation" would tell a client never to retry), so this is JSON-RPC's implementation-
+    defined server error -32000, as tenantry's other refusals of A2A calls (`a2a_refusals`),
+    with the google.rpc reason RESOURCE_EXHAUSTED (gRPC's status for a quota, HTTP 429 in A2A's
+    REST binding). `data` holds the error type BudgetExceeded, `retry_after` and the budget
+    (`errors.budget_detail`)."""
+
+    message = "over budget"
+
+
+# The SDK's tables, by error class: its code, its JSON-RPC error model, its reason.
+JSON_RPC_ERROR_CODE_MAP[QuotaExceededError] = -32000
+EXCEPTION_MAP[QuotaExceededError] = JSONRPCError
+A2A_ERROR_MAPPING[QuotaExceededError] = ErrorMapping(
+    429, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"
+)
+A2A_ERROR_REASONS[QuotaExceededError] = "RESOURCE_EXHAUSTED"
+
 A2A_ERRORS: dict[type[BaseException], type[A2AError]] = {
     InvalidInput: InvalidParamsError,
+    BudgetExceeded: QuotaExceededError,
 }
 """The A2A error a failed turn's error becomes, by class (nearest ancestor); anything else is
 InternalError. One entry per error class that A2A clients should tell apart."""
@@ -86,6 +114,8 @@ def a2a_error(exc: Exception) -> A2AError:
     seconds = retry_after(exc)
     if seconds is not None:
         data["retry_after"] = seconds
+    if isinstance(exc, BudgetExceeded):
+        data["budget"] = budget_detail(exc)
     kind = next((A2A_ERRORS[c] for c in type(exc).__mro__ if c in A2A_ERRORS), InternalError)
     return kind(message=public_message(exc, current_request_id()), data=data)
 
@@ -145,7 +175,7 @@ class TenantryExecutor(AgentExecutor):
             text = user_text(context.message)
             key = a2a_idempotency_key(context.message, text)
             turn = TurnRequest("a2a", scope, text, key)
-            self.state.limiter.hit(scope.user_id)
+            await self.state.limiter.acquire(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
             if method in STREAMING_METHODS:
@@ -283,6 +313,7 @@ __all__ = [
     "CARD_PATH",
     "RPC_PATH",
     "BoundedTaskStore",
+    "QuotaExceededError",
     "TenantryExecutor",
     "TenantryRequestHandler",
     "a2a_error",

@@ -24,14 +24,19 @@ from starlette.requests import HTTPConnection
 from tenantry import __version__
 from tenantry.agent import Agent
 from tenantry.errors import TenantryError
-from tenantry.server import chat, memories, openai_compat, ops, users
+from tenantry.server import chat, memories, openai_compat, ops, usage, users
 from tenantry.server.a2a import a2a_handler, a2a_routes
 from tenantry.server.a2a_card import RPC_PATH, card_route, challenges
 from tenantry.server.a2a_refusals import jsonrpc_refusals
 from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.docs import docs_router
-from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.errors import (
+    InvalidRequest,
+    MalformedJSON,
+    Unauthorized,
+    openai_error_response,
+)
 from tenantry.server.guards import (
     AllowedHosts,
     HostCheckMiddleware,
@@ -48,9 +53,10 @@ from tenantry.server.middleware import (
     current_request_id,
     error_format,
 )
-from tenantry.server.ratelimit import RateLimiter
+from tenantry.server.ratelimit import rate_limiter
 from tenantry.server.state import ServerState
 from tenantry.tracing import Tracing
+from tenantry.usage import Budgets
 
 logger = logging.getLogger("tenantry.server")
 PROTECTED = ("/v1/", "/chat", "/a2a")
@@ -79,6 +85,7 @@ def _default_agent(settings: ServerSettings) -> Agent:
         store=open_store(settings.store_url),
         memory=memory_from_settings(settings) or False,
         idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        budgets=Budgets.from_settings(settings),
         tracing=Tracing(
             user_id=settings.tracing_user_id,
             hash_key=key.get_secret_value() if key is not None else b"",
@@ -109,7 +116,7 @@ def _validation_error(errors: Sequence[Any], content_type: str) -> TenantryError
 def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
     def respond(request: Request, exc: BaseException) -> Response:
         state.metrics.count_error(exc)
-        return error_response(exc, current_request_id())
+        return error_format(request.scope)(exc, current_request_id())
 
     async def on_tenantry(request: Request, exc: Exception) -> Response:
         return respond(request, exc)
@@ -189,7 +196,11 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
     app.add_middleware(
         RequestIdMiddleware,
         on_error=state.metrics.count_error,
-        formats={RPC_PATH: jsonrpc, RPC_PATH + "/": jsonrpc},  # JSON-RPC clients read these
+        formats={  # JSON-RPC and OpenAI's clients read these
+            RPC_PATH: jsonrpc,
+            RPC_PATH + "/": jsonrpc,
+            openai_compat.PATH: openai_error_response,
+        },
     )
 
 
@@ -229,8 +240,8 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         agent=agent,
         settings=settings,
         authenticator=Authenticator(settings),
-        limiter=RateLimiter(
-            settings.rate_limit_per_minute, max_tenants=settings.rate_limit_tenants
+        limiter=rate_limiter(
+            agent.store, settings.rate_limit_per_minute, max_tenants=settings.rate_limit_tenants
         ),
         metrics=Metrics(),
     )
@@ -268,7 +279,8 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
     )
     app.state.tenantry = state
     watch_memory_jobs(state.metrics.registry, agent.memory_jobs)
-    for router in (chat.router, openai_compat.router, users.router, memories.router, ops.router):
+    routers = (chat, openai_compat, users, memories, usage, ops)
+    for router in (module.router for module in routers):
         app.include_router(router)
     app.include_router(docs_router(app.title, app.openapi_url or "/openapi.json"))
 

@@ -94,7 +94,7 @@ async def chat(
     idempotency_key: IdempotencyKey = None,
 ) -> ChatReply:
     """Send a message and get the agent's reply."""
-    scope = Scope.of(state.admit(request, body.user_id), body.session_id)
+    scope = Scope.of(await state.admit(request, body.user_id), body.session_id)
     output = await run_turn(state, TurnRequest("chat", scope, body.message, idempotency_key))
     if output.replayed:
         response.headers[REPLAYED_HEADER] = "true"
@@ -104,7 +104,7 @@ async def chat(
 @router.post("/chat", response_model=LegacyChatReply, responses=_TURN_ERRORS)
 async def legacy_chat(body: LegacyChatRequest, request: Request, state: State) -> LegacyChatReply:
     """The seed's route, verbatim: `{"user_id", "message"}` → `{"user_id", "reply"}`."""
-    scope = Scope.of(state.admit(request, body.user_id))
+    scope = Scope.of(await state.admit(request, body.user_id))
     output = await run_turn(state, TurnRequest("chat", scope, body.message))
     return LegacyChatReply(user_id=output.user_id, reply=output.content)
 
@@ -150,7 +150,7 @@ async def chat_stream(
     HTTP errors; later ones arrive as an `error` event. With an `Idempotency-Key` of a turn
     already stored, its stored reply comes as one delta, then `done`.
     """
-    scope = Scope.of(state.admit(request, body.user_id), body.session_id)
+    scope = Scope.of(await state.admit(request, body.user_id), body.session_id)
     turn = TurnRequest("stream", scope, body.message, idempotency_key)
     stream = await start_stream(state, turn)
     return StreamingResponse(

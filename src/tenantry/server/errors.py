@@ -24,6 +24,7 @@ log under that request id.
 | InvalidInput, InvalidRequest            | 422    |             |
 | IdempotencyKeyReused (key of another body) | 422 |             |
 | RateLimited                             | 429    | yes         |
+| BudgetExceeded (usage reached a limit)  | 429    | yes: to the window's end |
 | ModelError, MaxLoopsExceeded            | 502    |             |
 | StoreUnavailable, StoreClosed, ShuttingDown | 503 | yes         |
 | ModelUnreachable                        | 504    |             |
@@ -36,11 +37,13 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from tenantry.errors import (
+    BudgetExceeded,
     InvalidInput,
     MaxLoopsExceeded,
     MemoryConflict,
@@ -131,6 +134,7 @@ STATUS: dict[type[BaseException], int] = {
     UnsupportedMediaType: 415,
     InvalidInput: 422,
     RateLimited: 429,
+    BudgetExceeded: 429,
     ModelUnreachable: 504,
     ModelError: 502,
     MaxLoopsExceeded: 502,
@@ -150,7 +154,7 @@ def status_of(exc: BaseException) -> int:
 
 def retry_after(exc: BaseException) -> int | None:
     """Give the seconds a client should wait before retrying, or None if retrying won't help."""
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | BudgetExceeded):
         return max(1, math.ceil(exc.retry_after))
     if isinstance(exc, MemoryConflict):  # the same request fails again: read, then retry
         return None
@@ -210,7 +214,21 @@ def error_body(exc: BaseException, request_id: str) -> dict[str, Any]:
     }
     if isinstance(exc, InvalidRequest) and exc.details:
         error["details"] = exc.details
+    if isinstance(exc, BudgetExceeded):
+        error["budget"] = budget_detail(exc)
     return {"error": error}
+
+
+def budget_detail(exc: BudgetExceeded) -> dict[str, Any]:
+    """Give what a refused turn's client reads of its budget: which limit, the usage it
+    counts, the limit, when it resets (ISO 8601 UTC) and the seconds until then."""
+    return {
+        "limit": exc.limit,
+        "used": exc.used,
+        "allowed": exc.allowed,
+        "resets_at": datetime.fromtimestamp(exc.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "retry_after": retry_after(exc),
+    }
 
 
 def error_headers(exc: BaseException) -> dict[str, str]:
@@ -228,7 +246,36 @@ def error_response(exc: BaseException, request_id: str) -> JSONResponse:
     return JSONResponse(error_body(exc, request_id), status_of(exc), headers=error_headers(exc))
 
 
+OPENAI_ERRORS: dict[type[BaseException], tuple[str, str]] = {
+    BudgetExceeded: ("insufficient_quota", "insufficient_quota"),
+    RateLimited: ("RateLimited", "rate_limit_exceeded"),
+}
+"""(error.type, error.code) of the OpenAI-compatible endpoint's errors that OpenAI's API
+also has: over budget is OpenAI's own "You exceeded your current quota" (429,
+insufficient_quota), too many requests its rate limit (429, code rate_limit_exceeded). Any
+other error keeps its tenantry type, with code null."""
+
+
+def openai_error_response(exc: BaseException, request_id: str) -> JSONResponse:
+    """Give the response for `exc` on the OpenAI-compatible endpoint: the same status,
+    headers and body as `error_response`, the body shaped as OpenAI's (`type`, `code`,
+    `param`; see `OPENAI_ERRORS`). Over budget also says `x-should-retry: false`, which the
+    official clients obey instead of retrying at once: the budget resets hours later."""
+    body = error_body(exc, request_id)
+    error = body["error"]
+    found = next((OPENAI_ERRORS[c] for c in type(exc).__mro__ if c in OPENAI_ERRORS), None)
+    if found is not None:
+        error["type"], error["code"] = found
+    error.setdefault("code", None)
+    error["param"] = None
+    headers = error_headers(exc)
+    if isinstance(exc, BudgetExceeded):
+        headers["x-should-retry"] = "false"
+    return JSONResponse(body, status_of(exc), headers=headers)
+
+
 __all__ = [
+    "OPENAI_ERRORS",
     "STATUS",
     "WITHHELD",
     "BodyTooLarge",
@@ -243,9 +290,11 @@ __all__ = [
     "ShuttingDown",
     "Unauthorized",
     "UnsupportedMediaType",
+    "budget_detail",
     "error_body",
     "error_response",
     "one_line",
+    "openai_error_response",
     "public_message",
     "retry_after",
     "status_of",

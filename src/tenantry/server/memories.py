@@ -86,7 +86,7 @@ async def list_memories(
 ) -> MemoryList:
     """The user's memories: the best matches for `q`, or all of them, newest first (an
     empty list when the user has none)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     store = state.agent.store
     if q is not None and q.strip():
         found = await store.search_memories(q, user_id=tenant, limit=limit or 10)
@@ -105,7 +105,7 @@ async def add_memory(
     user_id: PathUserId, body: NewMemory, request: Request, state: State
 ) -> MemoryBody:
     """Remember a fact about the user."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     return MemoryBody.of(await state.agent.store.add_memory(body.text, user_id=tenant))
 
 
@@ -116,7 +116,7 @@ async def get_memory(
     user_id: PathUserId, memory_id: PathMemoryId, request: Request, state: State
 ) -> MemoryBody:
     """One memory of the user (404 if the user has no memory with that id)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     return MemoryBody.of(await state.agent.store.get_memory(memory_id, user_id=tenant))
 
 
@@ -134,7 +134,7 @@ async def update_memory(
 ) -> MemoryBody:
     """Replace a memory's text, if its version is still the one given (else 409
     MemoryConflict: read it again and retry with its new version)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     updated = await state.agent.store.update_memory(
         memory_id, body.text, user_id=tenant, expected_version=body.version
     )
@@ -146,7 +146,7 @@ async def delete_memory(
     user_id: PathUserId, memory_id: PathMemoryId, request: Request, state: State
 ) -> Response:
     """Forget one memory of the user."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     await state.agent.store.delete_memory(memory_id, user_id=tenant)
     return Response(status_code=204)
 
@@ -154,7 +154,7 @@ async def delete_memory(
 @router.delete("/v1/users/{user_id}/memories", response_model=MemoriesDeleted, responses=_ERRORS)
 async def delete_memories(user_id: PathUserId, request: Request, state: State) -> MemoriesDeleted:
     """Forget every memory of the user (sessions stay)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     return MemoriesDeleted(
         user_id=tenant, deleted=await state.agent.store.clear_memories(user_id=tenant)
     )

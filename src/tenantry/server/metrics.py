@@ -4,6 +4,10 @@ tenantry_turns_total{transport, outcome}      turns run (transport: chat, stream
 tenantry_turn_duration_seconds{transport}     latency of a turn, lock wait included
 tenantry_errors_total{type}                   error responses by error class
 tenantry_active_scopes                        scopes with a turn in flight
+tenantry_model_tokens_total{transport, outcome, kind}  tokens of turns' model calls (kind:
+                                              input, output, cache_read, cache_write)
+tenantry_model_requests_total{transport, outcome}      model requests of turns
+tenantry_budget_refusals_total{transport, limit}       turns refused over budget
 tenantry_turns_in_flight                      turns running or waiting for their scope
 """
 
@@ -16,8 +20,9 @@ from contextlib import asynccontextmanager
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from tenantry.errors import TenantryError
+from tenantry.errors import BudgetExceeded, TenantryError
 from tenantry.tenancy import Scope
+from tenantry.types import Usage
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -48,6 +53,27 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.tokens = Counter(
+            "tenantry_model_tokens",
+            "Tokens of the turns' model calls, by transport, outcome and kind (input, output, "
+            "cache_read, cache_write); input counts the cache's too. Only finished turns "
+            "report their usage, so the outcome is ok.",
+            ["transport", "outcome", "kind"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "tenantry_model_requests",
+            "Model requests of the turns, by transport and outcome.",
+            ["transport", "outcome"],
+            registry=self.registry,
+        )
+        self.budget_refusals = Counter(
+            "tenantry_budget_refusals",
+            "Turns refused before the model was called because the user's usage reached a "
+            "budget limit, by transport and limit (tokens_per_day ...).",
+            ["transport", "limit"],
+            registry=self.registry,
+        )
         self._in_flight: dict[Scope, int] = {}
         Gauge(
             "tenantry_active_scopes",
@@ -65,6 +91,12 @@ class Metrics:
             type(exc).__name__ if isinstance(exc, TenantryError) else "Internal"
         ).inc()
 
+    def count_usage(self, transport: str, usage: Usage, outcome: str = "ok") -> None:
+        """Count a finished turn's model requests and tokens."""
+        self.requests.labels(transport, outcome).inc(usage.requests)
+        for kind in ("input", "output", "cache_read", "cache_write"):
+            self.tokens.labels(transport, outcome, kind).inc(getattr(usage, f"{kind}_tokens"))
+
     @asynccontextmanager
     async def turn(self, transport: str, scope: Scope) -> AsyncIterator[None]:
         """Count and time one turn of `scope`; the outcome is the error class, if any."""
@@ -75,6 +107,8 @@ class Metrics:
             yield
         except BaseException as exc:
             outcome = type(exc).__name__ if isinstance(exc, TenantryError) else "other"
+            if isinstance(exc, BudgetExceeded):
+                self.budget_refusals.labels(transport, exc.limit).inc()
             raise
         finally:
             left = self._in_flight[scope] - 1

@@ -11,8 +11,9 @@ history the model sees is the scope's stored history. `model` is ignored too (th
 agent decides). Whose conversation: with auth, the credential's user (OpenAI's `user` field,
 if given, must be the same user unless the caller is admin); in open mode, the `user` field
 (default "default"). Which session: `metadata["session_id"]` or the `X-Session-ID` header
-(default "default"). Errors use the OpenAI shape `{"error": {"type", "message"}}` that the
-client turns into its typed exceptions.
+(default "default"). Errors use the OpenAI shape `{"error": {"type", "message", "code",
+"param"}}` that the client turns into its typed exceptions; a turn over budget is OpenAI's
+429 `insufficient_quota` (`openai.RateLimitError`), see `errors.openai_error_response`.
 
 Chat Completions has no request id of its own, so retries are made safe by the same
 `Idempotency-Key` header as /v1/chat, which the official client sends with
@@ -47,6 +48,7 @@ from tenantry.tenancy import Scope, validate_session_id
 from tenantry.types import Usage
 
 router = APIRouter(tags=["openai-compatible"])
+PATH = "/v1/chat/completions"
 
 
 class CompletionMessage(BaseModel):
@@ -130,11 +132,11 @@ def _new_text(body: CompletionRequest) -> str:
     return text
 
 
-def _scope(body: CompletionRequest, request: Request, state: ServerState) -> Scope:
+async def _scope(body: CompletionRequest, request: Request, state: ServerState) -> Scope:
     session = (body.metadata or {}).get("session_id")
     if session is None:
         session = request.headers.get("x-session-id")
-    tenant = state.admit(request, body.user)
+    tenant = await state.admit(request, body.user)
     return Scope(tenant, validate_session_id(session))
 
 
@@ -181,7 +183,7 @@ async def _chunks(
 
 
 @router.post(
-    "/v1/chat/completions",
+    PATH,
     response_model=Completion,
     responses={
         200: {
@@ -201,7 +203,7 @@ async def chat_completions(
 ) -> Completion | StreamingResponse:
     """OpenAI-compatible chat: send the user's new message, get the agent's reply."""
     text = _new_text(body)
-    scope = _scope(body, request, state)
+    scope = await _scope(body, request, state)
     turn = TurnRequest("openai", scope, text, idempotency_key)
     if body.stream:
         stream = await start_stream(state, turn)

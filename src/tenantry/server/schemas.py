@@ -53,10 +53,16 @@ MessageText = Annotated[
 
 
 class UsageBody(BaseModel):
-    requests: int
-    input_tokens: int
+    requests: int = Field(description="Model requests.")
+    input_tokens: int = Field(description="Input tokens, the prompt cache's included.")
     output_tokens: int
-    total_tokens: int
+    total_tokens: int = Field(description="Input plus output: what budgets count.")
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    tool_calls: int = 0
+    estimated: bool = Field(
+        False, description="True when some counts are estimates (characters / 4)."
+    )
 
     @classmethod
     def of(cls, usage: Usage) -> UsageBody:
@@ -67,6 +73,11 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="The error class, e.g. InvalidUserId, Forbidden, ScopeBusy.")
     message: str = Field(description="What went wrong and what to do.")
     details: list[dict[str, Any]] | None = None
+    budget: dict[str, Any] | None = Field(
+        None,
+        description="BudgetExceeded only: limit (tokens_per_day ...), used, allowed, "
+        "resets_at (ISO 8601 UTC) and retry_after (seconds).",
+    )
 
 
 class ErrorBody(BaseModel):

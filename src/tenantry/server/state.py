@@ -15,7 +15,7 @@ from tenantry.agent import Agent
 from tenantry.server.auth import Authenticator, principal_of, resolve_tenant
 from tenantry.server.config import ServerSettings
 from tenantry.server.metrics import Metrics
-from tenantry.server.ratelimit import RateLimiter
+from tenantry.server.ratelimit import Limiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class ServerState:
     agent: Agent
     settings: ServerSettings
     authenticator: Authenticator
-    limiter: RateLimiter
+    limiter: Limiter
     metrics: Metrics
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -33,12 +33,17 @@ class ServerState:
     def auth(self) -> bool:
         return self.authenticator.enabled
 
-    def admit(self, conn: HTTPConnection, requested_user: str | None) -> str:
+    async def admit(self, conn: HTTPConnection, requested_user: str | None) -> str:
         """Give the tenant a request acts on, after checking the caller may act on it and
         has not used up its rate budget (raises Unauthorized, Forbidden, RateLimited)."""
         tenant = resolve_tenant(principal_of(conn), requested_user, auth=self.auth)
-        self.limiter.hit(tenant)
+        await self.limiter.acquire(tenant)
         return tenant
+
+    def is_admin(self, conn: HTTPConnection) -> bool:
+        """Whether the caller may act on every user (anyone in open mode)."""
+        principal = principal_of(conn)
+        return not self.auth or (principal is not None and principal.admin)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a turn in its own task, kept until it ends so shutdown can wait for it."""

@@ -3,10 +3,12 @@
 Each transport (chat, OpenAI-compatible, A2A) parses its protocol, decides the tenant, then
 hands a `TurnRequest` to `run_turn` (one reply) or `start_stream` (text deltas, then the
 reply). What must hold for every turn, whatever protocol asked for it, is written once here:
-today its metrics and idempotency keys (`TurnRequest.idempotency_key`, from each
-protocol's own request id: the chat and OpenAI-compatible routes' `Idempotency-Key` header,
-A2A's messageId); budgets checked before the model is called, usage accounting and tracing
-belong here too.
+its metrics (turns, model requests and tokens, refusals over budget) and idempotency keys
+(`TurnRequest.idempotency_key`, from each protocol's own request id: the chat and
+OpenAI-compatible routes' `Idempotency-Key` header, A2A's messageId). Budgets are checked
+before the model is called, and usage counted in the turn's commit, by the agent itself
+(`Agent.arun` raises BudgetExceeded), so a script's turns are held to them too; a replayed
+turn was counted when it ran, so its usage is not counted again.
 """
 
 from __future__ import annotations
@@ -57,12 +59,15 @@ async def _every_turn(state: ServerState, turn: TurnRequest) -> AsyncIterator[No
 async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:
     """Run one turn and give its output."""
     async with _every_turn(state, turn):
-        return await state.agent.arun(
+        output = await state.agent.arun(
             turn.text,
             user_id=turn.scope.user_id,
             session_id=turn.scope.session_id,
             idempotency_key=turn.idempotency_key,
         )
+    if not output.replayed:
+        state.metrics.count_usage(turn.transport, output.usage)
+    return output
 
 
 async def _produce(
@@ -77,6 +82,8 @@ async def _produce(
                 session_id=turn.scope.session_id,
                 idempotency_key=turn.idempotency_key,
             ):
+                if isinstance(event, RunOutput) and not event.replayed:
+                    state.metrics.count_usage(turn.transport, event.usage)
                 queue.put_nowait(event)
     except Exception as exc:
         queue.put_nowait(exc)

@@ -1,11 +1,13 @@
 """A user's own data: list sessions, read a session's messages (paged), delete a session or
 the whole user (sessions and memories), export everything as JSON (sessions with their
-summaries, and memories). Each route serves only the credential's user (or an admin); an
-unknown session, or a user with nothing stored, is 404. Memories: `tenantry.server.memories`."""
+summaries, memories, usage per day and budget). Each route serves only the credential's user
+(or an admin); an unknown session, or a user with nothing stored, is 404. Memories:
+`tenantry.server.memories`; usage and budgets: `tenantry.server.usage`."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -16,6 +18,7 @@ from tenantry.server.errors import Forbidden, NotFound
 from tenantry.server.schemas import PathSessionId, PathUserId, error_responses
 from tenantry.server.state import State
 from tenantry.storage.base import Store
+from tenantry.storage.usage import usage_day
 from tenantry.types import Memory
 
 router = APIRouter(tags=["users"])
@@ -51,6 +54,12 @@ class UserExport(BaseModel):
     exported_at: float
     sessions: list[SessionExport]
     memories: list[dict[str, Any]] = Field(description="Most recently updated first.")
+    usage: list[dict[str, Any]] = Field(
+        description="Usage per UTC day with any, oldest first, over the days the store keeps."
+    )
+    budget: dict[str, Any] | None = Field(
+        description="The user's own budget, if an admin set one (null: the default applies)."
+    )
 
 
 class Deleted(BaseModel):
@@ -104,7 +113,7 @@ async def list_users(request: Request, state: State) -> UserList:
 @router.get("/v1/users/{user_id}/sessions", response_model=SessionList, responses=_ERRORS)
 async def list_sessions(user_id: PathUserId, request: Request, state: State) -> SessionList:
     """The user's session ids, sorted (empty when the user has none)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     return SessionList(user_id=tenant, sessions=await state.agent.store.list_sessions(tenant))
 
 
@@ -123,7 +132,7 @@ async def read_messages(
 ) -> MessagePage:
     """A page of the session's messages, oldest first: the newest `limit` after skipping the
     newest `offset` (offset=50 with limit=50 is the page before the newest 50)."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     store = state.agent.store
     await _require_session(store, tenant, session_id)
     messages = await store.get_messages(tenant, session_id, limit=limit, offset=offset)
@@ -145,7 +154,7 @@ async def delete_session(
     state: State,
 ) -> Response:
     """Delete one session: its messages and its state."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     store = state.agent.store
     await _require_session(store, tenant, session_id)
     await store.clear(tenant, session_id)
@@ -155,7 +164,7 @@ async def delete_session(
 @router.delete("/v1/users/{user_id}", response_model=Deleted, responses=_ERRORS)
 async def delete_user(user_id: PathUserId, request: Request, state: State) -> Deleted:
     """Delete every session of the user, and every memory."""
-    tenant = state.admit(request, user_id)
+    tenant = await state.admit(request, user_id)
     store = state.agent.store
     sessions, memories = await _stored(store, tenant)
     await store.clear(tenant)
@@ -165,10 +174,18 @@ async def delete_user(user_id: PathUserId, request: Request, state: State) -> De
 @router.get("/v1/users/{user_id}/export", response_model=UserExport, responses=_ERRORS)
 async def export_user(user_id: PathUserId, request: Request, state: State) -> UserExport:
     """Everything stored for the user: each session's state, messages (oldest first) and
-    summary, and the user's memories."""
-    tenant = state.admit(request, user_id)
+    summary, the user's memories, its usage per day and its own budget (a deleted user's
+    usage and budget stay, so they are exported too)."""
+    tenant = await state.admit(request, user_id)
     store = state.agent.store
-    names, memories = await _stored(store, tenant)
+    today = usage_day(time.time())
+    first = today - timedelta(days=store.usage_retention_days)
+    days = await store.get_usage(tenant, start=first, end=today)
+    budget = await store.get_budget(tenant)
+    names = await store.list_sessions(tenant)
+    memories = await store.list_memories(user_id=tenant)
+    if not (names or memories or days or budget):
+        raise NotFound(f"user {tenant!r} has no stored sessions or memories")
     sessions = []
     for session_id in names:
         snapshot = await store.snapshot(tenant, session_id)
@@ -186,6 +203,8 @@ async def export_user(user_id: PathUserId, request: Request, state: State) -> Us
         exported_at=time.time(),
         sessions=sessions,
         memories=[m.to_dict() for m in memories],
+        usage=[day.to_dict() for day in days],
+        budget=budget.to_dict() if budget is not None else None,
     )
 
 

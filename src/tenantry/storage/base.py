@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -54,7 +54,7 @@ from tenantry.storage.usage import (
     usage_day,
 )
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Memory, Message, Usage
+from tenantry.types import Admission, Memory, Message, Usage
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -219,6 +219,23 @@ class Store(UsageContract, MemoryContract, ABC):
         terms = query_terms(check_query(query)) if wanted else []
         return await self._snapshot_and_search(scope, checked, terms, wanted)
 
+    async def snapshot_and_admission(
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        now: float | None = None,
+    ) -> tuple[Snapshot, Admission]:
+        """Give `snapshot(user_id, session_id, limit=limit)` and `read_admission(user_id,
+        now=now)`, read together: what a turn with accounting reads before its model call,
+        in one read where the backend can (SQLite: one read transaction on one reader
+        thread) and both at once where it cannot."""
+        user = self._usage_user(user_id)
+        scope = self._scope(user, session_id)
+        checked = check_int("limit", limit, minimum=0, or_none=True)
+        return await self._snapshot_and_admission(scope, checked, usage_day(self._now(now)))
+
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""
         return await self._size(self._scope(user_id, session_id))
@@ -353,6 +370,14 @@ class Store(UsageContract, MemoryContract, ABC):
         if not terms or wanted == 0:
             return snapshot, []
         return snapshot, await self._search_memories(scope.user_id, terms, wanted)
+
+    async def _snapshot_and_admission(
+        self, scope: Scope, limit: int | None, day: date
+    ) -> tuple[Snapshot, Admission]:
+        """Default: one read after the other, for backends in this process (nothing to wait
+        for, so nothing to overlap). Server-backed ones overlap the two (`remote`)."""
+        snapshot = await self._snapshot(scope, limit)
+        return snapshot, await self._read_admission(scope.user_id, day)
 
     # --- backend primitives -------------------------------------------------------------------
 

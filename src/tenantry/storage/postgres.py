@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import AbstractAsyncContextManager
+from datetime import date
 from typing import Any
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
@@ -55,10 +56,16 @@ from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
-from tenantry.storage.postgres_usage import PostgresUsage, UsageQueries, usage_params
+from tenantry.storage.postgres_usage import (
+    PostgresUsage,
+    UsageQueries,
+    admission_params,
+    admission_row,
+    usage_params,
+)
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
-from tenantry.types import Message
+from tenantry.types import Admission, Message
 
 try:
     import psycopg
@@ -208,6 +215,20 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
         messages, state = await self._newest(scope, limit, 0)
         return Snapshot(messages, decode_state(state))
+
+    async def _snapshot_and_admission(
+        self, scope: Scope, limit: int | None, day: date
+    ) -> tuple[Snapshot, Admission]:
+        """The history query and the admission query in one transaction: one round trip."""
+        params = {"u": scope.user_id, "s": scope.session_id, "limit": limit, "offset": 0}
+        sql = f"{self._q.newest}; {self._uq.admission}"
+        both = {**params, **admission_params(day)}
+        rows, ((*admission,),) = await self._run(
+            lambda: self._db.tenant_sets(scope.user_id, sql, both)
+        )
+        messages = [decode_message(body) for _, body in rows if body is not None]
+        snapshot = Snapshot(messages, decode_state(rows[0][0] if rows else None))
+        return snapshot, admission_row(admission)
 
     async def _one(self, scope: Scope, query: str) -> Any:
         params = {"u": scope.user_id, "s": scope.session_id}

@@ -151,6 +151,23 @@ class PostgresConnections:
                 pass
             return await cur.fetchall() if cur.description else []
 
+    async def tenant_sets(self, user_id: str, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        """`tenant`, giving the rows of every statement of `sql` that returns rows, in order."""
+        skip = 0
+        if self.tenant_role is not None:
+            sql = f"{BECOME_TENANT}; {sql}"
+            params = {**params, "tenant_role": self.tenant_role, "tenant": user_id}
+            skip = 1
+        async with self.connection() as conn:
+            cur = conn.cursor()
+            await cur.execute(sql, params, prepare=False)
+            sets = []
+            while True:
+                if cur.description:
+                    sets.append(await cur.fetchall())
+                if not cur.nextset():
+                    return sets[skip:]
+
     @asynccontextmanager
     async def transaction(self, user_id: str | None) -> AsyncIterator[Connection]:
         """An explicit transaction: confined to `user_id`, or as the connecting role (for

@@ -157,6 +157,19 @@ class UsageQueries:
         self.rate = f"SELECT {schema}.rate_limit_hit(%(u)s, %(per_minute)s, %(now)s)"
 
 
+def admission_params(day: date) -> dict[str, Any]:
+    """The parameters of the admission query of `day` (besides the user's `u`)."""
+    return {"start": month_start(day), "end": day}
+
+
+def admission_row(row: Sequence[Any]) -> Admission:
+    """Give the Admission of a row of the admission query."""
+    n = len(USAGE_COUNTS) + 1
+    limits = row[2 * n + 1 :]
+    budget = Budget(*(None if v is None else int(v) for v in limits)) if row[2 * n] else None
+    return Admission(_usage(row[:n]), _usage(row[n : 2 * n]), budget)
+
+
 def _usage(row: Sequence[Any]) -> Usage:
     """Give the Usage of a row of USAGE_COUNTS then `estimated`."""
     counts = {name: int(row[i]) for i, name in enumerate(USAGE_COUNTS)}
@@ -197,12 +210,8 @@ class PostgresUsage(RemoteStore[P]):
         return [UsageDay(row[0], _usage(row[1:])) for row in rows]
 
     async def _read_admission(self, user_id: str, day: date) -> Admission:
-        params = {"start": month_start(day), "end": day}
-        ((*row,),) = await self._as_user(user_id, self._uq.admission, params)
-        n = len(USAGE_COUNTS) + 1
-        limits = row[2 * n + 1 :]
-        budget = Budget(*(None if v is None else int(v) for v in limits)) if row[2 * n] else None
-        return Admission(_usage(row[:n]), _usage(row[n : 2 * n]), budget)
+        ((*row,),) = await self._as_user(user_id, self._uq.admission, admission_params(day))
+        return admission_row(row)
 
     async def _top_usage(self, start: date, end: date, limit: int) -> list[tuple[str, Usage]]:
         rows = await self._as_owner(self._uq.top, {"start": start, "end": end, "limit": limit})
@@ -234,4 +243,11 @@ class PostgresUsage(RemoteStore[P]):
         return float(wait)
 
 
-__all__ = ["PostgresUsage", "UsageQueries", "usage_ddl", "usage_params"]
+__all__ = [
+    "PostgresUsage",
+    "UsageQueries",
+    "admission_params",
+    "admission_row",
+    "usage_ddl",
+    "usage_params",
+]

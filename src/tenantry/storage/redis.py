@@ -50,6 +50,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -80,7 +81,7 @@ from tenantry.storage.redis_records import decode_record, record_args
 from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
-from tenantry.types import Message
+from tenantry.types import Admission, Message
 
 try:
     from redis import exceptions as redis_errors
@@ -308,6 +309,29 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         *rows, state = await self._run(read)
         messages = [decode_message(row) for row in rows[0]] if rows else []
         return Snapshot(messages, decode_state(state))
+
+    async def _snapshot_and_admission(
+        self, scope: Scope, limit: int | None, day: date
+    ) -> tuple[Snapshot, Admission]:
+        """The snapshot's reads and the admission's hashes in one transaction: one round trip."""
+        keys = self._keys(scope)
+        start, stop = _window(limit, 0)
+        hashes = self._admission_keys(scope.user_id, day)
+
+        async def read() -> list[Any]:
+            async with self._ready().pipeline(transaction=True) as pipe:
+                if limit != 0:
+                    pipe.lrange(keys.messages, start, stop)
+                pipe.get(keys.state)
+                for key in hashes:
+                    pipe.hgetall(key)
+                return list(await pipe.execute())
+
+        replies = await self._run(read)
+        *rows, state = replies[: -len(hashes)]
+        messages = [decode_message(row) for row in rows[0]] if rows else []
+        admission = self._admission_of(replies[-len(hashes) :], day)
+        return Snapshot(messages, decode_state(state)), admission
 
     async def _size(self, scope: Scope) -> int:
         key = self._keys(scope).messages

@@ -171,12 +171,25 @@ class RedisUsage(RemoteStore[P]):
         hashes = await self._hashes([self._usage_keys(user_id, day)[0] for day in days])
         return [UsageDay(day, _usage(h)) for day, h in zip(days, hashes, strict=True) if h]
 
-    async def _read_admission(self, user_id: str, day: date) -> Admission:
+    def _admission_keys(self, user_id: str, day: date) -> list[str]:
+        """Give the keys an admission of `day` reads: the user's days of the month so far,
+        then its budget (`_admission_of` reads their hashes)."""
         month = [month_start(day) + timedelta(days=i) for i in range(day.day)]
-        keys = [self._usage_keys(user_id, one)[0] for one in month]
-        *hashes, budget = await self._hashes([*keys, self._user_key("budget", user_id)])
-        days = [UsageDay(one, _usage(h)) for one, h in zip(month, hashes, strict=True) if h]
-        return admission_of(days, day, _budget(budget))
+        return [
+            *(self._usage_keys(user_id, one)[0] for one in month),
+            self._user_key("budget", user_id),
+        ]
+
+    @staticmethod
+    def _admission_of(hashes: Sequence[dict[Any, Any]], day: date) -> Admission:
+        """Give the admission of `day` from the hashes of `_admission_keys`, in order."""
+        *days, budget = hashes
+        month = (month_start(day) + timedelta(days=i) for i in range(day.day))
+        found = [UsageDay(one, _usage(h)) for one, h in zip(month, days, strict=True) if h]
+        return admission_of(found, day, _budget(budget))
+
+    async def _read_admission(self, user_id: str, day: date) -> Admission:
+        return self._admission_of(await self._hashes(self._admission_keys(user_id, day)), day)
 
     async def _top_usage(self, start: date, end: date, limit: int) -> list[tuple[str, Usage]]:
         days = await self._days_between(start, end)

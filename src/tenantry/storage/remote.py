@@ -27,6 +27,7 @@ import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from datetime import date
 from typing import Generic, TypeVar, cast
 
 from tenantry._checks import check_int
@@ -35,7 +36,7 @@ from tenantry.storage.base import Clock, Snapshot, Store
 from tenantry.storage.homeloop import HomeLoop
 from tenantry.storage.locks import LocalScopeLocks, held_lock, hold_turn
 from tenantry.tenancy import Scope
-from tenantry.types import Memory
+from tenantry.types import Admission, Memory
 
 T = TypeVar("T")
 Proof = TypeVar("Proof")
@@ -88,6 +89,20 @@ class RemoteStore(Store, Generic[Proof]):
             searching.cancel()
             raise
         return snapshot, await searching
+
+    async def _snapshot_and_admission(
+        self, scope: Scope, limit: int | None, day: date
+    ) -> tuple[Snapshot, Admission]:
+        """Both reads at once, so a turn waits for one round trip's time, not two."""
+        admitting = asyncio.ensure_future(self._read_admission(scope.user_id, day))
+        try:
+            snapshot = await self._snapshot(scope, limit)
+        except BaseException:
+            admitting.cancel()
+            with suppress(BaseException):  # its error, if any: the snapshot's wins
+                await admitting
+            raise
+        return snapshot, await admitting
 
     # --- the turn lock ------------------------------------------------------------------------
 

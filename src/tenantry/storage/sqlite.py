@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
+from datetime import date
 from typing import Literal, TypeVar
 
 from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
@@ -58,10 +59,15 @@ from tenantry.storage.sqlite_sql import (
     install_schema,
     to_row,
 )
-from tenantry.storage.sqlite_usage import SQLiteUsage, count_usage, delete_all_usage
+from tenantry.storage.sqlite_usage import (
+    SQLiteUsage,
+    count_usage,
+    delete_all_usage,
+    read_admission,
+)
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
-from tenantry.types import Memory, Message
+from tenantry.types import Admission, Memory, Message
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -304,6 +310,24 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
 
         messages, state, memories = await self._query(read)
         return Snapshot(messages, decode_state(state)), memories
+
+    async def _snapshot_and_admission(
+        self, scope: Scope, limit: int | None, day: date
+    ) -> tuple[Snapshot, Admission]:
+        """One read transaction on one reader thread: the history, the state and the user's
+        usage and budget of one moment, for one thread hop."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, Admission]:
+            found = self._find(conn, scope)
+            messages = [] if found is None or limit == 0 else self._newest(conn, found[0], limit)
+            return (
+                messages,
+                None if found is None else found[1],
+                read_admission(conn, scope.user_id, day),
+            )
+
+        messages, state, admission = await self._query(read)
+        return Snapshot(messages, decode_state(state)), admission
 
     async def _size(self, scope: Scope) -> int:
         def count(conn: sqlite3.Connection) -> int:

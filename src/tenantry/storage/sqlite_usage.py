@@ -60,6 +60,12 @@ def count_usage(conn: sqlite3.Connection, user_id: str, day: date, usage: Usage)
     conn.execute(_COUNT, (user_id, day.isoformat(), *counts, int(usage.estimated)))
 
 
+def read_admission(conn: sqlite3.Connection, user_id: str, day: date) -> Admission:
+    """Give the user's admission of `day` (its days of the month and its budget), in the
+    caller's read transaction."""
+    return admission_of(_days(conn, user_id, month_start(day), day), day, _budget(conn, user_id))
+
+
 def delete_all_usage(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM usage_days")
     conn.execute("DELETE FROM budgets")
@@ -103,11 +109,7 @@ class SQLiteUsage(Store):
         return await self._query(lambda conn: _days(conn, user_id, start, end))
 
     async def _read_admission(self, user_id: str, day: date) -> Admission:
-        def read(conn: sqlite3.Connection) -> Admission:  # one snapshot: days and budget
-            days = _days(conn, user_id, month_start(day), day)
-            return admission_of(days, day, _budget(conn, user_id))
-
-        return await self._query(read)
+        return await self._query(lambda conn: read_admission(conn, user_id, day))
 
     async def _top_usage(self, start: date, end: date, limit: int) -> list[tuple[str, Usage]]:
         def read(conn: sqlite3.Connection) -> list[tuple[str, Usage]]:
@@ -145,4 +147,4 @@ class SQLiteUsage(Store):
         return await self._write(prune)
 
 
-__all__ = ["USAGE_SCHEMA", "SQLiteUsage", "count_usage", "delete_all_usage"]
+__all__ = ["USAGE_SCHEMA", "SQLiteUsage", "count_usage", "delete_all_usage", "read_admission"]

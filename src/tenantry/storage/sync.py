@@ -118,6 +118,18 @@ class SyncStore:
             )
         )
 
+    def snapshot_and_admission(
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        *,
+        limit: int | None = None,
+        now: float | None = None,
+    ) -> tuple[Snapshot, Admission]:
+        return run_sync(
+            self.store.snapshot_and_admission(user_id, session_id, limit=limit, now=now)
+        )
+
     def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         return run_sync(self.store.size(user_id, session_id))
 
