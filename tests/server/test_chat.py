@@ -133,9 +133,10 @@ async def test_a_model_failure_before_any_delta_is_a_502(client_for: Any) -> Non
 
 
 class DownStore(InMemoryStore):
-    """A store whose database went away."""
+    """A store whose database went away (its read primitive fails, so every public read
+    that a turn may make, with or without accounting and memory, fails)."""
 
-    async def snapshot(self, *args: Any, **kwargs: Any) -> Any:
+    async def _snapshot(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("the database is unreachable; retry later")
 
     async def ping(self) -> None:
@@ -287,7 +288,7 @@ async def test_unknown_routes_and_methods_are_json_errors(open_client: httpx.Asy
 class BuggyStore(InMemoryStore):
     """A store with a bug: it raises something that is not a tenantry error."""
 
-    async def snapshot(self, *args: Any, **kwargs: Any) -> Any:
+    async def _snapshot(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals at /srv/db")
 
 

@@ -100,10 +100,10 @@ class FailingStore(InMemoryStore):
         super().__init__()
         self.error, self.on_write = error, on_write
 
-    async def snapshot(self, *args: Any, **kwargs: Any) -> Any:
+    async def _snapshot(self, *args: Any, **kwargs: Any) -> Any:
         if not self.on_write:
             raise self.error
-        return await super().snapshot(*args, **kwargs)
+        return await super()._snapshot(*args, **kwargs)
 
     async def add_many(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
