@@ -12,12 +12,13 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   (so `size` reads one row), `next_pos` (how many messages the scope was ever given), the
   time of the last write (indexed, for pruning) and the session's summary (schema version 3;
   it goes with the session).
-- `messages`: one row per message, keyed (scope_id, pos), where pos numbers the scope's
-  messages 0, 1, 2 ... in order. The live messages are exactly the positions
+- `messages`: one row per message, keyed (user_id, scope_id, pos), where pos numbers the
+  scope's messages 0, 1, 2 ... in order. The live messages are exactly the positions
   [next_pos - message_count, next_pos), so the newest N (after an offset) is a primary-key
   range whose bounds are known before reading: the database touches those N rows and no
   others, whatever the scope or other tenants hold, and whatever plan it picks. `user_id`
-  is repeated on each row for the row-level-security policy; `body` is the message as JSON.
+  is repeated on each row for the row-level-security policy and the key (below); `body` is
+  the message as JSON.
 - `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
   see `postgres_memories`.
 - Row-level security on every table (`RLS_TABLES`), for the NOLOGIN role `tenant_role`: it
@@ -32,8 +33,18 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   parsed and planned on every append (schema version 2). It runs with the caller's rights,
   so row-level security applies inside it as outside.
 
+Distribution by tenant (schema version 6): every table carries `user_id`, every primary key
+and unique constraint starts with it (scopes (user_id, scope_id) and (user_id, session_id),
+messages (user_id, scope_id, pos), memories (user_id, memory_id), memory_users (user_id)),
+and every single-tenant statement, those inside the functions included, names `user_id =`
+the tenant for each table it reads or writes. So the tables can be distributed by user_id
+and co-located (Citus), and each tenant's statement goes to one shard: docs/scaling.md.
+`tests/storage/test_postgres_tenant_keys.py` checks both, from the catalog and from the plans
+the server logged.
+
 Upgrades: a schema of an older version is brought to this one on first use, in the same
-locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories).
+locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
+versions before 6 the tenant-first keys).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -46,9 +57,9 @@ from typing import Any
 import psycopg
 
 from tenantry.errors import InvalidInput, StoreSchemaError
-from tenantry.storage.postgres_memories import memories_ddl, search_grant
+from tenantry.storage.postgres_memories import memories_ddl, search_ddl, search_grant
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 
 RLS_TABLES = ("scopes", "messages", "memories", "memory_users")
 """Every table, each with its tenant policy: every row carries its user_id."""
@@ -77,7 +88,7 @@ def tables_ddl(schema: str) -> str:
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE {schema}.schema_version (version integer NOT NULL);
 CREATE TABLE {schema}.scopes (
-    scope_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope_id bigint GENERATED ALWAYS AS IDENTITY,
     user_id text COLLATE "C" NOT NULL,
     session_id text COLLATE "C" NOT NULL,
     state text,
@@ -85,6 +96,7 @@ CREATE TABLE {schema}.scopes (
     next_pos bigint NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL,
     summary text,
+    CONSTRAINT scopes_pkey PRIMARY KEY (user_id, scope_id),
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX scopes_by_activity ON {schema}.scopes (updated_at);
@@ -93,7 +105,7 @@ CREATE TABLE {schema}.messages (
     pos bigint NOT NULL,
     user_id text COLLATE "C" NOT NULL,
     body text NOT NULL,
-    PRIMARY KEY (scope_id, pos)
+    CONSTRAINT messages_pkey PRIMARY KEY (user_id, scope_id, pos)
 );
 CREATE FUNCTION {schema}.check_turn_lock(holder integer, lock_key bigint) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -150,8 +162,22 @@ def upgrade_ddl(schema: str, version: int) -> str:
     if version < 3:
         summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
         steps += [summary, memories_ddl(schema)]
+    if version < 6:
+        steps += [tenant_keys_ddl(schema), search_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
+
+
+def tenant_keys_ddl(schema: str) -> str:
+    """Give the statements that put `user_id` first in the keys of the tables of versions
+    before 6 (the one change those need to be distributed by user_id, see docs/scaling.md).
+    The rows stay as they are; the new indexes are built under the DDL transaction's locks."""
+    return f"""
+ALTER TABLE {schema}.scopes DROP CONSTRAINT scopes_pkey,
+    ADD CONSTRAINT scopes_pkey PRIMARY KEY (user_id, scope_id);
+ALTER TABLE {schema}.messages DROP CONSTRAINT messages_pkey,
+    ADD CONSTRAINT messages_pkey PRIMARY KEY (user_id, scope_id, pos);
+"""
 
 
 def rls_ddl(schema: str, role: str) -> str:
@@ -265,7 +291,7 @@ class Queries:
             f"WITH sc AS MATERIALIZED (SELECT scope_id, next_pos - %(cap)s AS lo"
             f" FROM {schema}.scopes WHERE {scope})"
             f" DELETE FROM {schema}.messages m USING sc"
-            " WHERE m.scope_id = sc.scope_id AND m.pos < sc.lo"
+            " WHERE m.user_id = %(u)s AND m.scope_id = sc.scope_id AND m.pos < sc.lo"
         )
         # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
         # `offset` are a range known before reading.
@@ -274,7 +300,8 @@ class Queries:
             " next_pos - %(offset)s - coalesce(%(limit)s, message_count) AS lo,"
             f" next_pos - %(offset)s AS hi FROM {schema}.scopes WHERE {scope})"
             f" SELECT sc.state, m.body FROM sc LEFT JOIN {schema}.messages m"
-            " ON m.scope_id = sc.scope_id AND m.pos >= sc.lo AND m.pos < sc.hi"
+            " ON m.user_id = %(u)s AND m.scope_id = sc.scope_id"
+            " AND m.pos >= sc.lo AND m.pos < sc.hi"
             " ORDER BY m.pos"
         )
         self.size = f"SELECT message_count FROM {schema}.scopes WHERE {scope}"
@@ -282,25 +309,30 @@ class Queries:
         # Lock the rows first: appends in flight finish before, later ones start afresh.
         self.clear_scope = (
             f"SELECT 1 FROM {schema}.scopes WHERE {scope} FOR UPDATE;"
-            f" DELETE FROM {schema}.messages WHERE scope_id IN"
+            f" DELETE FROM {schema}.messages WHERE user_id = %(u)s AND scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE {scope});"
             f" DELETE FROM {schema}.scopes WHERE {scope}"
         )
         self.clear_user = (
             f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
-            f" DELETE FROM {schema}.messages WHERE scope_id IN"
-            f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
+            f" DELETE FROM {schema}.messages WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s;"
             f" SELECT 1 FROM {schema}.memory_users WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.memories WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.memory_users WHERE user_id = %(u)s"
         )
+        # Prune (spans tenants, as the connecting role): a batch of idle scopes, then their
+        # messages, both found through their primary keys, (user_id, scope_id ...).
         self.delete_idle = (
-            f"DELETE FROM {schema}.scopes WHERE scope_id IN (SELECT scope_id FROM {schema}.scopes"
-            " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
-            " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
+            f"DELETE FROM {schema}.scopes WHERE (user_id, scope_id) IN (SELECT user_id, scope_id"
+            f" FROM {schema}.scopes WHERE updated_at < %(cutoff)s ORDER BY updated_at"
+            " LIMIT %(batch)s FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s"
+            " RETURNING user_id, scope_id"
         )
-        self.delete_messages = f"DELETE FROM {schema}.messages WHERE scope_id = ANY(%(ids)s)"
+        self.delete_messages = (
+            f"DELETE FROM {schema}.messages WHERE (user_id, scope_id) IN"
+            " (SELECT * FROM unnest(%(users)s::text[], %(ids)s::bigint[]))"
+        )
         self.truncate = f"TRUNCATE {', '.join(f'{schema}.{table}' for table in RLS_TABLES)}"
         self.summary = f"SELECT summary FROM {schema}.scopes WHERE {scope}"
         self.set_summary = f"UPDATE {schema}.scopes SET summary = %(summary)s WHERE {scope}"
@@ -322,5 +354,6 @@ __all__ = [
     "rls_ddl",
     "role_ddl",
     "tables_ddl",
+    "tenant_keys_ddl",
     "upgrade_ddl",
 ]
