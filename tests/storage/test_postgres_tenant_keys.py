@@ -46,7 +46,7 @@ async def _superuser() -> Any:
 async def _rows(sql: str, *params: Any) -> list[Any]:
     async with await _superuser() as conn:
         cur = await conn.execute(sql, params)
-        return await cur.fetchall()
+        return list(await cur.fetchall())
 
 
 async def tenant_key_problems(schema: str) -> list[str]:
@@ -229,11 +229,11 @@ async def test_a_version_3_schema_with_data_is_upgraded_in_place(schema: str) ->
         await store.add_many(
             [Message.user("after"), Message.assistant("upgrade")], user_id="user-5"
         )
-        got = [m.content for m in await store.get_messages("user-5", "default")]
-        assert got == ["after", "upgrade"]
+        contents = [m.content for m in await store.get_messages("user-5", "default")]
+        assert contents == ["after", "upgrade"]
         await store.add(Message.user("next"), user_id="user-5", session_id="s2")
-        got = [m.content for m in await store.get_messages("user-5", "s2")]
-        assert got == [*expected[("user-5", "s2")][0][1:], "next"]
+        contents = [m.content for m in await store.get_messages("user-5", "s2")]
+        assert contents == [*expected[("user-5", "s2")][0][1:], "next"]
         # Row-level security is still on: a tenant sees only its own rows.
         async with store.tenant_transaction("user-1") as conn:
             cur = await conn.execute(f'SELECT DISTINCT user_id FROM "{schema}".messages')
