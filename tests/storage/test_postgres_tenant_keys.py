@@ -280,3 +280,31 @@ async def test_a_failed_upgrade_changes_nothing(schema: str) -> None:
             await store.size("u")
     assert (await _keys(schema))["scopes"] == "PRIMARY KEY (scope_id)"
     assert await _rows(f'SELECT max(version) FROM "{schema}".schema_version') == [(3,)]
+
+
+async def test_keys_built_beforehand_are_kept(schema: str) -> None:
+    """An operator may build the new keys concurrently before upgrading (docs/scaling.md):
+    the upgrade then finds them in place and does not rebuild them."""
+    url = os.environ[POSTGRES_URL_VARIABLE]
+    async with PostgresStore(url, schema=schema) as old:
+        await old.add_many([Message.user("q"), Message.assistant("a")], user_id="u")
+    await _to_version_3(schema)
+    async with await _superuser() as conn:
+        for table, columns in (
+            ("scopes", "user_id, scope_id"),
+            ("messages", "user_id, scope_id, pos"),
+        ):
+            await conn.execute(
+                f'CREATE UNIQUE INDEX CONCURRENTLY {table}_v6 ON "{schema}".{table} ({columns})'
+            )
+            await conn.execute(
+                f'ALTER TABLE "{schema}".{table} DROP CONSTRAINT {table}_pkey,'
+                f" ADD CONSTRAINT {table}_pkey PRIMARY KEY USING INDEX {table}_v6"
+            )
+    indexes = "SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass AND indisprimary"
+    built = [await _rows(indexes, f'"{schema}".{t}') for t in ("scopes", "messages")]
+    async with PostgresStore(url, schema=schema) as store:
+        assert [m.content for m in await store.get_messages("u")] == ["q", "a"]
+    assert [await _rows(indexes, f'"{schema}".{t}') for t in ("scopes", "messages")] == built
+    assert await tenant_key_problems(schema) == []
+    assert await _rows(f'SELECT max(version) FROM "{schema}".schema_version') == [(SCHEMA_VERSION,)]

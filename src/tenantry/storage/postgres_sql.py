@@ -169,15 +169,23 @@ def upgrade_ddl(schema: str, version: int) -> str:
 
 
 def tenant_keys_ddl(schema: str) -> str:
-    """Give the statements that put `user_id` first in the keys of the tables of versions
-    before 6 (the one change those need to be distributed by user_id, see docs/scaling.md).
-    The rows stay as they are; the new indexes are built under the DDL transaction's locks."""
-    return f"""
-ALTER TABLE {schema}.scopes DROP CONSTRAINT scopes_pkey,
-    ADD CONSTRAINT scopes_pkey PRIMARY KEY (user_id, scope_id);
-ALTER TABLE {schema}.messages DROP CONSTRAINT messages_pkey,
-    ADD CONSTRAINT messages_pkey PRIMARY KEY (user_id, scope_id, pos);
-"""
+    """Give the statements that put `user_id` first in the primary keys of `scopes` and
+    `messages` (versions before 6), each only where it is not so yet: an operator may have
+    built the new keys beforehand (CREATE UNIQUE INDEX CONCURRENTLY, docs/scaling.md). The
+    rows stay as they are; a key is rebuilt under the DDL transaction's locks."""
+    keys = {"scopes": "user_id, scope_id", "messages": "user_id, scope_id, pos"}
+    steps = [
+        f"""
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+        WHERE k.conrelid = '{schema}.{table}'::regclass AND k.contype = 'p'
+        AND a.attname = 'user_id') THEN
+        ALTER TABLE {schema}.{table} DROP CONSTRAINT {table}_pkey,
+            ADD CONSTRAINT {table}_pkey PRIMARY KEY ({columns});
+    END IF;"""
+        for table, columns in keys.items()
+    ]
+    return f"DO $$\nBEGIN{''.join(steps)}\nEND $$;"
 
 
 def rls_ddl(schema: str, role: str) -> str:
