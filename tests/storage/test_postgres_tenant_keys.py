@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,32 @@ async def test_keys_built_beforehand_are_kept(schema: str) -> None:
     assert [await _rows(indexes, f'"{schema}".{t}') for t in ("scopes", "messages")] == built
     assert await tenant_key_problems(schema) == []
     assert await _rows(f'SELECT max(version) FROM "{schema}".schema_version') == [(SCHEMA_VERSION,)]
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scaling.md"
+DISTRIBUTED_FUNCTIONS = {"append_turn", "add_memory", "update_memory"}
+"""The functions docs/scaling.md distributes by their `p_user` argument."""
+
+
+async def test_the_functions_distributed_by_user_take_it_as_p_user(schema: str) -> None:
+    """docs/scaling.md's create_distributed_function statements name `p_user`, and spell out
+    today's signatures: both must match the functions the store creates."""
+    async with PostgresStore(os.environ[POSTGRES_URL_VARIABLE], schema=schema) as store:
+        await store.ping()
+    rows = await _rows(
+        "SELECT proname, pg_get_function_identity_arguments(oid), proargnames[1],"
+        " format_type(proargtypes[0], NULL) FROM pg_proc WHERE pronamespace = %s::regnamespace",
+        schema,
+    )
+    found = {name: (arguments, first, kind) for name, arguments, first, kind in rows}
+    assert set(found) >= DISTRIBUTED_FUNCTIONS
+    for name in DISTRIBUTED_FUNCTIONS:
+        assert found[name][1:] == ("p_user", "text"), name
+    spelled = dict(re.findall(r"`tenantry\.(\w+)\(([^`]*)\)`", DOCS.read_text()))
+    assert set(spelled) == DISTRIBUTED_FUNCTIONS
+    for name, types in spelled.items():
+        (resolved,) = await _rows(
+            "SELECT pg_get_function_identity_arguments(%s::regprocedure)",
+            f'"{schema}".{name}({types})',
+        )
+        assert resolved[0] == found[name][0], name
