@@ -39,8 +39,8 @@ messages (user_id, scope_id, pos), memories (user_id, memory_id), memory_users (
 and every single-tenant statement, those inside the functions included, names `user_id =`
 the tenant for each table it reads or writes. So the tables can be distributed by user_id
 and co-located (Citus), and each tenant's statement goes to one shard: docs/scaling.md.
-`tests/storage/test_postgres_tenant_keys.py` checks both, from the catalog and from the plans
-the server logged.
+`tests/storage/test_postgres_tenant_keys.py` checks the keys (from the catalog) and
+`test_postgres_routing.py` the statements (from the plans the server logged).
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
 locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
