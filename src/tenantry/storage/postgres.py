@@ -286,10 +286,11 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
             async with self._db.transaction(None) as conn:
                 params = {"cutoff": cutoff, "batch": PRUNE_BATCH}
                 cur = await conn.execute(self._q.delete_idle, params)
-                ids = [row[0] for row in await cur.fetchall()]
-                if ids:
-                    await conn.execute(self._q.delete_messages, {"ids": ids})
-                return len(ids)
+                rows = await cur.fetchall()
+                if rows:
+                    users, ids = [row[0] for row in rows], [row[1] for row in rows]
+                    await conn.execute(self._q.delete_messages, {"users": users, "ids": ids})
+                return len(rows)
 
         async def expire_batch() -> int:
             async with self._db.transaction(None) as conn:

@@ -48,14 +48,16 @@ FIELDS = "memory_id, user_id, text, created_at, updated_at, version, session_id,
 MAX_POSITION = 16_383
 """The largest position a tsvector holds."""
 _SEARCH = (
-    "SELECT m.* FROM (SELECT * FROM {schema}.memories WHERE terms @@ {query} OFFSET 0) m"
+    "SELECT m.* FROM (SELECT * FROM {schema}.memories WHERE terms @@ {query}"
+    " AND user_id = {user} OFFSET 0) m"
     " WHERE m.user_id = {user} ORDER BY ts_rank(m.terms, {query}) DESC, m.stamp DESC"
     " LIMIT {limit}"
 )
 """The search: the matching rows through the GIN index (user-prefixed lexemes: this user's
 memories), then the user's filter. OFFSET 0 keeps the planner from reading the user's rows
 through their btree and filtering those instead, which it may prefer when the user holds
-most of the table, and which costs every memory of the user."""
+most of the table, and which costs every memory of the user. The inner `user_id` condition
+(schema version 6) changes no row; it makes the statement routable by user_id (Citus)."""
 _TENANT = "nullif(current_setting('tenantry.user_id', true), '')"
 
 
@@ -131,6 +133,12 @@ BEGIN
     RETURNING version, created_at, session_id, run_id
     INTO o_version, o_created, o_session, o_run;
 END $$;
+{search_ddl(schema)}"""
+
+
+def search_ddl(schema: str) -> str:
+    """Give the statements that create (or replace) `search_memories` in `schema`."""
+    return f"""
 CREATE OR REPLACE FUNCTION {schema}.search_memories(p_query tsquery, p_limit integer)
 RETURNS SETOF {schema}.memories LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -290,4 +298,11 @@ class PostgresMemories(RemoteStore[P]):
         return int(count)
 
 
-__all__ = ["FIELDS", "MemoryQueries", "PostgresMemories", "memories_ddl", "search_grant"]
+__all__ = [
+    "FIELDS",
+    "MemoryQueries",
+    "PostgresMemories",
+    "memories_ddl",
+    "search_ddl",
+    "search_grant",
+]

@@ -12,12 +12,13 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   (so `size` reads one row), `next_pos` (how many messages the scope was ever given), the
   time of the last write (indexed, for pruning) and the session's summary (schema version 3;
   it goes with the session).
-- `messages`: one row per message, keyed (scope_id, pos), where pos numbers the scope's
-  messages 0, 1, 2 ... in order. The live messages are exactly the positions
+- `messages`: one row per message, keyed (user_id, scope_id, pos), where pos numbers the
+  scope's messages 0, 1, 2 ... in order. The live messages are exactly the positions
   [next_pos - message_count, next_pos), so the newest N (after an offset) is a primary-key
   range whose bounds are known before reading: the database touches those N rows and no
   others, whatever the scope or other tenants hold, and whatever plan it picks. `user_id`
-  is repeated on each row for the row-level-security policy; `body` is the message as JSON.
+  is repeated on each row for the row-level-security policy and the key (below); `body` is
+  the message as JSON.
 - `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
   see `postgres_memories`.
 - `usage_days`, `budgets`, `rate_buckets` (schema version 4) and their functions: the
@@ -41,10 +42,19 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   every append (schema version 2). It runs with the caller's rights, so row-level security
   applies inside it as outside.
 
+Distribution by tenant (schema version 6): every table carries `user_id`, every primary key
+and unique constraint starts with it (scopes (user_id, scope_id) and (user_id, session_id),
+messages (user_id, scope_id, pos), memories (user_id, memory_id), memory_users (user_id)),
+and every single-tenant statement, those inside the functions included, names `user_id =`
+the tenant for each table it reads or writes. So the tables can be distributed by user_id
+and co-located (Citus), and each tenant's statement goes to one shard: docs/scaling.md.
+`tests/storage/test_postgres_tenant_keys.py` checks the keys (from the catalog) and
+`test_postgres_routing.py` the statements (from the plans the server logged).
+
 Upgrades: a schema of an older version is brought to this one on first use, in the same
 locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
-version 3 usage, version 4 the idempotency records; each new append_turn replaces the
-older signature).
+version 3 usage, version 4 the idempotency records, versions before 6 the tenant-first
+keys; each new append_turn replaces the older signature).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -57,10 +67,10 @@ from typing import Any
 import psycopg
 
 from tenantry.errors import InvalidInput, StoreSchemaError
-from tenantry.storage.postgres_memories import memories_ddl, search_grant
+from tenantry.storage.postgres_memories import memories_ddl, search_ddl, search_grant
 from tenantry.storage.postgres_usage import usage_ddl
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 RLS_TABLES = (
     "scopes",
@@ -101,7 +111,7 @@ def tables_ddl(schema: str) -> str:
 CREATE SCHEMA IF NOT EXISTS {schema};
 CREATE TABLE {schema}.schema_version (version integer NOT NULL);
 CREATE TABLE {schema}.scopes (
-    scope_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope_id bigint GENERATED ALWAYS AS IDENTITY,
     user_id text COLLATE "C" NOT NULL,
     session_id text COLLATE "C" NOT NULL,
     state text,
@@ -109,6 +119,7 @@ CREATE TABLE {schema}.scopes (
     next_pos bigint NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL,
     summary text,
+    CONSTRAINT scopes_pkey PRIMARY KEY (user_id, scope_id),
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX scopes_by_activity ON {schema}.scopes (updated_at);
@@ -117,7 +128,7 @@ CREATE TABLE {schema}.messages (
     pos bigint NOT NULL,
     user_id text COLLATE "C" NOT NULL,
     body text NOT NULL,
-    PRIMARY KEY (scope_id, pos)
+    CONSTRAINT messages_pkey PRIMARY KEY (user_id, scope_id, pos)
 );
 CREATE FUNCTION {schema}.check_turn_lock(holder integer, lock_key bigint) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -228,8 +239,30 @@ def upgrade_ddl(schema: str, version: int) -> str:
         for old in OLD_APPEND_TURNS:
             steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
         steps.append(append_turn_ddl(schema))
+    if version < 6:
+        steps += [tenant_keys_ddl(schema), search_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
+
+
+def tenant_keys_ddl(schema: str) -> str:
+    """Give the statements that put `user_id` first in the primary keys of `scopes` and
+    `messages` (versions before 6), each only where it is not so yet: an operator may have
+    built the new keys beforehand (CREATE UNIQUE INDEX CONCURRENTLY, docs/scaling.md). The
+    rows stay as they are; a key is rebuilt under the DDL transaction's locks."""
+    keys = {"scopes": "user_id, scope_id", "messages": "user_id, scope_id, pos"}
+    steps = [
+        f"""
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+        WHERE k.conrelid = '{schema}.{table}'::regclass AND k.contype = 'p'
+        AND a.attname = 'user_id') THEN
+        ALTER TABLE {schema}.{table} DROP CONSTRAINT {table}_pkey,
+            ADD CONSTRAINT {table}_pkey PRIMARY KEY ({columns});
+    END IF;"""
+        for table, columns in keys.items()
+    ]
+    return f"DO $$\nBEGIN{''.join(steps)}\nEND $$;"
 
 
 def rls_ddl(schema: str, role: str) -> str:
@@ -354,7 +387,7 @@ class Queries:
             f"WITH sc AS MATERIALIZED (SELECT scope_id, next_pos - %(cap)s AS lo"
             f" FROM {schema}.scopes WHERE {scope})"
             f" DELETE FROM {schema}.messages m USING sc"
-            " WHERE m.scope_id = sc.scope_id AND m.pos < sc.lo"
+            " WHERE m.user_id = %(u)s AND m.scope_id = sc.scope_id AND m.pos < sc.lo"
         )
         # Live positions are [next_pos - message_count, next_pos): the newest `limit` after
         # `offset` are a range known before reading.
@@ -363,7 +396,8 @@ class Queries:
             " next_pos - %(offset)s - coalesce(%(limit)s, message_count) AS lo,"
             f" next_pos - %(offset)s AS hi FROM {schema}.scopes WHERE {scope})"
             f" SELECT sc.state, m.body FROM sc LEFT JOIN {schema}.messages m"
-            " ON m.scope_id = sc.scope_id AND m.pos >= sc.lo AND m.pos < sc.hi"
+            " ON m.user_id = %(u)s AND m.scope_id = sc.scope_id"
+            " AND m.pos >= sc.lo AND m.pos < sc.hi"
             " ORDER BY m.pos"
         )
         self.size = f"SELECT message_count FROM {schema}.scopes WHERE {scope}"
@@ -371,27 +405,32 @@ class Queries:
         # Lock the rows first: appends in flight finish before, later ones start afresh.
         self.clear_scope = (
             f"SELECT 1 FROM {schema}.scopes WHERE {scope} FOR UPDATE;"
-            f" DELETE FROM {schema}.messages WHERE scope_id IN"
+            f" DELETE FROM {schema}.messages WHERE user_id = %(u)s AND scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE {scope});"
             f" DELETE FROM {schema}.scopes WHERE {scope};"
             f" DELETE FROM {schema}.idempotency WHERE {scope}"
         )
         self.clear_user = (
             f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
-            f" DELETE FROM {schema}.messages WHERE scope_id IN"
-            f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
+            f" DELETE FROM {schema}.messages WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.idempotency WHERE user_id = %(u)s;"
             f" SELECT 1 FROM {schema}.memory_users WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.memories WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.memory_users WHERE user_id = %(u)s"
         )
+        # Prune (spans tenants, as the connecting role): a batch of idle scopes, then their
+        # messages, both found through their primary keys, (user_id, scope_id ...).
         self.delete_idle = (
-            f"DELETE FROM {schema}.scopes WHERE scope_id IN (SELECT scope_id FROM {schema}.scopes"
-            " WHERE updated_at < %(cutoff)s ORDER BY updated_at LIMIT %(batch)s"
-            " FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s RETURNING scope_id"
+            f"DELETE FROM {schema}.scopes WHERE (user_id, scope_id) IN (SELECT user_id, scope_id"
+            f" FROM {schema}.scopes WHERE updated_at < %(cutoff)s ORDER BY updated_at"
+            " LIMIT %(batch)s FOR UPDATE SKIP LOCKED) AND updated_at < %(cutoff)s"
+            " RETURNING user_id, scope_id"
         )
-        self.delete_messages = f"DELETE FROM {schema}.messages WHERE scope_id = ANY(%(ids)s)"
+        self.delete_messages = (
+            f"DELETE FROM {schema}.messages WHERE (user_id, scope_id) IN"
+            " (SELECT * FROM unnest(%(users)s::text[], %(ids)s::bigint[]))"
+        )
         self.truncate = f"TRUNCATE {', '.join(f'{schema}.{table}' for table in RLS_TABLES)}"
         self.summary = f"SELECT summary FROM {schema}.scopes WHERE {scope}"
         self.set_summary = f"UPDATE {schema}.scopes SET summary = %(summary)s WHERE {scope}"
@@ -415,5 +454,6 @@ __all__ = [
     "rls_ddl",
     "role_ddl",
     "tables_ddl",
+    "tenant_keys_ddl",
     "upgrade_ddl",
 ]

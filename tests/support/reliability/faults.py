@@ -178,9 +178,13 @@ def _major(name: str) -> int:
 class PrivatePostgres:
     """A PostgreSQL cluster of our own: trust auth, listening on 127.0.0.1 only."""
 
-    def __init__(self, bindir: Path, directory: Path) -> None:
+    def __init__(
+        self, bindir: Path, directory: Path, settings: dict[str, str] | None = None
+    ) -> None:
         self.bindir = bindir
         self.directory = directory
+        self.settings = dict(settings or {})
+        """Lines added to postgresql.conf (name = value, the value as the file spells it)."""
         self.data = directory / "data"
         self.log = directory / "postgres.log"
         self.port = free_port()
@@ -211,6 +215,9 @@ class PrivatePostgres:
             "--encoding=UTF8",
             "--no-sync",  # the cluster dies with the test; initdb need not fsync its files
         )
+        if self.settings:
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.writelines(f"{name} = {value}\n" for name, value in self.settings.items())
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
@@ -247,15 +254,16 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """Give a running private PostgreSQL; always stop it and remove its files afterwards."""
+def private_postgres(settings: dict[str, str] | None = None) -> Iterator[PrivatePostgres]:
+    """Give a running private PostgreSQL (with `settings` in its postgresql.conf); always stop
+    it and remove its files afterwards."""
     bindir = postgres_bindir()
     if bindir is None:
         missing_tool("PostgreSQL's initdb and pg_ctl are not installed (Debian package postgresql)")
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         missing_tool("runuser is missing, and PostgreSQL cannot run as root")
     directory = Path(tempfile.mkdtemp(prefix="tenantry-faults-pg-"))
-    postgres = PrivatePostgres(bindir, directory)
+    postgres = PrivatePostgres(bindir, directory, settings)
     try:
         postgres.create()
         postgres.start()
