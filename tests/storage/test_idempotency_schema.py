@@ -107,7 +107,8 @@ async def test_a_postgres_schema_without_records_is_upgraded_to_5(
         conn = await psycopg.AsyncConnection.connect(os.environ[POSTGRES_URL_VARIABLE])
         async with conn:
             cur = await conn.execute(f"SELECT max(version) FROM {quoted}.schema_version")
-            assert await cur.fetchone() == (postgres_sql.SCHEMA_VERSION,) == (5,)
+            assert await cur.fetchone() == (postgres_sql.SCHEMA_VERSION,)
+            assert postgres_sql.SCHEMA_VERSION >= 5
             cur = await conn.execute(
                 "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
                 " WHERE n.nspname = %s AND p.proname = 'append_turn'",
