@@ -32,6 +32,7 @@ from tenantry.server.auth import Authenticator, TenantAuthBackend
 from tenantry.server.config import ServerSettings
 from tenantry.server.docs import docs_router
 from tenantry.server.errors import InvalidRequest, MalformedJSON, Unauthorized, error_response
+from tenantry.server.fastchat import FastChatMiddleware
 from tenantry.server.guards import (
     AllowedHosts,
     HostCheckMiddleware,
@@ -140,6 +141,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         return error_format(conn.scope)(error, current_request_id())
 
     # Added innermost first: the last one added sees the request first.
+    app.add_middleware(FastChatMiddleware, state=state)  # after every guard (fastchat.py)
     app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)
     app.add_middleware(
         RequireCredentialMiddleware,
