@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import re
@@ -28,6 +29,9 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # LOG_FORMAT names no thread or process: skip looking them up for every record (the
+    # access log writes one per request).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def _unparsable(exc: Exception, fields: dict[str, Any]) -> str:
@@ -133,6 +137,9 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     agent = asgi.state.tenantry.agent
+    # What was built up to here (modules, the app) lives as long as the process: keep it out
+    # of the garbage collector's full passes, which otherwise walk it again and again.
+    gc.freeze()
     log.info("store %s, model %s", settings.store_url, agent.model.name)
     summary = auth_summary(settings)
     if summary is not None:
