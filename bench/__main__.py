@@ -6,6 +6,11 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
   LangGraph; and the growth of the next turn's time with stored history and tenant count;
 - `stores`: store appends and reads per backend against the raw driver doing the same work;
 - `http`: `POST /v1/chat` against a bare FastAPI endpoint on the same uvicorn settings;
+- `wrk`: the same under `wrk` (skipped, saying so, when it is not installed), bare FastAPI
+  against `tenantry serve` on the in-memory store and on SQLite, at 100 and 1000 connections;
+- `first_token`: a streamed turn's first delta from the model to the client, on
+  /v1/chat/stream, the OpenAI-compatible stream and A2A's, at 1 and 100 streams;
+- `turn_raw`: the in-process turn on SQLite against the raw sqlite3 work it does;
 - `memory`: RSS and bytes per stored message of one agent serving many tenants;
 - `tracing`: a turn's cost with OpenTelemetry absent, unconfigured, no-op and recording;
 - `tenants`: tenantry's next turn with up to 1,000,000 other tenants, on SQLite and
@@ -35,6 +40,9 @@ SUITES = (
     "frameworks",
     "stores",
     "http",
+    "wrk",
+    "first_token",
+    "turn_raw",
     "memory",
     "tracing",
     "tenants",

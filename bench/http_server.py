@@ -3,12 +3,14 @@
     python -m bench.http_server bare
     python -m bench.http_server tenantry --store memory://
     python -m bench.http_server tenantry --store sqlite:///path/to/bench.db
+    python -m bench.http_server tenantry --store ... --model stamped   # bench.first_token
 
 It binds 127.0.0.1 on a port the kernel picks, prints `PORT <n>` on stdout, and serves until
 SIGTERM. `bare` is FastAPI with one `POST /v1/chat` route that takes and gives the same JSON as
 tenantry's (pydantic models of the same fields) and does no work: the ceiling. `tenantry` is
 `create_app(agent, settings)` in open mode with the rate limit off, serving an agent whose
-model answers "ok" at once (`FunctionModel`).
+model answers "ok" at once (`FunctionModel`), or with `--model stamped` streams stamped deltas
+after 50 ms (`bench.first_token.StampedModel`).
 """
 
 from __future__ import annotations
@@ -64,16 +66,20 @@ def bare_app() -> FastAPI:
     return app
 
 
-def tenantry_app(store_url: str) -> Any:
-    """tenantry's app in open mode, rate limit off, an instant model, the given store."""
+def tenantry_app(store_url: str, model_name: str = "instant") -> Any:
+    """tenantry's app in open mode, rate limit off, the given model and store."""
     from tenantry import Agent, FunctionModel, open_store
+    from tenantry.models.base import Model
     from tenantry.server import ServerSettings, create_app
 
-    agent = Agent(
-        name="bench",
-        model=FunctionModel(lambda messages, tools: REPLY),
-        store=open_store(store_url),
-    )
+    model: Model
+    if model_name == "stamped":
+        from bench.first_token import StampedModel
+
+        model = StampedModel()
+    else:
+        model = FunctionModel(lambda messages, tools: REPLY)
+    agent = Agent(name="bench", model=model, store=open_store(store_url))
     settings = ServerSettings(_env_file=None, rate_limit_per_minute=0)
     return create_app(agent, settings)
 
@@ -88,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.http_server", description=__doc__)
     parser.add_argument("app", choices=("bare", "tenantry"))
     parser.add_argument("--store", default="memory://")
+    parser.add_argument("--model", choices=("instant", "stamped"), default="instant")
     args = parser.parse_args(argv)
-    app = bare_app() if args.app == "bare" else tenantry_app(args.store)
+    app = bare_app() if args.app == "bare" else tenantry_app(args.store, args.model)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

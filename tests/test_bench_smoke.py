@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ SUITES = (
     "frameworks",
     "stores",
     "http",
+    "wrk",
+    "first_token",
+    "turn_raw",
     "memory",
     "tracing",
     "tenants",
@@ -65,6 +69,25 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     if os.environ.get("TENANTRY_TEST_REDIS_URL"):
         expected.add("redis")
     assert expected <= set(stores)
+    wrk = json.loads((tmp_path / "wrk.json").read_text())["results"]
+    if shutil.which("wrk") is None:
+        assert wrk["skipped"].startswith("skipped: wrk is not installed"), wrk
+    else:
+        assert set(wrk["servers"]) == {
+            "bare FastAPI",
+            "tenantry serve, memory",
+            "tenantry serve, SQLite",
+        }
+        for name, levels in wrk["servers"].items():
+            for level, measured in levels.items():
+                assert measured["requests"] > 0, (name, level)
+                assert measured["errors"] == {}, (name, level, measured["errors"])
+    streams = json.loads((tmp_path / "first_token.json").read_text())["results"]
+    assert set(streams["transports"]) == {"chat", "openai", "a2a"}
+    for by_level in streams["transports"].values():
+        assert all(r["first_delta"]["n"] > 0 for r in by_level.values())
+    turns = json.loads((tmp_path / "turn_raw.json").read_text())["results"]["sides"]
+    assert set(turns) == {"tenantry", "raw sqlite3"}
     tracing = json.loads((tmp_path / "tracing.json").read_text())["results"]
     assert tracing["absent"]["opentelemetry_importable"] is False
     assert [tracing[m]["traced"] for m in ("absent", "unset", "noop", "sdk")] == [

@@ -234,3 +234,33 @@ def test_a_task_is_never_cancelled_running_or_finished(tenants: Tenants) -> None
         "hi",
         "Hello world",
     ]
+
+
+def test_a_streamed_delta_is_sent_before_the_model_gives_the_next(tenants: Tenants) -> None:
+    """Each chunk of the reply artifact leaves when the model gives it (the first one while
+    the model still thinks about the second); an empty chunk marks the last."""
+    release = threading.Event()
+    agent = Agent(model=ScriptedModel(["Hello", " world"], release), store=InMemoryStore())
+    alice = {**tenants.headers("alice"), **V1}
+    sent = rpc("SendStreamingMessage", message({"text": "hi"}, context_id="chat"))
+    with (
+        serve(create_app(agent, tenants.settings())) as url,
+        httpx.Client(base_url=url, timeout=3) as http,
+        http.stream("POST", "/a2a/jsonrpc", json=sent, headers=alice) as stream,
+    ):
+        events = (json.loads(line[5:]) for line in stream.iter_lines() if line[:5] == "data:")
+        updates = []
+        for event in events:
+            if "artifactUpdate" in event["result"]:
+                updates.append(event["result"]["artifactUpdate"])
+                break
+        # the model is still waiting for `release`: this chunk left without the next one
+        assert updates[0]["artifact"]["parts"] == [{"text": "Hello"}]
+        assert not updates[0].get("lastChunk", False)
+        release.set()
+        rest = [e["result"] for e in events]
+    updates += [r["artifactUpdate"] for r in rest if "artifactUpdate" in r]
+    assert [u["artifact"]["parts"][0]["text"] for u in updates] == ["Hello", " world", ""]
+    assert [u.get("lastChunk", False) for u in updates] == [False, False, True]
+    assert [u.get("append", False) for u in updates] == [False, True, True]
+    assert rest[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"

@@ -65,6 +65,44 @@ async def test_reads_go_on_while_a_long_write_holds_the_writer(tmp_path: Path) -
         await writing
 
 
+class _LockedOut(sqlite3.Connection):
+    """A connection that finds the file locked (as when another process holds it
+    exclusively), counting its tries."""
+
+    tries = 0
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.startswith("SELECT"):
+            _LockedOut.tries += 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().execute(sql, *args)
+
+
+async def test_small_reads_run_on_the_loop_thread_and_a_locked_one_goes_to_a_reader(
+    tmp_path: Path,
+) -> None:
+    """A history window is read on the event loop's thread (no hop), on a connection that
+    never waits for a lock; a read it cannot start goes to a reader thread, which may wait."""
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store:
+        await store.add(Message.user("hello"), user_id="u")
+        assert [m.content for m in (await store.snapshot("u", limit=5)).messages] == ["hello"]
+        loop_conn = store._loop_conns.conn
+        assert loop_conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert loop_conn.execute("PRAGMA query_only").fetchone() == (1,)
+        store._loop_conns.conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, factory=_LockedOut
+        )
+        try:
+            got = await store.snapshot("u", limit=5)
+            assert await store.size("u") == 1
+        finally:
+            store._loop_conns.conn.close()
+            store._loop_conns.conn = loop_conn
+        assert [m.content for m in got.messages] == ["hello"]
+        assert _LockedOut.tries == 2  # the snapshot and the size were tried on the loop first
+
+
 async def test_in_memory_sqlite_works_without_reader_threads() -> None:
     async with SQLiteStore(":memory:") as store:
         await store.add_many([Message.user("a"), Message.assistant("b")], user_id="u")

@@ -206,21 +206,21 @@ class TenantryExecutor(AgentExecutor):
     async def _stream(
         self, context: RequestContext, event_queue: EventQueue, turn: TurnRequest
     ) -> None:
-        """Answer with a task whose `reply` artifact grows by one chunk per text delta. An
-        error before the first delta is a plain A2A error (no task is created)."""
+        """Answer with a task whose `reply` artifact grows by one chunk per text delta, each
+        sent as soon as the model gave it; an empty chunk marks the last one (holding each
+        delta back until the next arrived, to mark the last one with it, would delay every
+        delta by the model's time to the next). An error before the first delta is a plain
+        A2A error (no task is created)."""
         stream = await start_stream(self.state, turn)
         updater = await self._start_task(context, event_queue)
-        held: str | None = None
         chunks = 0
         async for event in stream:
             if isinstance(event, RunOutput):
-                await self._chunk(updater, held or "", chunks, last=True)
+                await self._chunk(updater, "", chunks, last=True)
                 await updater.complete(updater.new_agent_message([new_text_part(event.content)]))
                 return
-            if held is not None:
-                await self._chunk(updater, held, chunks, last=False)
-                chunks += 1
-            held = event
+            await self._chunk(updater, event, chunks, last=False)
+            chunks += 1
 
     @staticmethod
     async def _chunk(updater: TaskUpdater, text: str, index: int, *, last: bool) -> None:

@@ -37,6 +37,7 @@ from tenantry.server.errors import (
     Unauthorized,
     openai_error_response,
 )
+from tenantry.server.fastchat import FastChatMiddleware
 from tenantry.server.guards import (
     AllowedHosts,
     HostCheckMiddleware,
@@ -148,6 +149,7 @@ def _install_middleware(app: FastAPI, state: ServerState) -> None:
         return error_format(conn.scope)(error, current_request_id())
 
     # Added innermost first: the last one added sees the request first.
+    app.add_middleware(FastChatMiddleware, state=state)  # after every guard (fastchat.py)
     app.add_middleware(SegmentPathMiddleware, prefix=USER_PATHS)
     app.add_middleware(
         RequireCredentialMiddleware,

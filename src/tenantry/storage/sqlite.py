@@ -5,7 +5,12 @@ to its thread once per statement, and a transaction spread over several awaits c
 with another coroutine's statements on the same connection. Here each store operation is one
 function that runs as one transaction on a thread: writes on a single writer thread (SQLite
 allows one writer at a time anyway), reads on a small pool of reader threads with their own
-connections (WAL lets them read while the writer writes). The event loop never blocks on disk.
+connections (WAL lets them read while the writer writes). Small bounded reads (a turn's history
+window, one scope's row) run on the event loop's own thread instead, on a connection of that
+thread: a WAL read never waits for the writer, and such a read costs less than the two thread
+switches of a hop to a reader thread. That connection never waits for a lock (busy_timeout 0):
+a read it cannot start at once (a file being switched to WAL, another process holding it
+exclusively) goes to the reader threads, which wait up to the busy timeout.
 Writes queued while the writer is busy are committed together, each in a savepoint of its own
 (`groupcommit`), so many writers pay for one COMMIT and one wake-up instead of one each.
 
@@ -70,6 +75,8 @@ from tenantry.tenancy import Scope
 from tenantry.types import Admission, Memory, Message
 
 T = TypeVar("T")
+LOOP_READ_ROWS = 200
+"""Reads of at most this many messages (and single-row reads) run on the event loop's thread."""
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
@@ -111,6 +118,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         self._write_conn: sqlite3.Connection | None = None
         self._read_pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._read_conns: list[sqlite3.Connection] = []
+        self._loop_conns = threading.local()  # the reading connection of each loop's thread
         self._init_lock = threading.Lock()
         self._init: Future[None] | None = None
         self._ready = False
@@ -203,20 +211,41 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         loop = asyncio.get_running_loop()
         return await self._run(lambda: loop.run_in_executor(self._readers, self._snapshot_of, fn))
 
+    async def _query_small(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`_query` for a small bounded read: on the event loop's thread when it can start at
+        once (see the module docstring), else on a reader thread."""
+        if self._in_memory:
+            return await self._write(fn)
+        return await self._run(lambda: self._read_here(fn))
+
+    async def _read_here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._loop_conns, "conn", None)
+        if conn is None:
+            conn = self._loop_conns.conn = self._reader_connection(busy_timeout_ms=0)
+        try:
+            return _in_read_transaction(conn, fn)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._snapshot_of, fn)
+
+    def _reader_connection(self, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+        conn = self._connect()
+        if busy_timeout_ms is not None:
+            conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        conn.execute("PRAGMA query_only = ON")
+        with self._init_lock:
+            self._read_conns.append(conn)
+        return conn
+
     def _snapshot_of(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             conn = self._read_pool.get_nowait()
         except queue.Empty:
-            conn = self._connect()
-            conn.execute("PRAGMA query_only = ON")
-            with self._init_lock:
-                self._read_conns.append(conn)
+            conn = self._reader_connection()
         try:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
+            return _in_read_transaction(conn, fn)
         finally:
             self._read_pool.put(conn)
 
@@ -283,6 +312,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             found = self._find(conn, scope)
             return [] if found is None else self._newest(conn, found[0], limit, offset)
 
+        if limit is not None and limit + offset <= LOOP_READ_ROWS:
+            return await self._query_small(read)
         return await self._query(read)
 
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
@@ -293,7 +324,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             messages = [] if limit == 0 else self._newest(conn, found[0], limit)
             return messages, found[1]
 
-        messages, state = await self._query(read)
+        small = limit is not None and limit <= LOOP_READ_ROWS
+        messages, state = await (self._query_small(read) if small else self._query(read))
         return Snapshot(messages, decode_state(state))
 
     async def _snapshot_and_search(
@@ -337,14 +369,14 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             ).fetchone()
             return 0 if row is None else int(row[0])
 
-        return await self._query(count)
+        return await self._query_small(count)
 
     async def _get_state(self, scope: Scope) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
             found = self._find(conn, scope)
             return None if found is None else found[1]
 
-        return await self._query(read)
+        return await self._query_small(read)
 
     async def _clear_scope(self, scope: Scope) -> None:
         def clear(conn: sqlite3.Connection) -> None:
@@ -389,7 +421,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             ).fetchone()
             return None if row is None else row[0]
 
-        return await self._query(read)
+        return await self._query_small(read)
 
     async def _set_summary(self, scope: Scope, summary: str) -> None:
         await self._write(
@@ -450,6 +482,19 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                     conn.close()
 
         await asyncio.to_thread(shutdown)
+
+
+def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Give `fn(conn)`, run as one read transaction (one consistent snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _delete_scopes(conn: sqlite3.Connection, scope_ids: list[int]) -> None:
