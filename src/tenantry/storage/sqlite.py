@@ -346,8 +346,9 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
     async def _snapshot_and_admission(
         self, scope: Scope, limit: int | None, day: date
     ) -> tuple[Snapshot, Admission]:
-        """One read transaction on one reader thread: the history, the state and the user's
-        usage and budget of one moment, for one thread hop."""
+        """One read transaction: the history, the state and the user's usage and budget of
+        one moment (at most a month of day rows and one budget row beside the window, so a
+        small window is read on the loop's thread, as `_snapshot` does)."""
 
         def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, Admission]:
             found = self._find(conn, scope)
@@ -358,7 +359,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                 read_admission(conn, scope.user_id, day),
             )
 
-        messages, state, admission = await self._query(read)
+        small = limit is not None and limit <= LOOP_READ_ROWS
+        messages, state, admission = await (self._query_small(read) if small else self._query(read))
         return Snapshot(messages, decode_state(state)), admission
 
     async def _size(self, scope: Scope) -> int:
