@@ -254,6 +254,21 @@ async def test_an_a2a_message_id_is_scoped_to_the_tenant(
     assert (_reply(a), _reply(b)) == ("reply 1 to hi", "reply 2 to hi")
 
 
+async def test_an_a2a_message_sent_to_another_context_is_a_new_turn(
+    auth_client: httpx.AsyncClient, tenants: Tenants, model: Counting, agent: Agent
+) -> None:
+    # with auth, contextId is the session; the TCK sends one message to several contexts
+    alice = {**V1, **tenants.headers("alice")}
+    message_id = str(uuid.uuid4())
+    for context in ("c1", "c2", "c1"):
+        response = await auth_client.post(
+            "/a2a/jsonrpc", json=_send(message_id, "hi", context), headers=alice
+        )
+        assert _reply(response).endswith("to hi"), response.text
+    assert model.calls == 2  # the third is the first's resend
+    assert await agent.store.list_sessions("alice") == ["c1", "c2"]
+
+
 async def test_a_chat_key_never_matches_an_a2a_message_id(
     open_client: httpx.AsyncClient, model: Counting
 ) -> None:
