@@ -5,7 +5,8 @@ max_messages (for 10 messages a list costs a third of a deque's fixed 624 bytes)
 a scope's newest N messages is one slice that never touches another tenant's data. A
 threading lock guards the maps, so the store is safe to share between event loops and
 threads (the sync facade). A session's summary lives with its session; the users' memories
-are kept by `InMemoryMemories` (memory_memories.py), a base of the store, under the same lock.
+are kept by `InMemoryMemories` (memory_memories.py), and their usage and budgets by
+`InMemoryUsage` (memory_usage.py), bases of the store, under the same lock.
 Idempotency records are a dict per user, key -> record, written under the lock with the turn.
 """
 
@@ -21,6 +22,8 @@ from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.memory_memories import InMemoryMemories
+from tenantry.storage.memory_usage import InMemoryUsage
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -44,7 +47,7 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
     return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
-class InMemoryStore(InMemoryMemories):
+class InMemoryStore(InMemoryUsage, InMemoryMemories):
     """Every scope in this process's memory: `InMemoryStore(max_messages=100)` keeps each
     scope's newest 100 messages; nothing outlives the process or `close()`."""
 
@@ -53,14 +56,21 @@ class InMemoryStore(InMemoryMemories):
         max_messages: int | None = None,
         *,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
+        super().__init__(
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+        )
         self._users: dict[str, dict[str, _Session]] = {}
         self._records: dict[str, dict[str, IdempotencyRecord]] = {}
         self._mutex = threading.Lock()
         self._locks = LocalScopeLocks()
         self._init_memories()
+        self._init_usage()
 
     def _session(self, scope: Scope) -> _Session | None:
         sessions = self._users.get(scope.user_id)
@@ -69,12 +79,15 @@ class InMemoryStore(InMemoryMemories):
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
             record = write.idempotency
-            if record is not None:
+            if record is not None:  # first: a key already taken changes nothing
                 records = self._records.setdefault(scope.user_id, {})
                 found = records.get(record.key)
                 if found is not None and found.expires_at > write.now:
                     raise reused(record.key)
-                records[record.key] = record
+            if write.usage is not None:  # then: if counting failed, nothing else changes
+                self._count(scope.user_id, usage_day(write.now), write.usage)
+            if record is not None:
+                self._records.setdefault(scope.user_id, {})[record.key] = record
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
@@ -136,6 +149,7 @@ class InMemoryStore(InMemoryMemories):
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._forget_usage()
             self._records.clear()
 
     async def _get_summary(self, scope: Scope) -> str | None:
@@ -185,6 +199,7 @@ class InMemoryStore(InMemoryMemories):
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._forget_usage()
             self._records.clear()
 
 

@@ -20,6 +20,8 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   is repeated on each row for the row-level-security policy; `body` is the message as JSON.
 - `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
   see `postgres_memories`.
+- `usage_days`, `budgets`, `rate_buckets` (schema version 4) and their functions: the
+  users' usage counters, budget overrides and shared rate limit, see `postgres_usage`.
 - `idempotency` (schema version 5): one row per (user_id, key), a turn's idempotency record
   (see `idempotency`), written by `append_turn` in the turn's transaction; indexed by expiry
   for pruning.
@@ -30,16 +32,18 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   prune_inactive, clear_all), and by `search_memories` (see `postgres_memories`).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
-- `append_turn(user, session, state, now, cap, bodies, [p_key, p_key_hash, p_key_reply,
-  p_key_expires])`: the scope's upsert, the idempotency record's insert (if a key is given;
-  SQLSTATE TI002, and the transaction rolled back, when the user holds a live record of the
-  key) and the insert of its new messages, in PL/pgSQL so that their plans are cached per
-  connection instead of parsed and planned on every append (schema version 2). It runs with
-  the caller's rights, so row-level security applies inside it as outside.
+- `append_turn(user, session, state, now, cap, bodies, day, usage, estimated, [p_key,
+  p_key_hash, p_key_reply, p_key_expires])`: the scope's upsert, the idempotency record's
+  insert (schema version 5, if a key is given; SQLSTATE TI002, and the transaction rolled
+  back, when the user holds a live record of the key), the insert of its new messages and
+  (schema version 4, when `usage` is not NULL) the turn's usage added to the user's `day`, in
+  PL/pgSQL so that their plans are cached per connection instead of parsed and planned on
+  every append (schema version 2). It runs with the caller's rights, so row-level security
+  applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
 locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
-version 3 (or 4) the idempotency records and append_turn's key parameters).
+version 3 usage, version 4 the idempotency records and append_turn's key parameters).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -53,10 +57,20 @@ import psycopg
 
 from tenantry.errors import InvalidInput, StoreSchemaError
 from tenantry.storage.postgres_memories import memories_ddl, search_grant
+from tenantry.storage.postgres_usage import usage_ddl
 
 SCHEMA_VERSION = 5
 
-RLS_TABLES = ("scopes", "messages", "memories", "memory_users", "idempotency")
+RLS_TABLES = (
+    "scopes",
+    "messages",
+    "memories",
+    "memory_users",
+    "usage_days",
+    "budgets",
+    "rate_buckets",
+    "idempotency",
+)
 """Every table, each with its tenant policy: every row carries its user_id."""
 
 DDL_LOCK_KEY = 0x74656E616E747279
@@ -118,8 +132,9 @@ BEGIN
     END IF;
 END $$;
 {idempotency_ddl(schema)}
-{append_turn_ddl(schema)}
 {memories_ddl(schema)}
+{usage_ddl(schema)}
+{append_turn_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
 """
 
@@ -145,7 +160,8 @@ def append_turn_ddl(schema: str) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION {schema}.append_turn(
     p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
-    p_bodies text[], p_key text DEFAULT NULL, p_key_hash text DEFAULT NULL,
+    p_bodies text[], p_day date DEFAULT NULL, p_usage bigint[] DEFAULT NULL,
+    p_estimated boolean DEFAULT false, p_key text DEFAULT NULL, p_key_hash text DEFAULT NULL,
     p_key_reply text DEFAULT NULL, p_key_expires double precision DEFAULT NULL
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -180,6 +196,9 @@ BEGIN
         SELECT scope, next - added + b.i - 1, p_user, b.body
         FROM unnest(p_bodies) WITH ORDINALITY AS b(body, i);
     END IF;
+    IF p_usage IS NOT NULL THEN
+        PERFORM {schema}.count_usage(p_user, p_day, p_usage, p_estimated);
+    END IF;
 END $$;
 """
 
@@ -192,8 +211,12 @@ def upgrade_ddl(schema: str, version: int) -> str:
     if version < 3:
         summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
         steps += [summary, memories_ddl(schema)]
-    if version < 5:  # the old signature goes: a second overload would make calls ambiguous
+    if version < 4:  # append_turn gained the usage parameters: replace, not overload
         old = "text, text, text, double precision, integer, text[]"
+        steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
+        steps += [usage_ddl(schema), append_turn_ddl(schema)]
+    if version < 5:  # and then the idempotency key's: replace version 4's, not overload
+        old = "text, text, text, double precision, integer, text[], date, bigint[], boolean"
         steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
         steps += [idempotency_ddl(schema), append_turn_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
@@ -302,8 +325,9 @@ class Queries:
         self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.append = (
             f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
-            " %(bodies)s::text[], p_key => %(key)s, p_key_hash => %(key_hash)s,"
-            " p_key_reply => %(key_reply)s, p_key_expires => %(key_expires)s)"
+            " %(bodies)s::text[], %(day)s::date, %(counts)s::bigint[], %(estimated)s,"
+            " p_key => %(key)s, p_key_hash => %(key_hash)s, p_key_reply => %(key_reply)s,"
+            " p_key_expires => %(key_expires)s)"
         )
         self.record = (
             f"SELECT key, session_id, request_hash, reply, expires_at FROM {schema}.idempotency"

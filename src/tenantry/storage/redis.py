@@ -19,12 +19,13 @@ neither make two scopes share a key nor reach outside the prefix:
 Every key of one user (all but users and activity) is built by `_user_key`.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
-store). A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state,
-update the indexes, store the turn's idempotency record, all atomic. Listing users or
-sessions reads an index set and pruning reads the activity sorted set, so no operation ever
-uses KEYS or SCAN. Deleting a scope is a script
-too, and pruning re-checks each scope's last activity inside it, so a scope written
-meanwhile survives.
+store); their usage a hash per user per UTC day, their budget override a hash per user, and
+the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
+is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
+indexes, add the turn's usage, store the turn's idempotency record, all atomic. Listing
+users or sessions reads an index set and pruning reads the activity sorted set, so no
+operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning re-checks
+each scope's last activity inside it, so a scope written meanwhile survives.
 Commands are never retried by the client: a retried append could store a turn twice.
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
@@ -76,6 +77,8 @@ from tenantry.storage.redis_lua import (
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
 from tenantry.storage.redis_records import decode_record, record_args
+from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -115,7 +118,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(RedisMemories[_Lock]):
+class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -125,12 +128,17 @@ class RedisStore(RedisMemories[_Lock]):
         prefix: str = "tenantry",
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 20,
         lock_ttl: float = 10.0,
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
-            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+            pool_size=pool_size,
         )
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
@@ -194,6 +202,7 @@ class RedisStore(RedisMemories[_Lock]):
                 ("release", RELEASE),
                 ("set_summary", SET_SUMMARY),
                 *MEMORY_SCRIPTS.items(),
+                *USAGE_SCRIPTS.items(),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -232,12 +241,16 @@ class RedisStore(RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
-            *record_args(record, write.now),
-            *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
-        script_keys += [self._activity_key, keys.lock, self._record_key(scope.user_id, key)]
+        script_keys += [self._activity_key, keys.lock]
+        day = usage_day(write.now)
+        script_keys += self._usage_keys(scope.user_id, day)
+        script_keys.append(self._record_key(scope.user_id, key))
         script_keys.append(self._user_key("idemkeys", scope.user_id))
+        counted = [] if write.usage is None else usage_args(day, write.usage)
+        args += [len(counted), *counted, *record_args(record, write.now)]
+        args += [encode_message(m) for m in write.messages]
 
         async def append() -> None:
             try:
@@ -335,6 +348,7 @@ class RedisStore(RedisMemories[_Lock]):
         for user_id in await self._list_users():
             await self._clear_user(user_id)
         await self._forget_every_user()
+        await self._forget_usage()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         key = self._keys(scope).summary

@@ -8,6 +8,8 @@ touches the keys of one user only.
 
 from __future__ import annotations
 
+from tenantry.storage.redis_usage import count_lua
+
 LOCK_LOST = "TENANTRY_LOCK_LOST"
 """The error `APPEND` replies with when the turn's lock no longer holds the turn's token."""
 KEY_TAKEN = "TENANTRY_KEY_TAKEN"
@@ -20,8 +22,10 @@ idempotency key."""
 # KEYS[4] - the users (set)
 # KEYS[5] - the activity (sorted set)
 # KEYS[6] - the scope's turn lock
-# KEYS[7] - the turn's idempotency record (JSON, with a TTL), if ARGV[9] is not ''
-# KEYS[8] - the user's idempotency records (sorted set "{session}:{key}" -> expiry)
+# KEYS[7], KEYS[8], KEYS[9] - the user's usage hash of the day, the day's top set, the days
+#   index (`redis_usage`)
+# KEYS[10] - the turn's idempotency record (JSON, with a TTL), if it has one (ARGV[r])
+# KEYS[11] - the user's idempotency records (sorted set "{session}:{key}" -> expiry)
 # ARGV[1] - the time of the write: the scope's score in KEYS[5]
 # ARGV[2] - max_messages, 0 for no cap
 # ARGV[3] - "1" to set the state to ARGV[4], "0" to keep it
@@ -30,35 +34,44 @@ idempotency key."""
 # ARGV[6] - the user id, added to KEYS[4]
 # ARGV[7] - the scope's member in KEYS[5], "{user}:{session}"
 # ARGV[8] - the turn lock's token, or '' for a write outside a turn (no fence)
-# ARGV[9] - the idempotency record's JSON (its expires_at a number), or '' for none
-# ARGV[10] - the record's time to live, in milliseconds
-# ARGV[11] - the record's expiry: its score in KEYS[8]
-# ARGV[12] - the record's member in KEYS[8]
-# ARGV[13], ARGV[14] ... - the new messages' JSON, oldest first
+# ARGV[9] - k: 0 for a turn without usage, else the number of usage arguments that follow
+# ARGV[10] ... ARGV[9 + k] - the turn's usage (`redis_usage.usage_args`)
+# ARGV[r], r = 10 + k - the idempotency record's JSON (its expires_at a number), or '' for none
+# ARGV[r + 1] - the record's time to live, in milliseconds
+# ARGV[r + 2] - the record's expiry: its score in KEYS[11]
+# ARGV[r + 3] - the record's member in KEYS[11]
+# ARGV[r + 4], ARGV[r + 5] ... - the new messages' JSON, oldest first
 # return 1, or the error LOCK_LOST (and nothing written) if KEYS[6] does not hold ARGV[8],
-#   or the error KEY_TAKEN (and nothing written) if KEYS[7] holds a record not expired at ARGV[1]
+#   or the error KEY_TAKEN (and nothing written) if KEYS[10] holds a record not expired at
+#   ARGV[1]
 APPEND = f"""
 if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
     return redis.error_reply('{LOCK_LOST}')
 end
-if ARGV[9] ~= '' then
-    local held = redis.call('GET', KEYS[7])
+local r = 10 + tonumber(ARGV[9])
+if ARGV[r] ~= '' then
+    local held = redis.call('GET', KEYS[10])
     if held and cjson.decode(held).expires_at > tonumber(ARGV[1]) then
         return redis.error_reply('{KEY_TAKEN}')
     end
-    redis.call('SET', KEYS[7], ARGV[9], 'PX', ARGV[10])
-    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[1])
-    redis.call('ZADD', KEYS[8], ARGV[11], ARGV[12])
-    if redis.call('PTTL', KEYS[8]) < tonumber(ARGV[10]) then
-        redis.call('PEXPIRE', KEYS[8], ARGV[10])
+end
+if r > 10 then
+{count_lua(("KEYS[7]", "KEYS[8]", "KEYS[9]"), "10", "ARGV[6]")}end
+if ARGV[r] ~= '' then
+    redis.call('SET', KEYS[10], ARGV[r], 'PX', ARGV[r + 1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', ARGV[1])
+    redis.call('ZADD', KEYS[11], ARGV[r + 2], ARGV[r + 3])
+    if redis.call('PTTL', KEYS[11]) < tonumber(ARGV[r + 1]) then
+        redis.call('PEXPIRE', KEYS[11], ARGV[r + 1])
     end
 end
 local n = #ARGV
-for i = 13, n, 1000 do
+local first = r + 4
+for i = first, n, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
 local cap = tonumber(ARGV[2])
-if cap > 0 and n >= 13 then
+if cap > 0 and n >= first then
     redis.call('LTRIM', KEYS[1], -cap, -1)
 end
 if ARGV[3] == '1' then

@@ -6,11 +6,13 @@
 - `messages`: one row per message, numbered by `seq` in the order written and indexed by
   (scope_id, seq), so reading a scope's newest N walks that scope's index entries only.
 - `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
+- `usage_days` and `budgets`: the users' usage counters and budget overrides (see
+  `sqlite_usage`).
 - `idempotency`: one row per (user_id, key), the turn's idempotency record (see
   `idempotency`; schema version 4), indexed by expiry for pruning.
 - `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
-  first use (version 1 had no summaries and no memories, version 3 no idempotency records),
-  a file of a newer one is refused.
+  first use (version 1 had no summaries and no memories, version 2 no usage, version 3 no
+  idempotency records), a file of a newer one is refused.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any
 from tenantry.errors import StoreError
 from tenantry.storage.codec import decode_tool_calls, encode_tool_calls
 from tenantry.storage.idempotency import IdempotencyRecord, reused
+from tenantry.storage.sqlite_usage import USAGE_SCHEMA
 from tenantry.types import Message
 
 SCHEMA_VERSION = 4
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scopes (
     scope_id INTEGER PRIMARY KEY,
@@ -76,9 +80,11 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
-UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT"}
-"""What brings a file of version N to N + 1 beside the tables SCHEMA creates if missing; a
-step that only adds tables (3 -> 4: `idempotency`) has no entry."""
+    + USAGE_SCHEMA
+)
+UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT", 2: "", 3: ""}
+"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing:
+version 3's usage tables and version 4's idempotency table are only that)."""
 
 
 def install_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -96,7 +102,7 @@ def install_schema(conn: sqlite3.Connection, path: str) -> None:
             conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                if step in UPGRADES:
+                if UPGRADES[step]:
                     conn.execute(UPGRADES[step])
             conn.execute("UPDATE tenantry_schema SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")

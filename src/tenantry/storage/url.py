@@ -24,12 +24,14 @@ from tenantry.storage.base import Store
 
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
-_INT_OPTIONS = frozenset({"max_messages", "max_memories", "readers", "pool_size"})
+_INT_OPTIONS = frozenset(
+    {"max_messages", "max_memories", "usage_retention_days", "readers", "pool_size"}
+)
 _FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
 _BOOL_OPTIONS = frozenset({"rls"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
 _BOOLS |= {"false": False, "off": False, "0": False, "no": False}
-_COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "clock"})
+_COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "usage_retention_days", "clock"})
 _POSTGRES_OPTIONS = _COMMON_OPTIONS | {
     "schema",
     "pool_size",
