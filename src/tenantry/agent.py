@@ -38,7 +38,6 @@ from typing import Any, NoReturn
 from tenantry._checks import check_int
 from tenantry._runner import run_sync
 from tenantry.errors import (
-    IdempotencyKeyReused,
     InvalidInput,
     InvalidMessage,
     MaxLoopsExceeded,
@@ -50,7 +49,7 @@ from tenantry.memory.jobs import BackgroundJobs
 from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
-from tenantry.replay import committed, record_of, stored_reply
+from tenantry.replay import TurnKey, store_turn, stored_reply
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Snapshot, Store
 from tenantry.storage.idempotency import (
     DEFAULT_IDEMPOTENCY_TTL,
@@ -349,7 +348,7 @@ class Agent:
             raise InvalidMessage("the message must not be empty")
         scope = self._scope(user_id, session_id)
         key = None if key is None else check_idempotency_key(key)
-        fingerprint = request_hash(scope.session_id, text)
+        fingerprint = "" if key is None else request_hash(scope.session_id, text)
         trace.scope(scope)
         store, memory = self.store, self._memory
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
@@ -416,34 +415,13 @@ class Agent:
                 usage=usage,
                 state=dict(ctx.state),
             )
-            now = store.clock()
-            record = (
-                None
-                if key is None
-                else record_of(output, key, fingerprint, now, self.idempotency_ttl)
-            )
-            write = store.add_many(
-                turn,
-                user_id=scope.user_id,
-                session_id=scope.session_id,
-                state=ctx.state if changed else None,
-                usage=usage if self.accounting else None,
-                idempotency=record,
-            )
-            try:
-                await committed(write)  # the checkpoint: from here on, the turn is stored
-            except IdempotencyKeyReused:
-                # Another write of this key got there first (its scope lock was lost, or it
-                # was another session's turn): the same request gets that turn's reply.
-                assert key is not None
-                replay = await stored_reply(store, scope, key, fingerprint)
-                if replay is None:
-                    raise
-                yield replay
-                return
-        if memory is not None and turn_memory is not None:  # learning, now the turn is stored
-            memory.after_turn(turn_memory, self.model, turn)
-        yield output
+            state = ctx.state if changed else None
+            keyed = None if key is None else TurnKey(key, fingerprint, self.idempotency_ttl)
+            counted = usage if self.accounting else None
+            given = await store_turn(store, output, state, keyed, usage=counted)
+        if given is output and memory is not None and turn_memory is not None:
+            memory.after_turn(turn_memory, self.model, turn)  # learning, now the turn is stored
+        yield given
 
     async def _admitted_snapshot(self, scope: Scope) -> Snapshot:
         """Give the scope's snapshot once the user's budget admitted the turn."""

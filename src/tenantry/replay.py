@@ -13,16 +13,27 @@ until it has) instead of leaving the client unsure whether a half-written turn c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from tenantry.errors import IdempotencyKeyReused
 from tenantry.storage.base import Store
 from tenantry.storage.codec import decode_output, encode_output
 from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.tenancy import Scope
-from tenantry.types import RunOutput
+from tenantry.types import RunOutput, Usage
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnKey:
+    """A turn's idempotency key, the hash of its request and how long the key is kept."""
+
+    key: str
+    fingerprint: str
+    ttl: float
 
 
 async def stored_reply(store: Store, scope: Scope, key: str, fingerprint: str) -> RunOutput | None:
@@ -41,6 +52,44 @@ def record_of(
 ) -> IdempotencyRecord:
     """Give the record a turn of idempotency key `key` is stored with."""
     return IdempotencyRecord(key, output.session_id, fingerprint, encode_output(output), now + ttl)
+
+
+async def store_turn(
+    store: Store,
+    output: RunOutput,
+    state: Mapping[str, Any] | None,
+    keyed: TurnKey | None,
+    *,
+    usage: Usage | None = None,
+) -> RunOutput:
+    """Write the turn of `output` (its messages, `state` if not None, `usage` to count, and
+    with `keyed` its record) through the commit checkpoint; give `output`, or when a
+    concurrent write of the same request stored its turn first, that turn's stored output
+    (this turn then stored and counted nothing)."""
+    record = None
+    if keyed is not None:
+        now = store.clock()
+        record = record_of(output, keyed.key, keyed.fingerprint, now, keyed.ttl)
+    write = store.add_many(
+        output.messages,
+        user_id=output.user_id,
+        session_id=output.session_id,
+        state=state,
+        usage=usage,
+        idempotency=record,
+    )
+    try:
+        await committed(write)  # the checkpoint: from here on, the turn is stored
+    except IdempotencyKeyReused:
+        # Another write of this key got there first (its scope lock was lost, or it was
+        # another session's turn): the same request gets that turn's reply.
+        assert keyed is not None
+        scope = Scope(output.user_id, output.session_id)
+        replay = await stored_reply(store, scope, keyed.key, keyed.fingerprint)
+        if replay is None:
+            raise
+        return replay
+    return output
 
 
 async def committed(write: Awaitable[T]) -> T:
@@ -64,4 +113,4 @@ async def committed(write: Awaitable[T]) -> T:
     return result
 
 
-__all__ = ["committed", "record_of", "stored_reply"]
+__all__ = ["TurnKey", "committed", "record_of", "store_turn", "stored_reply"]

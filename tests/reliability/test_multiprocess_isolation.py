@@ -34,6 +34,7 @@ EVERY_KIND = {
     *MEMORY_KINDS,
     *USAGE_KINDS,
     "turn",
+    "keyed_turn",
     "add",
     "add_many",
     "get_messages",
@@ -78,7 +79,8 @@ async def test_no_process_ever_reads_another_scopes_data(shared_url: str) -> Non
     assert len(result.workers) == PROCESSES
     for report, share in zip(result.workers, split(OPERATIONS, PROCESSES), strict=True):
         assert report.operations == share  # every process did its whole share
-        assert set(report.by_kind) == EVERY_KIND
+        # a keyed turn is refused only when its user took that key name before: by chance
+        assert set(report.by_kind) - {"keyed_turn_refused"} == EVERY_KIND
         assert report.turns > 300
         assert report.reads_checked > 2000
     assert total.operations == OPERATIONS

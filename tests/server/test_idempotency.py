@@ -254,6 +254,21 @@ async def test_an_a2a_message_id_is_scoped_to_the_tenant(
     assert (_reply(a), _reply(b)) == ("reply 1 to hi", "reply 2 to hi")
 
 
+async def test_an_a2a_message_sent_to_another_context_is_a_new_turn(
+    auth_client: httpx.AsyncClient, tenants: Tenants, model: Counting, agent: Agent
+) -> None:
+    # with auth, contextId is the session; the TCK sends one message to several contexts
+    alice = {**V1, **tenants.headers("alice")}
+    message_id = str(uuid.uuid4())
+    for context in ("c1", "c2", "c1"):
+        response = await auth_client.post(
+            "/a2a/jsonrpc", json=_send(message_id, "hi", context), headers=alice
+        )
+        assert _reply(response).endswith("to hi"), response.text
+    assert model.calls == 2  # the third is the first's resend
+    assert await agent.store.list_sessions("alice") == ["c1", "c2"]
+
+
 async def test_a_chat_key_never_matches_an_a2a_message_id(
     open_client: httpx.AsyncClient, model: Counting
 ) -> None:
@@ -275,3 +290,48 @@ def test_the_ttl_setting_reaches_the_default_agent() -> None:
 def test_the_ttl_setting_must_be_positive() -> None:
     with pytest.raises(ValueError, match="idempotency_ttl_hours"):
         open_settings(idempotency_ttl_hours=0)
+
+
+# --- the commit checkpoint at shutdown --------------------------------------------------------
+
+
+class SlowWrites(InMemoryStore):
+    """Holds each turn write until `release` is set (after `writing` says it started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _append(self, scope: Any, write: Any) -> None:
+        if write.messages:
+            self.writing.set()
+            await self.release.wait()
+        await super()._append(scope, write)
+
+
+async def test_a_turn_cut_by_shutdown_during_its_write_is_stored_and_retrievable(
+    model: Counting,
+) -> None:
+    from tenantry.server.state import ServerState
+    from tenantry.server.turns import TurnRequest, _produce
+    from tenantry.tenancy import Scope
+
+    store = SlowWrites()
+    agent = Agent(model=FunctionModel(model), store=store)
+    app = create_app(agent, open_settings(graceful_timeout=0.01))
+    state: ServerState = app.state.tenantry
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    turn = TurnRequest("stream", Scope("u"), "hi", "turn-key")
+    async with app.router.lifespan_context(app):
+        state.spawn(_produce(state, turn, queue))
+        await asyncio.wait_for(store.writing.wait(), 10)
+        # the grace period runs out while the turn is being written: let the write end later
+        asyncio.get_running_loop().call_later(0.05, store.release.set)
+    events = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert type(events[-1]).__name__ == "ShuttingDown"  # the client is told to retry
+    assert [m.content for m in await store.get_messages("u")] == ["hi", "reply 1 to hi"]
+    replay = await agent.arun("hi", user_id="u", idempotency_key="turn-key")  # the retry
+    assert replay.replayed
+    assert replay.content == "reply 1 to hi"
+    assert model.calls == 1

@@ -201,3 +201,18 @@ async def test_many_users_writing_one_key_at_once_each_get_their_own(store: Stor
         assert found.request_hash == request_hash("default", user)
         assert found.reply == '{"content":"reply to ' + user + '"}'
         assert [m.content for m in await store.get_messages(user)] == [user, "reply to " + user]
+
+
+async def test_a_reused_key_counts_no_usage_either(make_store: MakeStore, clock: FakeClock) -> None:
+    from datetime import UTC, datetime
+
+    from tenantry import Usage
+
+    store = make_store(clock=clock)
+    day = datetime.fromtimestamp(clock.now, UTC).date()
+    counted = Usage(requests=1, input_tokens=10, output_tokens=5)
+    await store.add_many(turn("one"), user_id="u", usage=counted, idempotency=record(text="one"))
+    with pytest.raises(IdempotencyKeyReused):
+        await store.add_many(turn("two"), user_id="u", usage=counted, idempotency=record())
+    assert await store.usage_total("u", start=day, end=day) == counted  # counted once
+    assert await store.size("u") == 2

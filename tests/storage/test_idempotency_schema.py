@@ -52,10 +52,10 @@ async def test_an_sqlite_file_without_records_is_upgraded_to_4(
     conn.close()
 
 
-_VERSION_3_APPEND_TURN = """
+_OLD_APPEND_TURN = """
 CREATE FUNCTION {schema}.append_turn(
     p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
-    p_bodies text[]
+    p_bodies text[]{usage}
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     added integer := coalesce(array_length(p_bodies, 1), 0);
@@ -78,6 +78,11 @@ END $$;
 """
 
 
+_VERSION_4_USAGE = """,
+    p_day date DEFAULT NULL, p_usage bigint[] DEFAULT NULL, p_estimated boolean DEFAULT false"""
+"""Version 4's extra parameters (its body is irrelevant: the upgrade replaces it)."""
+
+
 @pytest.mark.parametrize("version", [3, 4])
 async def test_a_postgres_schema_without_records_is_upgraded_to_5(
     tmp_path: Path, version: int
@@ -94,10 +99,12 @@ async def test_a_postgres_schema_without_records_is_upgraded_to_5(
     quoted = f'"{schema}"'
     try:
         conn = await psycopg.AsyncConnection.connect(os.environ[POSTGRES_URL_VARIABLE])
-        async with conn:  # what a version 3 schema looked like (4 is usage's, elsewhere)
+        async with conn:  # what versions 3 and 4 looked like: append_turn without the key
             await conn.execute(f"DROP TABLE {quoted}.idempotency")
             await conn.execute(f"DROP FUNCTION {quoted}.append_turn")
-            await conn.execute(_VERSION_3_APPEND_TURN.format(schema=quoted).encode())
+            usage = "" if version == 3 else _VERSION_4_USAGE  # version 4 counted usage
+            old = _OLD_APPEND_TURN.format(schema=quoted, usage=usage)
+            await conn.execute(old.encode())
             await conn.execute(f"UPDATE {quoted}.schema_version SET version = {version}")
         store = PostgresStore(url, schema=schema)  # row-level security on, as by default
         try:

@@ -15,10 +15,11 @@ user (session "default"). The SDK does not enforce the card's security requireme
 
 Retries: a message's `messageId` is its sender's id for it, so it names the turn for retries
 (`a2a_idempotency_key`), scoped to the tenant like every key: the same message sent again
-(same messageId and text, after a lost answer) gets the stored reply as a new completed task,
-without a second turn. The key is the messageId together with the text, because clients reuse
-messageIds for different messages (the A2A TCK sends one id with several texts, as a cue to
-its test agent): such a message is a new turn, not a refused retry.
+(same messageId, context and text, after a lost answer) gets the stored reply as a new
+completed task, without a second turn. The key is the messageId together with the session and
+the text, because clients reuse messageIds for different messages (the A2A TCK sends one id
+with several texts, and one message to several contexts): such a message is a new turn, not
+a refused retry.
 """
 
 from __future__ import annotations
@@ -144,14 +145,15 @@ def user_text(message: Message | None) -> str:
     return "\n".join(texts)
 
 
-def a2a_idempotency_key(message: Message | None, text: str) -> str | None:
-    """Give the idempotency key of an A2A message with text `text`: a hash of its messageId
-    and text, prefixed so that it never matches a key sent by header; None without an id."""
+def a2a_idempotency_key(message: Message | None, scope: Scope, text: str) -> str | None:
+    """Give the idempotency key of an A2A message with text `text` in `scope`: a hash of its
+    messageId, session and text, prefixed so that it never matches a key sent by header;
+    None without an id. (The tenant is not in it: every key is the tenant's already.)"""
     message_id = message.message_id if message is not None else ""
     if not message_id:
         return None
-    named = json.dumps([message_id, text], ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return "a2a:" + hashlib.sha256(named).hexdigest()
+    named = json.dumps([message_id, scope.session_id, text], ensure_ascii=False)
+    return "a2a:" + hashlib.sha256(named.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class TenantryExecutor(AgentExecutor):
@@ -173,7 +175,7 @@ class TenantryExecutor(AgentExecutor):
         try:
             scope = self._scope(context)
             text = user_text(context.message)
-            key = a2a_idempotency_key(context.message, text)
+            key = a2a_idempotency_key(context.message, scope, text)
             turn = TurnRequest("a2a", scope, text, key)
             await self.state.limiter.acquire(scope.user_id)
             call = context.call_context

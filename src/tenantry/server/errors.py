@@ -94,7 +94,9 @@ class NotFound(ServerError):
 
 
 class ShuttingDown(ServerError):
-    """The server stopped before the turn finished; nothing of it was stored."""
+    """The server stopped before the turn was acknowledged. Nothing of it was stored, unless
+    its write had already begun (then it was stored whole, and a retry with its idempotency
+    key gets its reply)."""
 
 
 class BodyTooLarge(ServerError):

@@ -88,7 +88,12 @@ async def _produce(
     except Exception as exc:
         queue.put_nowait(exc)
     except asyncio.CancelledError:  # shutdown's grace period ran out: tell the client
-        queue.put_nowait(ShuttingDown("the server stopped before this turn finished; retry"))
+        queue.put_nowait(
+            ShuttingDown(
+                "the server stopped before this turn was acknowledged; retry it (with its "
+                "Idempotency-Key, a retry never stores it twice)"
+            )
+        )
         raise
 
 
