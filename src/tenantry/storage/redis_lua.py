@@ -108,6 +108,43 @@ return 0
 """
 
 
+# The index scripts of Redis Cluster: each runs on one primary, over that primary's buckets of
+# one index (`redis_keys`), so that reading an index is one call per primary instead of one
+# command per slot. Their keys are passed in ARGV, as one node's keys from many slots
+# (allow-cross-slot-keys, Redis 7.0 or newer).
+
+# ARGV[1], ARGV[2] ... - the node's buckets of a set index
+# return every member of every bucket
+BUCKET_MEMBERS = """#!lua flags=no-writes,allow-cross-slot-keys
+local out = {}
+for i = 1, #ARGV do
+    local members = redis.call('SMEMBERS', ARGV[i])
+    for j = 1, #members do
+        out[#out + 1] = members[j]
+    end
+end
+return out
+"""
+
+# ARGV[1] - the cutoff, as ZRANGEBYSCORE's exclusive max "(time"
+# ARGV[2] - how many members at most per bucket
+# ARGV[3], ARGV[4] ... - the node's buckets of the activity index
+# return {1 if a bucket had more than ARGV[2] idle members else 0, member, member ...}
+BUCKET_IDLE = """#!lua flags=no-writes,allow-cross-slot-keys
+local out = {0}
+local batch = tonumber(ARGV[2])
+for i = 3, #ARGV do
+    local members = redis.call('ZRANGEBYSCORE', ARGV[i], '-inf', ARGV[1], 'LIMIT', 0, batch)
+    if #members >= batch then
+        out[1] = 1
+    end
+    for j = 1, #members do
+        out[#out + 1] = members[j]
+    end
+end
+return out
+"""
+
 # The memory scripts. For each: KEYS[1] - the user's memories (hash id -> JSON), KEYS[2] - the
 # user's order (sorted set id -> stamp, the user's count of memory writes at its last write),
 # KEYS[3] - the user's terms (hash id -> "id stamp token token ..."), KEYS[4] - the user's
@@ -226,6 +263,8 @@ MEMORY_SCRIPTS = {
 __all__ = [
     "ADD_MEMORY",
     "APPEND",
+    "BUCKET_IDLE",
+    "BUCKET_MEMBERS",
     "CLEAR_MEMORIES",
     "DELETE",
     "DELETE_MEMORY",

@@ -1,0 +1,107 @@
+"""A Redis Cluster fails over while `tenantry serve` runs under load (`tests/reliability/
+test_cluster_failover.py`): the server answers 503 + Retry-After while a slot has no
+primary, never a 500 or a hang, finds the new primary by itself, and loses no acknowledged
+turn when each turn waits for a replica (`wait_replicas=1`).
+
+`fail_over` runs one event (a kill -9 of a primary, or `CLUSTER FAILOVER` on a replica)
+under `Load`, waits until the cluster is healthy and the server is ready again and more
+turns were acknowledged, and gives the figures; `check_stored` then proves every
+acknowledged turn is stored whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.support.redis_cluster import RedisCluster
+from tests.support.reliability.crash import Load, Sent, until, wait_ready
+
+
+@dataclass
+class FailoverFigures:
+    """What the clients saw around one failover."""
+
+    event: str
+    statuses: Counter[int | str] = field(default_factory=Counter)
+    """Statuses of the chat requests that ended between the event and the recovery."""
+    healthy_after: float = 0.0
+    """Seconds from the event to the cluster saying cluster_state:ok with 3 primaries."""
+    ready_after: float = 0.0
+    """Seconds from the event to the server's /readyz answering 200 again."""
+    first_turn_after: float = 0.0
+    """Seconds from the event to the first turn acknowledged after the cluster was healthy."""
+    slowest: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.event}: chat statuses meanwhile {dict(self.statuses)}; cluster healthy "
+            f"after {self.healthy_after:.2f}s, /readyz 200 after {self.ready_after:.2f}s, "
+            f"a turn acknowledged again after {self.first_turn_after:.2f}s; slowest request "
+            f"{self.slowest:.2f}s"
+        )
+
+
+def check_requests(sent: list[Sent], request_bound: float) -> list[str]:
+    """Every request got 200, or 503 with Retry-After, within `request_bound` seconds."""
+    problems = []
+    for s in sent:
+        if s.status is None:
+            problems.append(f"{s.text!r}: no response: {s.error}")
+        elif s.status not in (200, 503):
+            problems.append(f"{s.text!r}: {s.status} {s.error}")
+        elif s.status == 503 and s.retry_after is None:
+            problems.append(f"{s.text!r}: 503 without Retry-After")
+        if s.seconds > request_bound:
+            problems.append(f"{s.text!r} took {s.seconds:.1f}s ({s.status})")
+    return problems
+
+
+async def fail_over(
+    http: httpx.AsyncClient,
+    cluster: RedisCluster,
+    load: Load,
+    event: str,
+    act: Callable[[], None],
+    *,
+    turns_after: int,
+    recovery_bound: float,
+) -> FailoverFigures:
+    """Run `act()` (the failover) under `load`; wait, bounded, until the cluster is healthy,
+    /readyz is 200 and `turns_after` more turns were acknowledged; give the figures."""
+    figures = FailoverFigures(event)
+    sent_before = len(load.sent)
+    started = time.monotonic()
+    await asyncio.to_thread(act)
+    await asyncio.to_thread(cluster.wait_healthy, recovery_bound)
+    figures.healthy_after = time.monotonic() - started
+    healthy_at = time.monotonic()
+    await wait_ready(http, recovery_bound)
+    figures.ready_after = time.monotonic() - started
+    acknowledged = len(load.acknowledged())
+    await until(
+        lambda: any(s.acknowledged and s.started >= healthy_at for s in load.sent),
+        recovery_bound,
+        "a turn acknowledged after the failover",
+    )
+    first = min(s.ended or 0 for s in load.sent if s.acknowledged and s.started >= healthy_at)
+    figures.first_turn_after = first - started
+    await until(
+        lambda: len(load.acknowledged()) >= acknowledged + turns_after,
+        recovery_bound + 30,
+        "turns to be acknowledged again",
+    )
+    for s in load.sent[sent_before:]:
+        if s.ended is not None and s.ended <= healthy_at:
+            figures.statuses[s.status if s.status is not None else "no response"] += 1
+        figures.slowest = max(figures.slowest, s.seconds)
+    return figures
+
+
+__all__ = ["FailoverFigures", "check_requests", "fail_over"]
