@@ -217,7 +217,8 @@ class RedisStore(RedisMemories[_Lock]):
 
         async def gated() -> T:
             client = self._ready()
-            assert self._gate is not None and isinstance(client, RedisCluster)
+            assert self._gate is not None
+            assert isinstance(client, RedisCluster)
             if not self._discovered:  # once, not by every first caller at once
                 async with self._discovery:
                     if not self._discovered:
@@ -246,12 +247,8 @@ class RedisStore(RedisMemories[_Lock]):
         script per primary) on a cluster."""
         client = self._ready()
         if isinstance(client, RedisCluster):
-            layout = self.layout
-            replies = await self._run(
-                lambda: on_every_primary(
-                    client, BUCKET_MEMBERS, [], lambda slot: layout.bucket_key(index, slot)
-                )
-            )
+            head = self.layout.bucket_head(index)
+            replies = await self._run(lambda: on_every_primary(client, BUCKET_MEMBERS, head, []))
             members = [member for reply in replies for member in reply]
         else:
             key = self.layout.index_key(index, "")
@@ -263,15 +260,9 @@ class RedisStore(RedisMemories[_Lock]):
         PRUNE_BATCH per bucket), and whether some bucket has more."""
         client = self._ready()
         if isinstance(client, RedisCluster):
-            layout = self.layout
-            replies = await self._run(
-                lambda: on_every_primary(
-                    client,
-                    BUCKET_IDLE,
-                    [bound, PRUNE_BATCH],
-                    lambda slot: layout.bucket_key("activity", slot),
-                )
-            )
+            head = self.layout.bucket_head("activity")
+            args = [bound, PRUNE_BATCH]
+            replies = await self._run(lambda: on_every_primary(client, BUCKET_IDLE, head, args))
             members = [_text(m) for reply in replies for m in reply[1:]]
             return members, any(int(reply[0]) for reply in replies)
         key = self.layout.index_key("activity", "")

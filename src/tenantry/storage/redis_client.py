@@ -9,12 +9,11 @@ ran) and finds the new topology after a failover by itself, on the next command.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
-from tenantry.storage.redis_keys import SLOTS
+from tenantry.storage.redis_keys import SLOTS, slot_tags
 
 try:
     from redis import exceptions as redis_errors
@@ -134,32 +133,33 @@ async def _cluster_eval_and_wait(
 
 
 async def on_every_primary(
-    client: RedisCluster, source: str, args: list[Any], bucket: Callable[[int], str]
+    client: RedisCluster, source: str, head: str, args: list[Any]
 ) -> list[Any]:
-    """Run the script `source` once on every primary, with `args` and then the keys
-    `bucket(slot)` of the slots that primary serves; give the replies. Raise
+    """Run the script `source` once on every primary, with ARGV `head`, the tags
+    (`slot_tag`) of the slots that primary serves, then `args`; give the replies. Raise
     StoreUnavailable when some slot has no primary (a failover) or moved meanwhile."""
     ranges: dict[tuple[int, int], Any] = dict(await client.cluster_slots())
     owners: dict[tuple[str, int], list[str]] = {}
     covered = 0
     for (start, end), info in ranges.items():
         host, port = info["primary"][:2]
-        owners.setdefault((host, int(port)), []).extend(bucket(s) for s in range(start, end + 1))
+        owners.setdefault((host, int(port)), []).extend(slot_tags(start, end))
         covered += end - start + 1
     if covered != SLOTS:
         raise StoreUnavailable(
             f"Redis Cluster serves {covered} of {SLOTS} slots now (failing over?); retry shortly"
         )
     calls = []
-    for (host, port), keys in owners.items():
+    for (host, port), tags in owners.items():
         node = client.get_node(host=host, port=port)
         if node is None:
             raise StoreUnavailable(f"Redis Cluster node {host}:{port} is not known yet; retry")
-        calls.append(client.execute_command("EVAL", source, 0, *args, *keys, target_nodes=node))
+        argv = [head, " ".join(tags), *args]
+        calls.append(client.execute_command("EVAL", source, 0, *argv, target_nodes=node))
     try:
         return list(await asyncio.gather(*calls))
     except redis_errors.ResponseError as exc:
-        if "non local key" in str(exc) or "MOVED" in str(exc) or "ASK" in str(exc):
+        if any(word in str(exc) for word in ("non local key", "MOVED", "ASK", "CLUSTERDOWN")):
             raise StoreUnavailable(
                 f"Redis Cluster slots moved while reading an index ({exc}); retry shortly"
             ) from exc

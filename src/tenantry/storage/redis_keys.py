@@ -66,6 +66,11 @@ def slot_tag(slot: int) -> str:
     return _slot_tags()[slot]
 
 
+def slot_tags(first: int, last: int) -> tuple[str, ...]:
+    """Give the tags of slots `first` to `last`, both included."""
+    return _slot_tags()[first : last + 1]
+
+
 class KeyLayout:
     """The key names of one store: `KeyLayout("tenantry", cluster=True)`."""
 
@@ -86,9 +91,9 @@ class KeyLayout:
             return f"{self.prefix}:{index}"
         return f"{self.prefix}:{index}:{{{slot_tag(key_slot(encode_id(user_id)))}}}"
 
-    def bucket_key(self, index: str, slot: int) -> str:
-        """Give the key of the `index` bucket in `slot` (Redis Cluster)."""
-        return f"{self.prefix}:{index}:{{{slot_tag(slot)}}}"
+    def bucket_head(self, index: str) -> str:
+        """Give what the names of the `index` buckets start with, before their tag."""
+        return f"{self.prefix}:{index}:"
 
 
-__all__ = ["SLOTS", "KeyLayout", "encode_id", "key_slot", "slot_tag"]
+__all__ = ["SLOTS", "KeyLayout", "encode_id", "key_slot", "slot_tag", "slot_tags"]

@@ -110,15 +110,17 @@ return 0
 
 # The index scripts of Redis Cluster: each runs on one primary, over that primary's buckets of
 # one index (`redis_keys`), so that reading an index is one call per primary instead of one
-# command per slot. Their keys are passed in ARGV, as one node's keys from many slots
-# (allow-cross-slot-keys, Redis 7.0 or newer).
+# command per slot. The buckets' names are built here from their head and their tags (one
+# argument, not thousands of keys), so they are a node's keys from many slots, not declared
+# in KEYS (allow-cross-slot-keys, Redis 7.0 or newer). For each:
+# ARGV[1] - the buckets' common head, "{prefix}:{index}:"
+# ARGV[2] - the tags of the slots the node serves, separated by spaces
 
-# ARGV[1], ARGV[2] ... - the node's buckets of a set index
 # return every member of every bucket
 BUCKET_MEMBERS = """#!lua flags=no-writes,allow-cross-slot-keys
 local out = {}
-for i = 1, #ARGV do
-    local members = redis.call('SMEMBERS', ARGV[i])
+for tag in string.gmatch(ARGV[2], '%S+') do
+    local members = redis.call('SMEMBERS', ARGV[1] .. '{' .. tag .. '}')
     for j = 1, #members do
         out[#out + 1] = members[j]
     end
@@ -126,15 +128,15 @@ end
 return out
 """
 
-# ARGV[1] - the cutoff, as ZRANGEBYSCORE's exclusive max "(time"
-# ARGV[2] - how many members at most per bucket
-# ARGV[3], ARGV[4] ... - the node's buckets of the activity index
-# return {1 if a bucket had more than ARGV[2] idle members else 0, member, member ...}
+# ARGV[3] - the cutoff, as ZRANGEBYSCORE's exclusive max "(time"
+# ARGV[4] - how many members at most per bucket
+# return {1 if a bucket had ARGV[4] idle members or more else 0, member, member ...}
 BUCKET_IDLE = """#!lua flags=no-writes,allow-cross-slot-keys
 local out = {0}
-local batch = tonumber(ARGV[2])
-for i = 3, #ARGV do
-    local members = redis.call('ZRANGEBYSCORE', ARGV[i], '-inf', ARGV[1], 'LIMIT', 0, batch)
+local batch = tonumber(ARGV[4])
+for tag in string.gmatch(ARGV[2], '%S+') do
+    local key = ARGV[1] .. '{' .. tag .. '}'
+    local members = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[3], 'LIMIT', 0, batch)
     if #members >= batch then
         out[1] = 1
     end
