@@ -16,8 +16,8 @@ from tenantry import Agent, OfflineModel, open_store
 from tenantry.errors import ScopeBusy
 from tenantry.storage.base import Store
 from tests.conftest import (
-    CLUSTER_BACKEND,
     CLEANUPS,
+    CLUSTER_BACKEND,
     POSTGRES_URL_VARIABLE,
     REDIS_URL_VARIABLE,
     namespace_name,
