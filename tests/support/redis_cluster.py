@@ -143,6 +143,26 @@ class RedisCluster:
                 return node
         raise AssertionError(f"no replica follows {primary.address}")
 
+    def synced(self) -> bool:
+        """Healthy, every node up, and every replica's link to its primary up."""
+        if not self.healthy() or any(
+            n.process is None or n.process.poll() is not None for n in self.nodes
+        ):
+            return False
+        replicas = [n.replication() for n in self.nodes if n.role() == "slave"]
+        return len(replicas) == 3 and all(r.get("master_link_status") == "up" for r in replicas)
+
+    def wait_synced(self, timeout: float = START_TIMEOUT) -> None:
+        _wait_for(self.synced, "every Redis Cluster replica in sync", None, timeout)
+
+    def promote(self, replica: Node, timeout: float = START_TIMEOUT) -> None:
+        """`CLUSTER FAILOVER` on `replica` (a planned switch: it waits for the replica to
+        catch up, then swaps roles); wait until it is a primary and the cluster healthy."""
+        assert replica.ask("CLUSTER", "FAILOVER") is not None, "CLUSTER FAILOVER refused"
+        _wait_for(
+            lambda: replica.role() == "master" and self.healthy(), "the failover", None, timeout
+        )
+
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> float:
         """Wait until `healthy()`; give the seconds it took."""
         started = time.monotonic()
