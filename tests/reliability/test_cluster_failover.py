@@ -14,15 +14,16 @@ module only: the contract suite's session cluster is never failed over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import namespace_name
-from tests.support.redis_cluster import RedisCluster, redis_cluster
-from tests.support.reliability.cluster_failover import check_requests, fail_over
+from tests.support.redis_cluster import Node, RedisCluster, redis_cluster
+from tests.support.reliability.cluster_failover import check_requests, fail_over, lost_turns
 from tests.support.reliability.crash import (
     Ledger,
     Load,
@@ -50,6 +51,16 @@ def cluster() -> Iterator[RedisCluster]:
         yield running
 
 
+def restart(cluster: RedisCluster, node: Node) -> Callable[[], None]:
+    """Give what restarts a killed node: it rejoins as the replica of its old replica."""
+
+    def start() -> None:
+        node.start()
+        cluster.wait_synced()
+
+    return start
+
+
 def _url(cluster: RedisCluster, prefix: str, *options: str) -> str:
     return "&".join([f"{cluster.url}/?prefix={prefix}&lock_ttl=1", *options])
 
@@ -60,10 +71,6 @@ async def test_failovers_under_load_lose_no_acknowledged_turn_with_wait(
     url = _url(cluster, namespace_name(tmp_path), "wait_replicas=1", "wait_timeout=1")
     scopes = make_scopes(USERS, SESSIONS)
     victim = cluster.primaries()[0]
-
-    def restart_victim() -> None:  # it rejoins as the replica of its old replica
-        victim.start()
-        cluster.wait_synced()
 
     with counting_server(url, tmp_path) as server:
         async with httpx.AsyncClient(
@@ -82,7 +89,7 @@ async def test_failovers_under_load_lose_no_acknowledged_turn_with_wait(
                     load,
                     "kill -9 of a primary",
                     victim.kill,
-                    heal=restart_victim,
+                    heal=restart(cluster, victim),
                     recovery_bound=RECOVERY_BOUND,
                 )
                 replica = cluster.replica_of(cluster.primaries()[0])
@@ -116,4 +123,51 @@ async def test_failovers_under_load_lose_no_acknowledged_turn_with_wait(
 def _errors_in(log: str) -> str:
     """The server log's tracebacks, if any (why a request got a 500)."""
     start = log.find("Traceback")
-    return log[start : start + 6000] if start >= 0 else ""
+    return log[start : start + 20000] if start >= 0 else ""
+
+
+async def test_a_killed_primary_without_wait_loses_at_most_its_replication_lag(
+    cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """Without `wait_replicas` a turn is acknowledged once the primary has it: a kill -9 can
+    lose the turns not yet sent to the replica. Measured and printed (README quotes it);
+    asserted only that everything else holds and that the loss is bounded by what was
+    acknowledged in the last second before the kill."""
+    cluster.wait_synced()
+    url = _url(cluster, namespace_name(tmp_path))
+    scopes = make_scopes(USERS, SESSIONS)
+    victim = cluster.primaries()[0]
+    with counting_server(url, tmp_path) as server:
+        async with httpx.AsyncClient(
+            base_url=server.url, limits=client_limits(CLIENTS + 5), timeout=REQUEST_BOUND + 20
+        ) as http:
+            await wait_ready(http)
+            load = Load(
+                http, scopes, CLIENTS, 0, stop_on_transport_error=False, pause_after_error=0.05
+            )
+            running = asyncio.ensure_future(load.run())
+            try:
+                await until(lambda: len(load.acknowledged()) >= BEFORE, 60, "turns")
+                killed_at = time.monotonic()
+                killed = await fail_over(
+                    http,
+                    cluster,
+                    load,
+                    "kill -9 of a primary, no wait",
+                    victim.kill,
+                    heal=restart(cluster, victim),
+                    recovery_bound=RECOVERY_BOUND,
+                )
+            finally:
+                load.stop()
+                await asyncio.wait_for(running, REQUEST_BOUND + 30)
+            problems = check_requests(load.sent, REQUEST_BOUND)
+            lost = await lost_turns(http, load.acknowledged())
+        log = server.output
+    last_second = [
+        s for s in load.acknowledged() if s.ended is not None and killed_at - 1 <= s.ended
+    ]
+    print(f"\nno wait, {len(load.acknowledged())} turns acknowledged: {killed.summary()}")
+    print(f"  acknowledged turns lost: {len(lost)} {lost[:5]}")
+    assert problems == [], "\n".join(problems[:30]) + "\n" + _errors_in(log)
+    assert set(lost) <= {s.text for s in last_second}

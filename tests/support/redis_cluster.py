@@ -172,7 +172,8 @@ class RedisCluster:
 
 @contextlib.contextmanager
 def redis_cluster() -> Iterator[RedisCluster]:
-    """Give a running, healthy 3 + 3 cluster; always kill it and remove its files after."""
+    """Give a running 3 + 3 cluster, every replica in sync; always kill it and remove its
+    files afterwards."""
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         missing_tool("redis-server or redis-cli is not installed (Debian package redis-server)")
@@ -190,7 +191,7 @@ def redis_cluster() -> Iterator[RedisCluster]:
         if created.returncode != 0:
             raise AssertionError(f"redis-cli --cluster create failed:\n{created.stdout}")
         cluster = RedisCluster(nodes)
-        cluster.wait_healthy()
+        cluster.wait_synced()
         yield cluster
     finally:
         for node in nodes:

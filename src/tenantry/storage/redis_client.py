@@ -8,14 +8,13 @@ ran) and finds the new topology after a failover by itself, on the next command.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import os
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
-from tenantry.storage.redis_keys import SLOTS, slot_tags
 
 try:
+    import redis
     from redis import exceptions as redis_errors
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -35,6 +34,9 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
     redis_errors.ReadOnlyError,  # a primary just turned replica
     redis_errors.RedisClusterException,  # no node covers the slot, topology unknown
 )
+
+_TRANSIENT = ("UNBLOCKED", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN", "LOADING")
+"""Error replies of a node whose role or slots change under the command (a failover)."""
 
 
 def connect(url: str, *, cluster: bool, pool_size: int) -> Client:
@@ -74,7 +76,9 @@ def translate(exc: Exception) -> StoreError | None:
     """Give the tenantry error of a redis-py error (None for anything else)."""
     if isinstance(exc, redis_errors.ClusterCrossSlotError):
         return StoreError(f"Redis error: {exc}")  # a bug of ours, never retryable
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_TRANSIENT)
+    ):
         return StoreUnavailable(
             f"Redis is unreachable or failing over: {str(exc).rstrip('.') or type(exc).__name__}"
             "; check that the server runs and the store URL is right (or raise pool_size if "
@@ -82,88 +86,31 @@ def translate(exc: Exception) -> StoreError | None:
         )
     if isinstance(exc, redis_errors.RedisError):
         return StoreError(f"Redis error: {exc}")
+    if _raised_in_driver(exc):
+        # redis-py's cluster client, when it drops its connections to learn a new topology
+        # (a failover), can fail a command another task has in flight on one of them with
+        # a plain AttributeError or RuntimeError (a write on a closed transport); the
+        # command's outcome is unknown, as for a broken connection.
+        return StoreUnavailable(
+            f"the Redis client failed while the cluster changed ({type(exc).__name__}: "
+            f"{exc}); retry shortly"
+        )
     return None
 
 
-async def eval_and_wait(
-    client: Client, source: str, keys: list[str], args: list[Any], replicas: int, wait_for: float
-) -> Any:
-    """Run the script `source` and then `WAIT replicas wait_for` on the same connection, so
-    that WAIT counts the replicas that have this very write; give the script's result, or
-    raise StoreUnavailable when fewer replicas confirmed it in time (the write then stands
-    on the primary, and may or may not survive a failover)."""
-    ms = max(1, round(wait_for * 1000))
-    if isinstance(client, RedisCluster):
-        results = await _cluster_eval_and_wait(client, source, keys, args, replicas, ms)
-    else:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.eval(source, len(keys), *keys, *args)
-            pipe.execute_command("WAIT", replicas, ms)
-            results = await pipe.execute(raise_on_error=False)
-    outcome, confirmed = results
-    if isinstance(outcome, Exception):
-        raise outcome
-    if isinstance(confirmed, Exception):
-        raise confirmed
-    if int(confirmed) < replicas:
-        raise StoreUnavailable(
-            f"the write reached the Redis primary but {confirmed} of {replicas} replica(s) "
-            f"confirmed it within {wait_for:g}s, so it may be lost in a failover; it may or "
-            "may not be stored — retry shortly"
-        )
-    return outcome
+_DRIVER = os.path.dirname(redis.__file__)
 
 
-async def _cluster_eval_and_wait(
-    client: RedisCluster, source: str, keys: list[str], args: list[Any], replicas: int, ms: int
-) -> list[Any]:
-    """Both commands go to the primary of the keys' slot, in one pipeline (one connection).
-    If that node no longer owns the slot (MOVED: the script did not run), learn the new
-    owner by one keyed command and try again, a few times."""
-    for _ in range(3):
-        node = client.get_node_from_key(keys[0])
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.execute_command("EVAL", source, len(keys), *keys, *args, target_nodes=node)
-            pipe.execute_command("WAIT", replicas, ms, target_nodes=node)
-            results = await pipe.execute(raise_on_error=False, allow_redirections=False)
-        if not isinstance(results[0], redis_errors.MovedError):
-            return list(results)
-        await client.exists(keys[0])  # follows the MOVED and updates the slot table
-    return list(results)
-
-
-async def on_every_primary(
-    client: RedisCluster, source: str, head: str, args: list[Any]
-) -> list[Any]:
-    """Run the script `source` once on every primary, with ARGV `head`, the tags
-    (`slot_tag`) of the slots that primary serves, then `args`; give the replies. Raise
-    StoreUnavailable when some slot has no primary (a failover) or moved meanwhile."""
-    ranges: dict[tuple[int, int], Any] = dict(await client.cluster_slots())
-    owners: dict[tuple[str, int], list[str]] = {}
-    covered = 0
-    for (start, end), info in ranges.items():
-        host, port = info["primary"][:2]
-        owners.setdefault((host, int(port)), []).extend(slot_tags(start, end))
-        covered += end - start + 1
-    if covered != SLOTS:
-        raise StoreUnavailable(
-            f"Redis Cluster serves {covered} of {SLOTS} slots now (failing over?); retry shortly"
-        )
-    calls = []
-    for (host, port), tags in owners.items():
-        node = client.get_node(host=host, port=port)
-        if node is None:
-            raise StoreUnavailable(f"Redis Cluster node {host}:{port} is not known yet; retry")
-        argv = [head, " ".join(tags), *args]
-        calls.append(client.execute_command("EVAL", source, 0, *argv, target_nodes=node))
-    try:
-        return list(await asyncio.gather(*calls))
-    except redis_errors.ResponseError as exc:
-        if any(word in str(exc) for word in ("non local key", "MOVED", "ASK", "CLUSTERDOWN")):
-            raise StoreUnavailable(
-                f"Redis Cluster slots moved while reading an index ({exc}); retry shortly"
-            ) from exc
-        raise
+def _raised_in_driver(exc: Exception) -> bool:
+    """Whether `exc`, a plain Python error, went through redis-py's code."""
+    if not isinstance(exc, AttributeError | TypeError | RuntimeError | KeyError | IndexError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(_DRIVER):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 __all__ = ["Client", "connect", "eval_and_wait", "on_every_primary", "translate"]

@@ -35,7 +35,8 @@ class FailoverFigures:
     ready_after: float = 0.0
     """Seconds from the event to the server's /readyz answering 200 again."""
     first_turn_after: float = 0.0
-    """Seconds from the event until every scope had a turn acknowledged again."""
+    """Seconds from the event until every scope had a turn acknowledged again (after the
+    healing, which for a killed primary includes restarting it and its resync)."""
     slowest: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -75,19 +76,19 @@ async def fail_over(
     heal: Callable[[], None] = lambda: None,
     recovery_bound: float,
 ) -> FailoverFigures:
-    """Run `act()` (the failover) under `load`; wait, bounded, until the cluster is healthy,
-    run `heal()` (e.g. restart a killed node), wait until /readyz is 200 and every scope of
-    the load had a turn acknowledged that started after that; give the figures."""
+    """Run `act()` (the failover) under `load`; wait, bounded, until the cluster is healthy
+    and /readyz is 200, run `heal()` (e.g. restart a killed node), and wait until every
+    scope of the load had a turn acknowledged that started after that; give the figures."""
     figures = FailoverFigures(event)
     sent_before = len(load.sent)
     started = time.monotonic()
     await asyncio.to_thread(act)
     await asyncio.to_thread(cluster.wait_healthy, recovery_bound)
     figures.healthy_after = time.monotonic() - started
-    await asyncio.to_thread(heal)
-    healed = time.monotonic()
     await wait_ready(http, recovery_bound)
     figures.ready_after = time.monotonic() - started
+    await asyncio.to_thread(heal)
+    healed = time.monotonic()
     scopes = {s.scope for s in load.sent}
 
     def every_scope_acknowledged() -> bool:
@@ -102,4 +103,16 @@ async def fail_over(
     return figures
 
 
-__all__ = ["FailoverFigures", "check_requests", "fail_over"]
+async def lost_turns(http: httpx.AsyncClient, acknowledged: list[Sent]) -> list[str]:
+    """Give the acknowledged turns that are not stored (read through the server's API)."""
+    stored: set[tuple[tuple[str, str], str]] = set()
+    for user in sorted({s.scope[0] for s in acknowledged}):
+        response = await http.get(f"/v1/users/{user}/export")
+        response.raise_for_status()
+        for session in response.json()["sessions"]:
+            scope = (user, session["session_id"])
+            stored |= {(scope, m["content"]) for m in session["messages"] if m["role"] == "user"}
+    return sorted(s.text for s in acknowledged if (s.scope, s.text) not in stored)
+
+
+__all__ = ["FailoverFigures", "check_requests", "fail_over", "lost_turns"]
