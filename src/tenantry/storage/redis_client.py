@@ -8,10 +8,13 @@ ran) and finds the new topology after a failover by itself, on the next command.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
+from tenantry.storage.redis_keys import SLOTS, slot_tags
 
 try:
     import redis
@@ -111,6 +114,87 @@ def _raised_in_driver(exc: Exception) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+async def eval_and_wait(
+    client: Client, source: str, keys: list[str], args: list[Any], replicas: int, wait_for: float
+) -> Any:
+    """Run the script `source` and then `WAIT replicas wait_for` on the same connection, so
+    that WAIT counts the replicas that have this very write; give the script's result, or
+    raise StoreUnavailable when fewer replicas confirmed it in time (the write then stands
+    on the primary, and may or may not survive a failover)."""
+    ms = max(1, round(wait_for * 1000))
+    if isinstance(client, RedisCluster):
+        results = await _cluster_eval_and_wait(client, source, keys, args, replicas, ms)
+    else:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.eval(source, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, ms)
+            results = await pipe.execute(raise_on_error=False)
+    outcome, confirmed = results
+    if isinstance(outcome, Exception):
+        raise outcome
+    if isinstance(confirmed, Exception):
+        raise confirmed
+    if int(confirmed) < replicas:
+        raise StoreUnavailable(
+            f"the write reached the Redis primary but {confirmed} of {replicas} replica(s) "
+            f"confirmed it within {wait_for:g}s, so it may be lost in a failover; it may or "
+            "may not be stored — retry shortly"
+        )
+    return outcome
+
+
+async def _cluster_eval_and_wait(
+    client: RedisCluster, source: str, keys: list[str], args: list[Any], replicas: int, ms: int
+) -> list[Any]:
+    """Both commands go to the primary of the keys' slot, in one pipeline (one connection).
+    If that node no longer owns the slot (MOVED: the script did not run), learn the new
+    owner by one keyed command and try again, a few times."""
+    for _ in range(3):
+        node = client.get_node_from_key(keys[0])
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("EVAL", source, len(keys), *keys, *args, target_nodes=node)
+            pipe.execute_command("WAIT", replicas, ms, target_nodes=node)
+            results = await pipe.execute(raise_on_error=False, allow_redirections=False)
+        if not isinstance(results[0], redis_errors.MovedError):
+            return list(results)
+        await client.exists(keys[0])  # follows the MOVED and updates the slot table
+    return list(results)
+
+
+async def on_every_primary(
+    client: RedisCluster, source: str, head: str, args: list[Any]
+) -> list[Any]:
+    """Run the script `source` once on every primary, with ARGV `head`, the tags
+    (`slot_tag`) of the slots that primary serves, then `args`; give the replies. Raise
+    StoreUnavailable when some slot has no primary (a failover) or moved meanwhile."""
+    ranges: dict[tuple[int, int], Any] = dict(await client.cluster_slots())
+    owners: dict[tuple[str, int], list[str]] = {}
+    covered = 0
+    for (start, end), info in ranges.items():
+        host, port = info["primary"][:2]
+        owners.setdefault((host, int(port)), []).extend(slot_tags(start, end))
+        covered += end - start + 1
+    if covered != SLOTS:
+        raise StoreUnavailable(
+            f"Redis Cluster serves {covered} of {SLOTS} slots now (failing over?); retry shortly"
+        )
+    calls = []
+    for (host, port), tags in owners.items():
+        node = client.get_node(host=host, port=port)
+        if node is None:
+            raise StoreUnavailable(f"Redis Cluster node {host}:{port} is not known yet; retry")
+        argv = [head, " ".join(tags), *args]
+        calls.append(client.execute_command("EVAL", source, 0, *argv, target_nodes=node))
+    try:
+        return list(await asyncio.gather(*calls))
+    except redis_errors.ResponseError as exc:
+        if any(word in str(exc) for word in ("non local key", "MOVED", "ASK", "CLUSTERDOWN")):
+            raise StoreUnavailable(
+                f"Redis Cluster slots moved while reading an index ({exc}); retry shortly"
+            ) from exc
+        raise
 
 
 __all__ = ["Client", "connect", "eval_and_wait", "on_every_primary", "translate"]
