@@ -9,7 +9,8 @@ at once (and checks that recalled facts reached its system prompt), so what is t
 tenantry: the turn lock, the history read, the recall, the atomic write.
 
 Turns with memory on and off alternate user by user (each in a session of its own with the
-same history), so drift on a shared machine hits both. Target: on / off <= 1.5 (mean).
+same history), so drift on a shared machine hits both. Both agents have the same instructions,
+as a deployed agent does, so both build a system prompt. Target: on / off <= 1.5 (mean).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from tenantry.types import ToolSpec
 
 BACKENDS = ("memory", "sqlite", "postgres", "redis")
 TARGET = 1.5
+INSTRUCTIONS = "You are the support assistant of Example Ltd. Answer briefly."
+"""Both agents' instructions: a real agent has some, so both turns build a system prompt and
+the difference is what recall adds to it."""
 THINGS = ("cat", "dog", "city", "job", "drink", "team", "car", "book", "song", "sport")
 VALUES = ("Tom", "Rex", "Berlin", "nurse", "tea", "Ajax", "Volvo", "Dune", "Hey Jude", "chess")
 
@@ -120,7 +124,9 @@ async def measure_backend(name: str, config: Config) -> dict[str, Any]:
     async with opened(name, config) as store:
         await seed(store, users, memories, history)
         model = Counting()
-        off = Agent(model=FunctionModel(model), store=store, history_window=50)
+        off = Agent(
+            model=FunctionModel(model), store=store, history_window=50, instructions=INSTRUCTIONS
+        )
         on = off.replace(memory=MemoryConfig(learning=False))
         times: dict[str, list[float]] = {"off": [], "on": []}
         cpu: dict[str, list[float]] = {"off": [], "on": []}

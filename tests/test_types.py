@@ -5,11 +5,12 @@ import os
 import re
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 import pytest
 
-from tenantry import InMemoryStore, Message, RunOutput, SyncStore, ToolCall, Usage
-from tenantry.errors import InvalidMessage
+from tenantry import Budget, InMemoryStore, Message, RunOutput, SyncStore, ToolCall, Usage, UsageDay
+from tenantry.errors import InvalidInput, InvalidMessage
 from tenantry.types import new_id
 
 
@@ -104,8 +105,47 @@ def test_usage_keeps_cache_tokens_through_sums_and_dicts() -> None:
         "total_tokens": 160,
         "cache_read_tokens": 80,
         "cache_write_tokens": 40,
+        "tool_calls": 0,
+        "estimated": False,
     }
     assert Usage(1, 2, 3).to_dict()["cache_read_tokens"] == 0
+
+
+def test_usage_counts_tool_calls_and_a_sum_is_estimated_when_any_part_is() -> None:
+    reported = Usage(requests=1, input_tokens=10, output_tokens=2, tool_calls=2)
+    guessed = Usage(requests=1, input_tokens=5, output_tokens=1, tool_calls=1, estimated=True)
+    assert (reported + guessed).tool_calls == 3
+    assert (reported + guessed).estimated
+    assert (guessed + reported).estimated
+    assert not (reported + reported).estimated
+    assert (reported + guessed).to_dict()["estimated"] is True
+    assert Usage().empty
+    assert Usage(estimated=True).empty
+    assert not Usage(tool_calls=1).empty
+
+
+def test_a_budget_round_trips_and_refuses_bad_limits() -> None:
+    budget = Budget(tokens_per_day=1000, requests_per_month=50)
+    assert budget.to_dict() == {
+        "tokens_per_day": 1000,
+        "requests_per_day": None,
+        "tokens_per_month": None,
+        "requests_per_month": 50,
+    }
+    assert Budget.from_dict(budget.to_dict()) == budget
+    assert Budget.from_dict({}) == Budget()
+    assert Budget(tokens_per_day=0).tokens_per_day == 0  # a limit of 0 refuses every turn
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(InvalidInput, match="tokens_per_day"):
+            Budget(tokens_per_day=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="unknown budget limit"):
+        Budget.from_dict({"tokens_per_week": 5})
+
+
+def test_a_usage_day_serialises_with_its_date() -> None:
+    one = UsageDay(date(2026, 12, 2), Usage(requests=1, input_tokens=3, output_tokens=4))
+    assert one.to_dict()["day"] == "2026-12-02"
+    assert one.to_dict()["total_tokens"] == 7
 
 
 def test_run_output_serialises() -> None:

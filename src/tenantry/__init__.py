@@ -54,7 +54,18 @@ from tenantry.storage import InMemoryStore, Snapshot, SQLiteStore, Store, SyncSt
 from tenantry.tenancy import Scope
 from tenantry.tools import RunContext, Tool, tool
 from tenantry.tracing import Tracing
-from tenantry.types import Memory, Message, RunOutput, Summary, ToolCall, ToolSpec, Usage
+from tenantry.types import (
+    Admission,
+    Budget,
+    Memory,
+    Message,
+    RunOutput,
+    Summary,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    UsageDay,
+)
 
 if typing.TYPE_CHECKING:
     from tenantry.models.anthropic import AnthropicModel
@@ -77,8 +88,10 @@ def __getattr__(name: str) -> typing.Any:
 
 
 __all__ = [
+    "Admission",
     "Agent",
     "AnthropicModel",
+    "Budget",
     "Embedder",
     "FunctionModel",
     "InMemoryStore",
@@ -133,6 +146,7 @@ __all__ = [
     "ToolsetUnavailable",
     "Tracing",
     "Usage",
+    "UsageDay",
     "__version__",
     "open_store",
     "tool",

@@ -1,4 +1,5 @@
-"""Pure data: messages, tool calls, usage, run output, memories and summaries. No I/O.
+"""Pure data: messages, tool calls, usage and budgets, run output, memories and summaries.
+No I/O.
 
 Messages are frozen and slotted: a caller that holds a message cannot change what a store
 keeps, and a stored message costs little more than its text (see tests/test_types.py).
@@ -12,10 +13,11 @@ from base64 import urlsafe_b64encode
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, cast, get_args
 
-from tenantry.errors import InvalidMessage
+from tenantry._checks import check_int
+from tenantry.errors import InvalidInput, InvalidMessage
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
@@ -249,22 +251,38 @@ class ToolSpec:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts and request count of one or more model calls.
+    """Token counts, request count and tool calls of one or more model calls.
 
     `input_tokens` counts every input token the provider billed, including those read from
     or written to its prompt cache; `cache_read_tokens` and `cache_write_tokens` say how many
     of them were (0 when the provider does not report it). So `input_tokens` means the same
-    for every provider, and `total_tokens` is input plus output."""
+    for every provider, and `total_tokens` is input plus output. `estimated` is True when any
+    part of the counts is an estimate rather than the provider's own report; a sum is
+    estimated when any of its parts is."""
 
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    tool_calls: int = 0
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def empty(self) -> bool:
+        """Whether every count is 0 (there is nothing to record)."""
+        return not (
+            self.requests
+            or self.input_tokens
+            or self.output_tokens
+            or self.cache_read_tokens
+            or self.cache_write_tokens
+            or self.tool_calls
+        )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -273,9 +291,11 @@ class Usage:
             output_tokens=self.output_tokens + other.output_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            tool_calls=self.tool_calls + other.tool_calls,
+            estimated=self.estimated or other.estimated,
         )
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return {
             "requests": self.requests,
             "input_tokens": self.input_tokens,
@@ -283,7 +303,77 @@ class Usage:
             "total_tokens": self.total_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
+            "tool_calls": self.tool_calls,
+            "estimated": self.estimated,
         }
+
+
+USAGE_COUNTS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "tool_calls",
+)
+"""The counters of `Usage` (every field but `estimated`), in field order: what stores add up."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDay:
+    """A user's usage of one UTC day."""
+
+    day: date
+    usage: Usage
+
+    def to_dict(self) -> dict[str, Any]:
+        """Give a JSON-ready dict: the day as YYYY-MM-DD and the usage's fields."""
+        return {"day": self.day.isoformat(), **self.usage.to_dict()}
+
+
+BUDGET_LIMITS = ("tokens_per_day", "requests_per_day", "tokens_per_month", "requests_per_month")
+"""The limits of `Budget`, in field order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits on a user's usage per UTC day and per UTC month; None means no limit of that
+    kind. Tokens are `Usage.total_tokens` (input plus output), requests model requests."""
+
+    tokens_per_day: int | None = None
+    requests_per_day: int | None = None
+    tokens_per_month: int | None = None
+    requests_per_month: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in BUDGET_LIMITS:
+            check_int(name, getattr(self, name), minimum=0, or_none=True)
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Give a JSON-ready dict of every limit (None: no limit)."""
+        return {name: getattr(self, name) for name in BUDGET_LIMITS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
+        """Build a budget from `to_dict` output (missing limits are None); raises
+        InvalidInput on an unknown key or a limit that is not a non-negative integer."""
+        unknown = sorted(set(data) - set(BUDGET_LIMITS))
+        if unknown:
+            raise InvalidInput(
+                f"unknown budget limit(s) {', '.join(map(str, unknown))}; "
+                f"known: {', '.join(BUDGET_LIMITS)}"
+            )
+        return cls(**{name: data.get(name) for name in BUDGET_LIMITS})
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a turn's admission reads of a user in one go: today's usage, this month's (both
+    UTC) and the user's budget override (None: the defaults apply)."""
+
+    day: Usage
+    month: Usage
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from tests.conftest import (
     server_url,
 )
 from tests.support.reliability.isolation_processes import Plan, run_processes, split
-from tests.support.reliability.workloads import MEMORY_KINDS
+from tests.support.reliability.workloads import MEMORY_KINDS, USAGE_KINDS
 
 PROCESSES = 3
 OPERATIONS = 20_001
@@ -32,6 +32,7 @@ MAX_MEMORIES = 3
 """Small, so that the cap drops memories while other processes read and update them."""
 EVERY_KIND = {
     *MEMORY_KINDS,
+    *USAGE_KINDS,
     "turn",
     "add",
     "add_many",
@@ -82,7 +83,8 @@ async def test_no_process_ever_reads_another_scopes_data(shared_url: str) -> Non
         assert report.reads_checked > 2000
     assert total.operations == OPERATIONS
     assert total.by_kind["foreign_memory"] > 300
-    assert result.final.reads_checked == 2 * USERS * SESSIONS_PER_USER + USERS + 1
+    # per scope its messages and state; per user its memories, usage and budget; list_users
+    assert result.final.reads_checked == 2 * USERS * SESSIONS_PER_USER + 3 * USERS + 1
     print(f"\n{shared_url.split(':')[0]}: {result.to_dict()}")
 
 

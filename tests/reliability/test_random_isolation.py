@@ -1,11 +1,16 @@
 """Randomised isolation: a random mix of every store call, memory call and agent turn over
 1000 scopes of 250 users, from many concurrent tasks; no read may ever return another
-scope's token, nor another user's memory."""
+scope's token, nor another user's memory, usage or budget."""
 
 from __future__ import annotations
 
 from tests.conftest import MakeStore
-from tests.support.reliability.workloads import MEMORY_KINDS, make_scopes, random_isolation
+from tests.support.reliability.workloads import (
+    MEMORY_KINDS,
+    USAGE_KINDS,
+    make_scopes,
+    random_isolation,
+)
 
 OPERATIONS = 20_000
 
@@ -32,5 +37,7 @@ async def test_no_read_ever_returns_another_scopes_data(make_store: MakeStore) -
         "clear_user",
         "list_users",
         *MEMORY_KINDS,
+        *USAGE_KINDS,
     }
     assert report.by_kind["foreign_memory"] > 300
+    assert report.by_kind["counted_turn"] > 500

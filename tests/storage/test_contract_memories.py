@@ -281,6 +281,35 @@ async def test_search_tells_apart_letters_digits_and_unicode(store: Store) -> No
     ]
 
 
+async def test_snapshot_and_search_reads_what_the_two_reads_give(store: Store) -> None:
+    await _facts(store)
+    history = [Message.user(f"question {i}") for i in range(6)]
+    await store.add_many(history, user_id="u", session_id="s", state={"step": 2})
+    for query, limit, wanted in [("green tea", 4, 5), ("where do I live", None, 1), ("x", 0, 3)]:
+        snapshot, found = await store.snapshot_and_search(
+            query, user_id="u", session_id="s", limit=limit, search_limit=wanted
+        )
+        assert snapshot == await store.snapshot("u", "s", limit=limit)
+        assert found == await store.search_memories(query, user_id="u", limit=wanted)
+    snapshot, found = await store.snapshot_and_search("green tea", user_id="u", search_limit=0)
+    assert (snapshot.messages, found) == ([], [])  # the default session is empty
+    snapshot, found = await store.snapshot_and_search("What is my ...?", user_id="u")
+    assert found == []  # stop words only: nothing searched
+
+
+async def test_snapshot_and_search_reads_one_user_only(store: Store) -> None:
+    await store.add_memory("Alice's secret: the vault code is 1234", user_id="alice")
+    await store.add(Message.user("alice's own words"), user_id="alice", session_id="s")
+    snapshot, found = await store.snapshot_and_search(
+        "vault code 1234", user_id="bob", session_id="s"
+    )
+    assert (snapshot.messages, snapshot.state, found) == ([], {}, [])
+    with pytest.raises(InvalidInput):
+        await store.snapshot_and_search("x", user_id="u", limit=-1)
+    with pytest.raises(InvalidInput):
+        await store.snapshot_and_search("x", user_id="u", search_limit=-1)
+
+
 # --- isolation --------------------------------------------------------------------------------
 
 
@@ -387,6 +416,7 @@ def _memory_calls(store: Store, user: Any, memory_id: str = "some-id") -> list[A
         store.update_memory(memory_id, "x", user_id=user),
         store.delete_memory(memory_id, user_id=user),
         store.clear_memories(user_id=user),
+        store.snapshot_and_search("x", user_id=user),
     ]
 
 

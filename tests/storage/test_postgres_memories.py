@@ -15,6 +15,7 @@ import pytest
 from tenantry import Message, Summary
 from tenantry.storage.postgres import SCHEMA_VERSION, PostgresStore
 from tenantry.storage.postgres_memories import _tsquery, _tsvector
+from tenantry.storage.postgres_sql import RLS_TABLES
 from tests.conftest import POSTGRES_URL_VARIABLE, drop_postgres_schema, namespace_name, server_url
 from tests.storage.test_postgres import _nodes, _scans, _superuser
 
@@ -94,12 +95,16 @@ async def test_every_table_has_its_tenant_policy(store: PostgresStore, schema: s
         cur = await conn.execute(
             "SELECT tablename FROM pg_policies WHERE schemaname = %s ORDER BY 1", (schema,)
         )
-        assert [row[0] for row in await cur.fetchall()] == [
-            "memories",
-            "memory_users",
-            "messages",
-            "scopes",
-        ]
+        assert [row[0] for row in await cur.fetchall()] == sorted(RLS_TABLES)
+    assert set(RLS_TABLES) == {
+        "memories",
+        "memory_users",
+        "messages",
+        "scopes",
+        "usage_days",
+        "budgets",
+        "rate_buckets",
+    }
 
 
 # --- query plans ------------------------------------------------------------------------------
@@ -191,4 +196,4 @@ async def test_a_version_2_schema_is_upgraded_in_place(store: PostgresStore, sch
         cur = await conn.execute(
             "SELECT count(*) FROM pg_policies WHERE schemaname = %s", (schema,)
         )
-        assert await cur.fetchone() == (4,)
+        assert await cur.fetchone() == (len(RLS_TABLES),)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from tenantry.memory.config import MemoryConfig
 from tenantry.memory.jobs import BackgroundJobs
 from tenantry.memory.learning import LearningJob
-from tenantry.memory.recall import recall
+from tenantry.memory.recall import MAX_QUERY_CHARS, recall, within
 from tenantry.memory.summaries import SummaryJob
 from tenantry.memory.turn import TurnMemory
 from tenantry.models.base import Model
@@ -39,13 +39,25 @@ class AgentMemory:
         memory: the user's memories recalled for `text`, read at the same time, and, when the
         window is full (older messages may have fallen out), the session summary."""
         user_id, session_id = scope.user_id, scope.session_id
-        recalling = asyncio.ensure_future(recall(store, self.config, user_id, text))
-        try:
-            snapshot = await store.snapshot(user_id, session_id, limit=self.history_window)
-        except BaseException:
-            recalling.cancel()
-            raise
-        recalled = await recalling
+        config, window = self.config, self.history_window
+        if config.embedder is None:  # keyword recall: one read with the history
+            wanted = config.recall_limit if config.recall_chars and text.strip() else 0
+            snapshot, found = await store.snapshot_and_search(
+                text[:MAX_QUERY_CHARS],
+                user_id=user_id,
+                session_id=session_id,
+                limit=window,
+                search_limit=wanted,
+            )
+            recalled = within(found, config.recall_limit, config.recall_chars)
+        else:  # the query's vector first: the embedder's call overlaps the history read
+            recalling = asyncio.ensure_future(recall(store, config, user_id, text))
+            try:
+                snapshot = await store.snapshot(user_id, session_id, limit=window)
+            except BaseException:
+                recalling.cancel()
+                raise
+            recalled = await recalling
         summary = None
         if self.config.summaries and len(snapshot.messages) >= self.history_window:
             summary = await store.get_summary(user_id, session_id)

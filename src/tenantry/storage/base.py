@@ -18,8 +18,11 @@ Semantics shared by every backend:
 - A scope's last activity is the time of its last write (add, add_many, set_state);
   `prune_inactive` deletes every scope idle for longer than the given age, with its summary
   but not the user's memories.
-- `clear(user_id)` deletes the user: every session, summary and memory. `clear(user_id,
-  session_id)` deletes one session and its summary; the user's memories stay.
+- `clear(user_id)` deletes the user: every session, summary and memory (their usage and
+  budget stay: see `usage`). `clear(user_id, session_id)` deletes one session and its
+  summary; the user's memories stay.
+- A turn's usage (`add_many(..., usage=...)`) is counted in the same atomic write as its
+  messages; the usage half of the contract is `usage` (`UsageContract`, a base of `Store`).
 """
 
 from __future__ import annotations
@@ -35,11 +38,18 @@ from typing import Any, Self
 
 from tenantry._checks import check_int
 from tenantry.errors import StoreClosed
-from tenantry.storage.checks import check_age, check_messages
+from tenantry.storage.checks import check_age, check_messages, check_query
 from tenantry.storage.codec import decode_state, encode_state
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES, MemoryContract
+from tenantry.storage.search import query_terms
+from tenantry.storage.usage import (
+    DEFAULT_USAGE_RETENTION_DAYS,
+    UsageContract,
+    check_usage,
+    usage_day,
+)
 from tenantry.tenancy import Scope, validate_user_id
-from tenantry.types import Message
+from tenantry.types import Memory, Message, Usage
 
 DEFAULT_LOCK_TIMEOUT = 30.0
 """Seconds a turn waits for another turn of the same scope before giving up (ScopeBusy)."""
@@ -63,6 +73,9 @@ class TurnWrite:
     """The new session state as JSON text; None keeps the stored one."""
     now: float
     """The time of the write: the scope's last activity."""
+    usage: Usage | None = None
+    """The turn's usage, added to the user's counters of the UTC day of `now`
+    (`usage.usage_day`); None (or nothing to count) adds nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +86,23 @@ class Snapshot:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(MemoryContract, ABC):
+class Store(UsageContract, MemoryContract, ABC):
     """The store contract: what the agent, the server and the CLI need of a store.
 
-    The public methods are written once, here and in `MemoryContract`, on top of the backend
-    primitives below (and those of `MemoryContract`)."""
+    The public methods are written once, here, in `MemoryContract` and in `UsageContract`,
+    on top of the backend primitives below (and those of the two contracts)."""
 
     def __init__(
         self,
         *,
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         clock: Clock = time.time,
     ) -> None:
         self._max_messages = check_int("max_messages", max_messages, or_none=True)
         self._max_memories = check_int("max_memories", max_memories, or_none=True)
+        self._usage_retention_days = check_int("usage_retention_days", usage_retention_days)
         self._clock = clock
         self._closed = False
 
@@ -111,14 +126,20 @@ class Store(MemoryContract, ABC):
         user_id: str | None = None,
         session_id: str | None = None,
         state: Mapping[str, Any] | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        """Append messages, and replace the session state if given, in one atomic write."""
+        """Append messages, and replace the session state if given, in one atomic write that
+        also adds `usage` (the turn's) to the user's counters of today (UTC)."""
         scope = self._scope(user_id, session_id)
         checked = check_messages(messages)
         state_text = None if state is None else encode_state(state)
+        counted = None if usage is None or check_usage(usage).empty else usage
+        now = self._clock()
         if not checked and state_text is None:
+            if counted is not None:  # nothing of the scope changes: no activity either
+                await self._add_usage(scope.user_id, usage_day(now), counted)
             return
-        await self._append(scope, TurnWrite(self._keep(checked), state_text, self._clock()))
+        await self._append(scope, TurnWrite(self._keep(checked), state_text, now, counted))
 
     async def get_messages(
         self,
@@ -147,6 +168,27 @@ class Store(MemoryContract, ABC):
         scope = self._scope(user_id, session_id)
         return await self._snapshot(scope, check_int("limit", limit, minimum=0, or_none=True))
 
+    async def snapshot_and_search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        limit: int | None = None,
+        search_limit: int = 5,
+    ) -> tuple[Snapshot, list[Memory]]:
+        """Give `snapshot(user_id, session_id, limit=limit)` and the user's memories that best
+        match `query` by keyword (`search_memories(query, limit=search_limit)` without an
+        embedding), read together: what a turn with memory recall reads before its model
+        call, in one read where the backend can (SQLite: one read transaction on one
+        reader thread) and both at once where it cannot."""
+        user = self._memory_user(user_id)
+        scope = self._scope(user, session_id)
+        checked = check_int("limit", limit, minimum=0, or_none=True)
+        wanted = check_int("search_limit", search_limit, minimum=0)
+        terms = query_terms(check_query(query)) if wanted else []
+        return await self._snapshot_and_search(scope, checked, terms, wanted)
+
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""
         return await self._size(self._scope(user_id, session_id))
@@ -162,7 +204,7 @@ class Store(MemoryContract, ABC):
             await self._clear_scope(Scope.of(user_id, session_id))
 
     async def clear_all(self) -> None:
-        """Delete everything of every user."""
+        """Delete everything of every user, their usage and budgets too."""
         self._check_open()
         await self._clear_all()
 
@@ -178,10 +220,13 @@ class Store(MemoryContract, ABC):
 
     async def prune_inactive(self, older_than: timedelta) -> int:
         """Delete every scope idle for longer than `older_than` (messages, state, summary;
-        memories stay, they are the user's); give how many scopes were deleted."""
+        memories stay, they are the user's), and usage older than `usage_retention_days`;
+        give how many scopes were deleted."""
         self._check_open()
-        cutoff = self._clock() - check_age(older_than)
-        return await self._prune(cutoff)
+        now = self._clock()
+        deleted = await self._prune(now - check_age(older_than))
+        await self._prune_usage(self._usage_cutoff(now))
+        return deleted
 
     async def get_state(
         self, user_id: str | None = None, session_id: str | None = None
@@ -269,12 +314,23 @@ class Store(MemoryContract, ABC):
         messages = [] if limit == 0 else await self._read(scope, limit, 0)
         return Snapshot(messages, decode_state(await self._get_state(scope)))
 
+    async def _snapshot_and_search(
+        self, scope: Scope, limit: int | None, terms: list[str], wanted: int
+    ) -> tuple[Snapshot, list[Memory]]:
+        """Default: one read after the other, for backends in this process (nothing to wait
+        for, so nothing to overlap). Server-backed ones overlap the two (`remote`)."""
+        snapshot = await self._snapshot(scope, limit)
+        if not terms or wanted == 0:
+            return snapshot, []
+        return snapshot, await self._search_memories(scope.user_id, terms, wanted)
+
     # --- backend primitives -------------------------------------------------------------------
 
     @abstractmethod
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         """Atomically append `write.messages`, trim the scope to max_messages, set
-        `write.state` if not None and mark the scope active at `write.now`."""
+        `write.state` if not None, mark the scope active at `write.now` and add
+        `write.usage` (if not None) to the user's counters of `usage_day(write.now)`."""
 
     @abstractmethod
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
@@ -317,6 +373,7 @@ class Store(MemoryContract, ABC):
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_MAX_MEMORIES",
+    "DEFAULT_USAGE_RETENTION_DAYS",
     "PRUNE_BATCH",
     "Clock",
     "Snapshot",

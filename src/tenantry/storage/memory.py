@@ -5,7 +5,8 @@ max_messages (for 10 messages a list costs a third of a deque's fixed 624 bytes)
 a scope's newest N messages is one slice that never touches another tenant's data. A
 threading lock guards the maps, so the store is safe to share between event loops and
 threads (the sync facade). A session's summary lives with its session; the users' memories
-are kept by `InMemoryMemories` (memory_memories.py), a base of the store, under the same lock.
+are kept by `InMemoryMemories` (memory_memories.py), and their usage and budgets by
+`InMemoryUsage` (memory_usage.py), bases of the store, under the same lock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from tenantry.storage.codec import decode_state
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.memory_memories import InMemoryMemories
+from tenantry.storage.memory_usage import InMemoryUsage
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -42,7 +45,7 @@ def _newest(history: list[Message], limit: int | None, offset: int = 0) -> list[
     return history[:stop] if limit is None else history[max(stop - limit, 0) : stop]
 
 
-class InMemoryStore(InMemoryMemories):
+class InMemoryStore(InMemoryUsage, InMemoryMemories):
     """Every scope in this process's memory: `InMemoryStore(max_messages=100)` keeps each
     scope's newest 100 messages; nothing outlives the process or `close()`."""
 
@@ -51,13 +54,20 @@ class InMemoryStore(InMemoryMemories):
         max_messages: int | None = None,
         *,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
+        super().__init__(
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+        )
         self._users: dict[str, dict[str, _Session]] = {}
         self._mutex = threading.Lock()
         self._locks = LocalScopeLocks()
         self._init_memories()
+        self._init_usage()
 
     def _session(self, scope: Scope) -> _Session | None:
         sessions = self._users.get(scope.user_id)
@@ -65,6 +75,8 @@ class InMemoryStore(InMemoryMemories):
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
+            if write.usage is not None:  # first: if counting failed, nothing else changes
+                self._count(scope.user_id, usage_day(write.now), write.usage)
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
@@ -118,6 +130,7 @@ class InMemoryStore(InMemoryMemories):
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._forget_usage()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         with self._mutex:
@@ -160,6 +173,7 @@ class InMemoryStore(InMemoryMemories):
         with self._mutex:
             self._users.clear()
             self._memories.clear()
+            self._forget_usage()
 
 
 __all__ = ["InMemoryStore"]

@@ -25,7 +25,10 @@ Design (tables and queries in `postgres_sql`):
   prune_inactive and clear_all run as the connecting role, which must own the schema.
 - Memories (`postgres_memories`, `PostgresMemories`, a base of the store): one table of
   memories with a GIN index of user-prefixed terms, so a search reads that user's postings
-  only; one row per user that serialises the user's memory writes. A session's summary is a
+  only; one row per user that serialises the user's memory writes.
+- Usage (`postgres_usage`, `PostgresUsage`, a base of the store): a row per user per UTC
+  day that `append_turn` adds the turn's usage to in the turn's transaction; budget
+  overrides; the shared rate limit's buckets. A session's summary is a
   column of its scope row.
 - Turn lock: a session-level advisory lock, taken with `pg_try_advisory_lock` on the
   dedicated lock connection, after the in-process lock (see `locks`). One connection holds
@@ -51,6 +54,8 @@ from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
+from tenantry.storage.postgres_usage import PostgresUsage, UsageQueries, usage_params
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -74,7 +79,7 @@ LockProof = tuple[int, int]
 """(backend pid of the lock connection, advisory-lock key)."""
 
 
-class PostgresStore(PostgresMemories[LockProof]):
+class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
     """`PostgresStore("postgresql://user@host/db", schema="tenantry", max_messages=100)`."""
 
     def __init__(
@@ -84,6 +89,7 @@ class PostgresStore(PostgresMemories[LockProof]):
         schema: str = "tenantry",
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 10,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
@@ -92,7 +98,11 @@ class PostgresStore(PostgresMemories[LockProof]):
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
-            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+            pool_size=pool_size,
         )
         try:
             params = conninfo_to_dict(url)
@@ -101,6 +111,7 @@ class PostgresStore(PostgresMemories[LockProof]):
         self.schema = schema
         self._q = Queries(check_identifier("schema", schema))
         self._mq = MemoryQueries(check_identifier("schema", schema))
+        self._uq = UsageQueries(check_identifier("schema", schema))
         self._rls = rls
         check_identifier("tenant_role", tenant_role)
         self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
@@ -155,6 +166,7 @@ class PostgresStore(PostgresMemories[LockProof]):
             "now": write.now,
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
+            **usage_params(usage_day(write.now), write.usage),
         }
 
         statements = [self._q.append]

@@ -20,6 +20,8 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   is repeated on each row for the row-level-security policy; `body` is the message as JSON.
 - `memories`, `memory_users` (schema version 3) and their functions: the users' memories,
   see `postgres_memories`.
+- `usage_days`, `budgets`, `rate_buckets` (schema version 4) and their functions: the
+  users' usage counters, budget overrides and shared rate limit, see `postgres_usage`.
 - Row-level security on every table (`RLS_TABLES`), for the NOLOGIN role `tenant_role`: it
   sees and writes only rows whose user_id equals the transaction's `tenantry.user_id`
   setting. The store runs every single-tenant query as that role; the connecting role (the
@@ -27,13 +29,15 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   prune_inactive, clear_all), and by `search_memories` (see `postgres_memories`).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
-- `append_turn(user, session, state, now, cap, bodies)`: the scope's upsert and the insert of
-  its new messages, in PL/pgSQL so that their plans are cached per connection instead of
-  parsed and planned on every append (schema version 2). It runs with the caller's rights,
-  so row-level security applies inside it as outside.
+- `append_turn(user, session, state, now, cap, bodies, day, usage, estimated)`: the scope's
+  upsert, the insert of its new messages and (schema version 4, when `usage` is not NULL)
+  the turn's usage added to the user's `day`, in PL/pgSQL so that their plans are cached
+  per connection instead of parsed and planned on every append (schema version 2). It runs
+  with the caller's rights, so row-level security applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
-locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories).
+locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
+version 3 usage).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -47,10 +51,19 @@ import psycopg
 
 from tenantry.errors import InvalidInput, StoreSchemaError
 from tenantry.storage.postgres_memories import memories_ddl, search_grant
+from tenantry.storage.postgres_usage import usage_ddl
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-RLS_TABLES = ("scopes", "messages", "memories", "memory_users")
+RLS_TABLES = (
+    "scopes",
+    "messages",
+    "memories",
+    "memory_users",
+    "usage_days",
+    "budgets",
+    "rate_buckets",
+)
 """Every table, each with its tenant policy: every row carries its user_id."""
 
 DDL_LOCK_KEY = 0x74656E616E747279
@@ -108,8 +121,9 @@ BEGIN
             USING ERRCODE = '{LOCK_LOST_SQLSTATE}';
     END IF;
 END $$;
-{append_turn_ddl(schema)}
 {memories_ddl(schema)}
+{usage_ddl(schema)}
+{append_turn_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
 """
 
@@ -119,7 +133,8 @@ def append_turn_ddl(schema: str) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION {schema}.append_turn(
     p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
-    p_bodies text[]
+    p_bodies text[], p_day date DEFAULT NULL, p_usage bigint[] DEFAULT NULL,
+    p_estimated boolean DEFAULT false
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     added integer := coalesce(array_length(p_bodies, 1), 0);
@@ -138,6 +153,9 @@ BEGIN
         SELECT scope, next - added + b.i - 1, p_user, b.body
         FROM unnest(p_bodies) WITH ORDINALITY AS b(body, i);
     END IF;
+    IF p_usage IS NOT NULL THEN
+        PERFORM {schema}.count_usage(p_user, p_day, p_usage, p_estimated);
+    END IF;
 END $$;
 """
 
@@ -150,6 +168,10 @@ def upgrade_ddl(schema: str, version: int) -> str:
     if version < 3:
         summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
         steps += [summary, memories_ddl(schema)]
+    if version < 4:  # append_turn gained the usage parameters: replace, not overload
+        old = "text, text, text, double precision, integer, text[]"
+        steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
+        steps += [usage_ddl(schema), append_turn_ddl(schema)]
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
 
@@ -256,7 +278,7 @@ class Queries:
         self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.append = (
             f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
-            " %(bodies)s::text[])"
+            " %(bodies)s::text[], %(day)s::date, %(counts)s::bigint[], %(estimated)s)"
         )
         # Bounds are computed in a materialised step first: under row-level security only
         # leakproof comparisons with plain values may become index conditions, and `-` is

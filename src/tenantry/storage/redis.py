@@ -20,12 +20,14 @@ user's keys share one slot, and each index is split into one bucket per slot, th
 bucket in the user's slot (`redis_keys`). Every key is named by `KeyLayout`.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
-store). A turn is one Lua script (`redis_lua`): append, trim to max_messages, set state,
-update the indexes, all atomic, in one slot. Listing users or sessions reads index sets and
-pruning reads the activity sorted sets, so no operation ever uses KEYS or SCAN. Deleting a
-scope is a script too, and pruning re-checks each scope's last activity inside it, so a scope
-written meanwhile survives. Commands are never retried by the client: a retried append could
-store a turn twice (`redis_client`).
+store); their usage a hash per user per UTC day, their budget override a hash per user, and
+the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
+is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
+indexes, add the turn's usage, all atomic, in one slot. Listing users or sessions reads
+index sets and pruning reads the activity sorted sets, so no operation ever uses KEYS or
+SCAN. Deleting a scope is a script too, and pruning re-checks each scope's last activity
+inside it, so a scope written meanwhile survives. Commands are never retried by the client:
+a retried append could store a turn twice (`redis_client`).
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
 every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
@@ -59,6 +61,8 @@ from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.redis_client import (
+    BUCKET_IDLE,
+    BUCKET_MEMBERS,
     Client,
     connect,
     eval_and_wait,
@@ -68,8 +72,6 @@ from tenantry.storage.redis_client import (
 from tenantry.storage.redis_keys import KeyLayout, encode_id
 from tenantry.storage.redis_lua import (
     APPEND,
-    BUCKET_IDLE,
-    BUCKET_MEMBERS,
     DELETE,
     LOCK_LOST,
     MEMORY_SCRIPTS,
@@ -78,6 +80,8 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
+from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Message
 
@@ -114,7 +118,7 @@ class _Lock:
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class RedisStore(RedisMemories[_Lock]):
+class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`;
     `RedisStore("redis://h1:7000,h2:7001/", cluster=True)` for Redis Cluster."""
 
@@ -126,6 +130,7 @@ class RedisStore(RedisMemories[_Lock]):
         cluster: bool = False,
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 20,
         lock_ttl: float = 10.0,
         wait_replicas: int = 0,
@@ -133,7 +138,11 @@ class RedisStore(RedisMemories[_Lock]):
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
-            max_messages=max_messages, max_memories=max_memories, clock=clock, pool_size=pool_size
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+            pool_size=pool_size,
         )
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
@@ -179,6 +188,9 @@ class RedisStore(RedisMemories[_Lock]):
             member=f"{encode_id(user)}:{encode_id(session)}",
         )
 
+    def _user_key(self, kind: str, user_id: str) -> str:
+        return self.layout.user_key(kind, user_id)
+
     def _memory_keys(self, user_id: str) -> MemoryKeys:
         key = self.layout.user_key
         return MemoryKeys(
@@ -200,6 +212,7 @@ class RedisStore(RedisMemories[_Lock]):
                 ("release", RELEASE),
                 ("set_summary", SET_SUMMARY),
                 *MEMORY_SCRIPTS.items(),
+                *USAGE_SCRIPTS.items(),
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
@@ -286,10 +299,13 @@ class RedisStore(RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
-            *(encode_message(m) for m in write.messages),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, keys.users]
         script_keys += [keys.activity, keys.lock]
+        day = usage_day(write.now)
+        script_keys += self._usage_keys(scope.user_id, day)
+        counted = [] if write.usage is None else usage_args(day, write.usage)
+        args += [len(counted), *counted, *(encode_message(m) for m in write.messages)]
         if not self.wait_replicas:
             await self._run(lambda: self._script("append", script_keys, args), scope)
             return
@@ -362,6 +378,7 @@ class RedisStore(RedisMemories[_Lock]):
         for user_id in await self._list_users():
             await self._clear_user(user_id)
         await self._forget_every_user()
+        await self._forget_usage()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         key = self._keys(scope).summary

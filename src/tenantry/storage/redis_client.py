@@ -163,6 +163,46 @@ async def _cluster_eval_and_wait(
     return list(results)
 
 
+# The index scripts of Redis Cluster: each runs on one primary, over that primary's buckets of
+# one index (`redis_keys`), so that reading an index is one call per primary instead of one
+# command per slot. The buckets' names are built here from their head and their tags (one
+# argument, not thousands of keys), so they are a node's keys from many slots, not declared
+# in KEYS (allow-cross-slot-keys, Redis 7.0 or newer). For each:
+# ARGV[1] - the buckets' common head, "{prefix}:{index}:"
+# ARGV[2] - the tags of the slots the node serves, separated by spaces
+
+# return every member of every bucket
+BUCKET_MEMBERS = """#!lua flags=no-writes,allow-cross-slot-keys
+local out = {}
+for tag in string.gmatch(ARGV[2], '%S+') do
+    local members = redis.call('SMEMBERS', ARGV[1] .. '{' .. tag .. '}')
+    for j = 1, #members do
+        out[#out + 1] = members[j]
+    end
+end
+return out
+"""
+
+# ARGV[3] - the cutoff, as ZRANGEBYSCORE's exclusive max "(time"
+# ARGV[4] - how many members at most per bucket
+# return {1 if a bucket had ARGV[4] idle members or more else 0, member, member ...}
+BUCKET_IDLE = """#!lua flags=no-writes,allow-cross-slot-keys
+local out = {0}
+local batch = tonumber(ARGV[4])
+for tag in string.gmatch(ARGV[2], '%S+') do
+    local key = ARGV[1] .. '{' .. tag .. '}'
+    local members = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[3], 'LIMIT', 0, batch)
+    if #members >= batch then
+        out[1] = 1
+    end
+    for j = 1, #members do
+        out[#out + 1] = members[j]
+    end
+end
+return out
+"""
+
+
 async def on_every_primary(
     client: RedisCluster, source: str, head: str, args: list[Any]
 ) -> list[Any]:
@@ -197,4 +237,12 @@ async def on_every_primary(
         raise
 
 
-__all__ = ["Client", "connect", "eval_and_wait", "on_every_primary", "translate"]
+__all__ = [
+    "BUCKET_IDLE",
+    "BUCKET_MEMBERS",
+    "Client",
+    "connect",
+    "eval_and_wait",
+    "on_every_primary",
+    "translate",
+]

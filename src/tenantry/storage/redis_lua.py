@@ -8,6 +8,8 @@ touches the keys of one user only.
 
 from __future__ import annotations
 
+from tenantry.storage.redis_usage import count_lua
+
 LOCK_LOST = "TENANTRY_LOCK_LOST"
 """The error `APPEND` replies with when the turn's lock no longer holds the turn's token."""
 
@@ -17,6 +19,8 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # KEYS[4] - the users (set)
 # KEYS[5] - the activity (sorted set)
 # KEYS[6] - the scope's turn lock
+# KEYS[7], KEYS[8], KEYS[9] - the user's usage hash of the day, the day's top set, the days
+#   index (`redis_usage`)
 # ARGV[1] - the time of the write: the scope's score in KEYS[5]
 # ARGV[2] - max_messages, 0 for no cap
 # ARGV[3] - "1" to set the state to ARGV[4], "0" to keep it
@@ -25,18 +29,23 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # ARGV[6] - the user id, added to KEYS[4]
 # ARGV[7] - the scope's member in KEYS[5], "{user}:{session}"
 # ARGV[8] - the turn lock's token, or '' for a write outside a turn (no fence)
-# ARGV[9], ARGV[10] ... - the new messages' JSON, oldest first
+# ARGV[9] - k: 0 for a turn without usage, else the number of usage arguments that follow
+# ARGV[10] ... ARGV[9 + k] - the turn's usage (`redis_usage.usage_args`)
+# ARGV[10 + k], ARGV[11 + k] ... - the new messages' JSON, oldest first
 # return 1, or the error LOCK_LOST (and nothing written) if KEYS[6] does not hold ARGV[8]
 APPEND = f"""
 if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
     return redis.error_reply('{LOCK_LOST}')
 end
 local n = #ARGV
-for i = 9, n, 1000 do
+local first = 10 + tonumber(ARGV[9])
+if first > 10 then
+{count_lua(("KEYS[7]", "KEYS[8]", "KEYS[9]"), "10", "ARGV[6]")}end
+for i = first, n, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
 local cap = tonumber(ARGV[2])
-if cap > 0 and n >= 9 then
+if cap > 0 and n >= first then
     redis.call('LTRIM', KEYS[1], -cap, -1)
 end
 if ARGV[3] == '1' then
@@ -107,45 +116,6 @@ end
 return 0
 """
 
-
-# The index scripts of Redis Cluster: each runs on one primary, over that primary's buckets of
-# one index (`redis_keys`), so that reading an index is one call per primary instead of one
-# command per slot. The buckets' names are built here from their head and their tags (one
-# argument, not thousands of keys), so they are a node's keys from many slots, not declared
-# in KEYS (allow-cross-slot-keys, Redis 7.0 or newer). For each:
-# ARGV[1] - the buckets' common head, "{prefix}:{index}:"
-# ARGV[2] - the tags of the slots the node serves, separated by spaces
-
-# return every member of every bucket
-BUCKET_MEMBERS = """#!lua flags=no-writes,allow-cross-slot-keys
-local out = {}
-for tag in string.gmatch(ARGV[2], '%S+') do
-    local members = redis.call('SMEMBERS', ARGV[1] .. '{' .. tag .. '}')
-    for j = 1, #members do
-        out[#out + 1] = members[j]
-    end
-end
-return out
-"""
-
-# ARGV[3] - the cutoff, as ZRANGEBYSCORE's exclusive max "(time"
-# ARGV[4] - how many members at most per bucket
-# return {1 if a bucket had ARGV[4] idle members or more else 0, member, member ...}
-BUCKET_IDLE = """#!lua flags=no-writes,allow-cross-slot-keys
-local out = {0}
-local batch = tonumber(ARGV[4])
-for tag in string.gmatch(ARGV[2], '%S+') do
-    local key = ARGV[1] .. '{' .. tag .. '}'
-    local members = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[3], 'LIMIT', 0, batch)
-    if #members >= batch then
-        out[1] = 1
-    end
-    for j = 1, #members do
-        out[#out + 1] = members[j]
-    end
-end
-return out
-"""
 
 # The memory scripts. For each: KEYS[1] - the user's memories (hash id -> JSON), KEYS[2] - the
 # user's order (sorted set id -> stamp, the user's count of memory writes at its last write),
@@ -265,8 +235,6 @@ MEMORY_SCRIPTS = {
 __all__ = [
     "ADD_MEMORY",
     "APPEND",
-    "BUCKET_IDLE",
-    "BUCKET_MEMBERS",
     "CLEAR_MEMORIES",
     "DELETE",
     "DELETE_MEMORY",

@@ -17,8 +17,8 @@ Turn locks are per process: several processes may share one file safely (SQLite 
 their writes), but only PostgreSQL or Redis serialise turns of one scope across processes.
 
 A session's summary is a column of its scope row, so it goes with the session; the users'
-memories are `SQLiteMemories`' (sqlite_memories.py), a base of the store, on the same
-transactions.
+memories are `SQLiteMemories`' (sqlite_memories.py) and their usage `SQLiteUsage`'
+(sqlite_usage.py), bases of the store, on the same transactions.
 """
 
 from __future__ import annotations
@@ -54,14 +54,16 @@ from tenantry.storage.sqlite_sql import (
     install_schema,
     to_row,
 )
+from tenantry.storage.sqlite_usage import SQLiteUsage, count_usage, delete_all_usage
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
-from tenantry.types import Message
+from tenantry.types import Memory, Message
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class SQLiteStore(SQLiteMemories):
+class SQLiteStore(SQLiteUsage, SQLiteMemories):
     """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
 
     def __init__(
@@ -70,12 +72,18 @@ class SQLiteStore(SQLiteMemories):
         *,
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
+        usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         clock: Clock = time.time,
         readers: int = 2,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
     ) -> None:
-        super().__init__(max_messages=max_messages, max_memories=max_memories, clock=clock)
+        super().__init__(
+            max_messages=max_messages,
+            max_memories=max_memories,
+            usage_retention_days=usage_retention_days,
+            clock=clock,
+        )
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise InvalidInput(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous!r}")
         if readers < 1:
@@ -205,7 +213,7 @@ class SQLiteStore(SQLiteMemories):
     # --- primitives ---------------------------------------------------------------------------
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
-        batch, state, now = write.messages, write.state, write.now
+        batch, state, now, usage = write.messages, write.state, write.now, write.usage
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
@@ -227,6 +235,8 @@ class SQLiteStore(SQLiteMemories):
                 conn.execute(
                     "UPDATE scopes SET message_count = ? WHERE scope_id = ?", (cap, scope_id)
                 )
+            if usage is not None:
+                count_usage(conn, scope.user_id, usage_day(now), usage)
 
         await self._write(append)
 
@@ -266,6 +276,21 @@ class SQLiteStore(SQLiteMemories):
 
         messages, state = await self._query(read)
         return Snapshot(messages, decode_state(state))
+
+    async def _snapshot_and_search(
+        self, scope: Scope, limit: int | None, terms: list[str], wanted: int
+    ) -> tuple[Snapshot, list[Memory]]:
+        """One read transaction on one reader thread: the history, the state and the
+        memories of one moment, for one thread hop."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, list[Memory]]:
+            found = self._find(conn, scope)
+            messages = [] if found is None or limit == 0 else self._newest(conn, found[0], limit)
+            memories = self._search_rows(conn, scope.user_id, terms, wanted) if terms else []
+            return messages, None if found is None else found[1], memories
+
+        messages, state, memories = await self._query(read)
+        return Snapshot(messages, decode_state(state)), memories
 
     async def _size(self, scope: Scope) -> int:
         def count(conn: sqlite3.Connection) -> int:
@@ -309,6 +334,7 @@ class SQLiteStore(SQLiteMemories):
             conn.execute("DELETE FROM messages")
             conn.execute("DELETE FROM scopes")
             delete_all_memories(conn)
+            delete_all_usage(conn)
 
         await self._write(clear)
 

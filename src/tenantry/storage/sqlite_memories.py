@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 FIELDS = "id, user_id, text, created_at, updated_at, version, session_id, run_id"
 """A memory's columns, in the order of `Memory`'s fields."""
+_SEARCH_COLUMNS = ", ".join(f"m.{name.strip()}" for name in FIELDS.split(","))
 NEXT_STAMP = "(SELECT coalesce(max(stamp), 0) + 1 FROM memories WHERE user_id = ?)"
 
 
@@ -132,19 +133,21 @@ class SQLiteMemories(Store):
     async def _search_memories(
         self, user_id: str, terms: Sequence[str], limit: int
     ) -> list[Memory]:
-        query = _match(user_id, terms)
-        columns = ", ".join(f"m.{name.strip()}" for name in FIELDS.split(","))
+        return await self._query(lambda conn: self._search_rows(conn, user_id, terms, limit))
 
-        def search(conn: sqlite3.Connection) -> list[Memory]:
-            rows = conn.execute(
-                f"SELECT {columns} FROM memory_terms JOIN memories m ON m.seq = memory_terms.rowid"
-                " WHERE memory_terms MATCH ? AND m.user_id = ?"
-                " ORDER BY bm25(memory_terms), m.stamp DESC LIMIT ?",
-                (query, user_id, limit),
-            )
-            return [_memory(row) for row in rows]
-
-        return await self._query(search)
+    @staticmethod
+    def _search_rows(
+        conn: sqlite3.Connection, user_id: str, terms: Sequence[str], limit: int
+    ) -> list[Memory]:
+        """The keyword search, on `conn` (inside the caller's read transaction)."""
+        rows = conn.execute(
+            f"SELECT {_SEARCH_COLUMNS} FROM memory_terms"
+            " JOIN memories m ON m.seq = memory_terms.rowid"
+            " WHERE memory_terms MATCH ? AND m.user_id = ?"
+            " ORDER BY bm25(memory_terms), m.stamp DESC LIMIT ?",
+            (_match(user_id, terms), user_id, limit),
+        )
+        return [_memory(row) for row in rows]
 
     async def _memory_vectors(self, user_id: str) -> list[tuple[str, bytes]]:
         def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:

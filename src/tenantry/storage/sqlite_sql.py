@@ -6,8 +6,11 @@
 - `messages`: one row per message, numbered by `seq` in the order written and indexed by
   (scope_id, seq), so reading a scope's newest N walks that scope's index entries only.
 - `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
+- `usage_days` and `budgets`: the users' usage counters and budget overrides (see
+  `sqlite_usage`).
 - `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
-  first use (version 1 had no summaries and no memories), a file of a newer one is refused.
+  first use (version 1 had no summaries and no memories, version 2 no usage), a file of a
+  newer one is refused.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import Any
 
 from tenantry.errors import StoreError
 from tenantry.storage.codec import decode_tool_calls, encode_tool_calls
+from tenantry.storage.sqlite_usage import USAGE_SCHEMA
 from tenantry.types import Message
 
-SCHEMA_VERSION = 2
-SCHEMA = """
+SCHEMA_VERSION = 3
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS scopes (
     scope_id INTEGER PRIMARY KEY,
@@ -62,8 +67,11 @@ CREATE TABLE IF NOT EXISTS memories (
 CREATE INDEX IF NOT EXISTS memories_by_stamp ON memories (user_id, stamp);
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_terms USING fts5(terms, tokenize = 'ascii');
 """
-UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT"}
-"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing)."""
+    + USAGE_SCHEMA
+)
+UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT", 2: ""}
+"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing:
+version 3's usage tables are only that)."""
 
 
 def install_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -81,7 +89,8 @@ def install_schema(conn: sqlite3.Connection, path: str) -> None:
             conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                conn.execute(UPGRADES[step])
+                if UPGRADES[step]:
+                    conn.execute(UPGRADES[step])
             conn.execute("UPDATE tenantry_schema SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:

@@ -13,13 +13,13 @@ turn lock belongs to the task that holds it, and a blocking caller has no task o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from tenantry._runner import run_sync
 from tenantry.storage.base import Snapshot, Store
-from tenantry.types import Memory, Message, Summary
+from tenantry.types import Admission, Budget, Memory, Message, Summary, Usage, UsageDay
 
 
 class SyncStore:
@@ -40,6 +40,14 @@ class SyncStore:
     def closed(self) -> bool:
         return self.store.closed
 
+    @property
+    def usage_retention_days(self) -> int:
+        return self.store.usage_retention_days
+
+    @property
+    def shares_rate_limit(self) -> bool:
+        return self.store.shares_rate_limit
+
     def add(
         self, message: Message, *, user_id: str | None = None, session_id: str | None = None
     ) -> None:
@@ -52,8 +60,13 @@ class SyncStore:
         user_id: str | None = None,
         session_id: str | None = None,
         state: Mapping[str, Any] | None = None,
+        usage: Usage | None = None,
     ) -> None:
-        run_sync(self.store.add_many(messages, user_id=user_id, session_id=session_id, state=state))
+        run_sync(
+            self.store.add_many(
+                messages, user_id=user_id, session_id=session_id, state=state, usage=usage
+            )
+        )
 
     def get_messages(
         self,
@@ -69,6 +82,25 @@ class SyncStore:
         self, user_id: str | None = None, session_id: str | None = None, *, limit: int | None = None
     ) -> Snapshot:
         return run_sync(self.store.snapshot(user_id, session_id, limit=limit))
+
+    def snapshot_and_search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        limit: int | None = None,
+        search_limit: int = 5,
+    ) -> tuple[Snapshot, list[Memory]]:
+        return run_sync(
+            self.store.snapshot_and_search(
+                query,
+                user_id=user_id,
+                session_id=session_id,
+                limit=limit,
+                search_limit=search_limit,
+            )
+        )
 
     def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         return run_sync(self.store.size(user_id, session_id))
@@ -169,6 +201,30 @@ class SyncStore:
         self, summary: Summary, *, user_id: str | None = None, session_id: str | None = None
     ) -> None:
         run_sync(self.store.set_summary(summary, user_id=user_id, session_id=session_id))
+
+    def add_usage(self, usage: Usage, *, user_id: str, now: float | None = None) -> None:
+        run_sync(self.store.add_usage(usage, user_id=user_id, now=now))
+
+    def get_usage(self, user_id: str, *, start: date, end: date) -> list[UsageDay]:
+        return run_sync(self.store.get_usage(user_id, start=start, end=end))
+
+    def usage_total(self, user_id: str, *, start: date, end: date) -> Usage:
+        return run_sync(self.store.usage_total(user_id, start=start, end=end))
+
+    def top_usage(self, *, start: date, end: date, limit: int = 10) -> list[tuple[str, Usage]]:
+        return run_sync(self.store.top_usage(start=start, end=end, limit=limit))
+
+    def read_admission(self, user_id: str, *, now: float | None = None) -> Admission:
+        return run_sync(self.store.read_admission(user_id, now=now))
+
+    def get_budget(self, user_id: str) -> Budget | None:
+        return run_sync(self.store.get_budget(user_id))
+
+    def set_budget(self, user_id: str, budget: Budget | None) -> None:
+        run_sync(self.store.set_budget(user_id, budget))
+
+    def rate_limit_hit(self, user_id: str, *, per_minute: int, now: float | None = None) -> float:
+        return run_sync(self.store.rate_limit_hit(user_id, per_minute=per_minute, now=now))
 
     def ping(self) -> None:
         run_sync(self.store.ping())

@@ -27,14 +27,17 @@ from tenantry.storage.base import Store
 
 DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
-_INT_OPTIONS = frozenset({"max_messages", "max_memories", "readers", "pool_size", "wait_replicas"})
+_INT_OPTIONS = frozenset(
+    {"max_messages", "max_memories", "usage_retention_days", "readers", "pool_size"}
+    | {"wait_replicas"}
+)
 _FLOAT_OPTIONS = frozenset(
     {"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout", "wait_timeout"}
 )
 _BOOL_OPTIONS = frozenset({"rls", "cluster"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
 _BOOLS |= {"false": False, "off": False, "0": False, "no": False}
-_COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "clock"})
+_COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "usage_retention_days", "clock"})
 _POSTGRES_OPTIONS = _COMMON_OPTIONS | {
     "schema",
     "pool_size",

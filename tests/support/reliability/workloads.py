@@ -5,8 +5,11 @@ text, session state, even the session ids carry the user's token), and every mem
 its user's token, so any read that returns data of another scope or user is caught: after
 every read we check that only the reader's own token appears. Every memory says the same
 words ("tea", "green" ...), so a search that crossed users would find foreign memories; and
-callers try other users' memory ids, which must be "not found". The same code runs in CI
-with small counts and in soak mode with big ones.
+callers try other users' memory ids, which must be "not found". Usage carries its user's
+mark too: every usage a user records has `cache_write_tokens == tool_calls * unit`, with a
+unit of its own per user (`usage_unit`), so a read that summed in another user's usage breaks
+the ratio; a budget override holds the unit as its monthly token limit. The same code runs in
+CI with small counts and in soak mode with big ones.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tenantry import Agent, FunctionModel, MemoryConflict, MemoryNotFound, Message
+from tenantry import Agent, Budget, FunctionModel, MemoryConflict, MemoryNotFound, Message, Usage
 from tenantry.storage.base import Store
 from tenantry.types import Memory, ToolSpec
 
@@ -31,6 +35,15 @@ MEMORY_KINDS = (
     "foreign_memory",
     "delete_memory",
     "clear_memories",
+)
+USAGE_KINDS = (
+    "counted_turn",
+    "add_usage",
+    "get_usage",
+    "read_admission",
+    "set_budget",
+    "get_budget",
+    "top_usage",
 )
 KNOWN_IDS = 8
 """Memory ids remembered per user (the newest), for updates and for foreign attempts."""
@@ -99,6 +112,36 @@ def make_scopes(
     return scopes
 
 
+def usage_unit(scope: TokenScope) -> int:
+    """Give the unit of the user's usage mark (see the module's docstring): its own per user."""
+    return int(scope.user_token[:8], 16) + 1
+
+
+def usage_mark(scope: TokenScope, calls: int) -> Usage:
+    """Give a usage that carries the user's mark. Agent turns record usage too, but with no
+    tool calls and no cache writes here, so they keep the ratio."""
+    return Usage(requests=calls, cache_write_tokens=calls * usage_unit(scope), tool_calls=calls)
+
+
+def check_usage(report: IsolationReport, scope: TokenScope, usage: Usage, where: str) -> None:
+    """Record a violation if `usage` does not carry `scope`'s user's mark."""
+    report.reads_checked += 1
+    if usage.cache_write_tokens != usage.tool_calls * usage_unit(scope):
+        report.violations.append(f"{where} of {scope.user_id}: foreign usage {usage}")
+
+
+def check_budget(
+    report: IsolationReport, scope: TokenScope, budget: Budget | None, where: str
+) -> None:
+    report.reads_checked += 1
+    if budget is not None and budget != Budget(tokens_per_month=usage_unit(scope)):
+        report.violations.append(f"{where} of {scope.user_id}: foreign budget {budget}")
+
+
+def _today() -> Any:
+    return datetime.now(UTC).date()
+
+
 def _token_of(text: str) -> str:
     return text.split("|", 1)[0]
 
@@ -160,8 +203,12 @@ async def scan_scopes(
         check_messages(report, scope, messages, "final")
         check_state(report, scope, await store.get_state(scope.user_id, scope.session_id), "final")
         first_of_user.setdefault(scope.user_id, scope)
+    start, end = _today() - timedelta(days=2), _today() + timedelta(days=1)
     for user_id, scope in first_of_user.items():
         check_memories(report, scope, await store.list_memories(user_id=user_id), "final")
+        total = await store.usage_total(user_id, start=start, end=end)
+        check_usage(report, scope, total, "final usage")
+        check_budget(report, scope, await store.get_budget(user_id), "final budget")
     known_users = {scope.user_id for scope in scopes}
     strangers = [user for user in await store.list_users() if user not in known_users]
     report.reads_checked += 1
@@ -179,12 +226,15 @@ async def random_isolation(
     seed: int = 0,
     turn_share: float = 0.1,
     memory_share: float = 0.25,
+    usage_share: float = 0.1,
     final_scan: bool = True,
     known_users: Collection[str] | None = None,
 ) -> IsolationReport:
     """Run `operations` random store calls and agent turns over `scopes` from `concurrency`
-    tasks, `memory_share` of them memory calls; check every read for foreign tokens. Give
-    the report (violations must be empty).
+    tasks, `usage_share` of them usage calls and `memory_share` of the rest memory calls;
+    check every read for foreign tokens and marks. Give the report (violations must be
+    empty); with `final_scan`, each user's stored usage must also hold exactly the tool
+    calls this run recorded for it.
 
     `final_scan=False` leaves out the last full read of every scope (when several processes
     share the scopes, the parent does it once they all finished); `known_users` are the user
@@ -198,8 +248,12 @@ async def random_isolation(
     known_users = set(by_user) if known_users is None else set(known_users)
     remaining = operations
     memory_ids: dict[str, list[str]] = {}
+    recorded: dict[str, int] = {}  # tool calls of the acknowledged usage writes, per user
 
     async def one(scope: TokenScope) -> None:
+        if rng.random() < usage_share:
+            await usage_call(scope)
+            return
         if rng.random() < memory_share:
             await memory_call(scope)
             return
@@ -321,6 +375,47 @@ async def random_isolation(
         except (MemoryNotFound, MemoryConflict):
             pass  # dropped by the cap or changed by a concurrent caller: not a violation
 
+    async def usage_call(scope: TokenScope) -> None:
+        kind, u = rng.random(), scope.user_id
+        calls = rng.randint(1, 3)
+        start, end = _today() - timedelta(days=1), _today() + timedelta(days=1)
+        if kind < 0.35:
+            batch = [Message.user(f"{scope.token}|counted {calls}")]
+            mark = usage_mark(scope, calls)
+            await store.add_many(batch, user_id=u, session_id=scope.session_id, usage=mark)
+            recorded[u] = recorded.get(u, 0) + calls
+            report.count("counted_turn")
+        elif kind < 0.5:
+            await store.add_usage(usage_mark(scope, calls), user_id=u)
+            recorded[u] = recorded.get(u, 0) + calls
+            report.count("add_usage")
+        elif kind < 0.7:
+            for day in await store.get_usage(u, start=start, end=end):
+                check_usage(report, scope, day.usage, "get_usage")
+            report.count("get_usage")
+        elif kind < 0.8:
+            admission = await store.read_admission(u)
+            check_usage(report, scope, admission.day, "admission day")
+            check_usage(report, scope, admission.month, "admission month")
+            check_budget(report, scope, admission.budget, "admission")
+            report.count("read_admission")
+        elif kind < 0.88:
+            budget = Budget(tokens_per_month=usage_unit(scope)) if rng.random() < 0.7 else None
+            await store.set_budget(u, budget)
+            report.count("set_budget")
+        elif kind < 0.95:
+            check_budget(report, scope, await store.get_budget(u), "get_budget")
+            report.count("get_budget")
+        else:
+            for user, usage in await store.top_usage(start=start, end=end, limit=5):
+                owner = by_user.get(user)
+                if owner is None:
+                    if user not in known_users:
+                        report.violations.append(f"top_usage gave unknown user {user!r}")
+                    continue
+                check_usage(report, owner[0], usage, "top_usage")
+            report.count("top_usage")
+
     async def foreign(scope: TokenScope) -> None:
         """Try another user's memory id as `scope`'s user: every call must be not found."""
         others = [user for user in memory_ids if user != scope.user_id and memory_ids[user]]
@@ -349,4 +444,10 @@ async def random_isolation(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     if final_scan:  # a last full read of every scope, after everything settled
         await scan_scopes(store, scopes, report)
+        start, end = _today() - timedelta(days=2), _today() + timedelta(days=1)
+        for user, calls in recorded.items():
+            stored = (await store.usage_total(user, start=start, end=end)).tool_calls
+            report.reads_checked += 1
+            if stored != calls:
+                report.violations.append(f"{user} recorded {calls} tool calls, stored {stored}")
     return report
