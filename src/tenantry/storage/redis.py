@@ -4,20 +4,13 @@
 Keys, all under a configurable prefix (several apps can share one Redis; a prefix holds no
 ':', so two different prefixes never share a key), with user and session ids percent-encoded
 (`encode_id`), so that ':' '{' '}' '*' '%' and unicode in an id can neither make two scopes
-share a key nor reach outside the prefix. On one server (the names of every earlier release):
-
-    {prefix}:messages:{user}:{session}   list of the scope's messages (JSON), oldest first
-    {prefix}:state:{user}:{session}      the scope's session state (JSON)
-    {prefix}:summary:{user}:{session}    the session's summary (JSON)
-    {prefix}:sessions:{user}             set of the user's session ids
-    {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
-    {prefix}:users                       set of user ids that have a session
-    {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
-
-On Redis Cluster (`cluster=True`, or a `redis+cluster://host:port,host:port/` URL) the user
-id is each per-user key's hash tag (`{prefix}:messages:{{user}}:{session}`), so all of a
-user's keys share one slot, and each index is split into one bucket per slot, the user's
-bucket in the user's slot (`redis_keys`). Every key is named by `KeyLayout`.
+share a key nor reach outside the prefix. Every key is named by `KeyLayout` (`redis_keys`):
+on one server `{prefix}:messages:{user}:{session}`, `...:state:...`, `...:summary:...`,
+`...:lock:...`, `{prefix}:sessions:{user}`, and the indexes `{prefix}:users` (users with a
+session) and `{prefix}:activity` ("{user}:{session}" -> time of last write) — the names of
+every earlier release. On Redis Cluster (`cluster=True`, or `redis+cluster://h:p,h:p/`) the
+user id is each per-user key's hash tag, so all of a user's keys share one slot, and each
+index has one bucket per slot, the user's bucket in the user's slot.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
 store); their usage a hash per user per UTC day, their budget override a hash per user, and
@@ -52,7 +45,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from tenantry.errors import InvalidInput, MissingDependency, StoreClosed, StoreError
@@ -61,12 +54,11 @@ from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.redis_client import (
-    BUCKET_IDLE,
-    BUCKET_MEMBERS,
     Client,
     connect,
     eval_and_wait,
-    on_every_primary,
+    idle_members,
+    index_members,
     translate,
 )
 from tenantry.storage.redis_keys import KeyLayout, encode_id
@@ -256,33 +248,17 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         return translate(exc)
 
     async def _index_members(self, index: str) -> list[str]:
-        """Give every member of the set `index`: one key on one server, every bucket (one
-        script per primary) on a cluster."""
-        client = self._ready()
-        if isinstance(client, RedisCluster):
-            head = self.layout.bucket_head(index)
-            replies = await self._run(lambda: on_every_primary(client, BUCKET_MEMBERS, head, []))
-            members = [member for reply in replies for member in reply]
-        else:
-            key = self.layout.index_key(index, "")
-            members = list(await self._run(lambda: client.smembers(key)))
+        """Give every member of the set `index` (every bucket, on a cluster)."""
+        client, layout = self._ready(), self.layout
+        members = await self._run(lambda: index_members(client, layout, index))
         return sorted({_text(member) for member in members})
 
     async def _idle(self, bound: str) -> tuple[list[str], bool]:
         """Give members of the activity index last written before `bound` (at most
         PRUNE_BATCH per bucket), and whether some bucket has more."""
-        client = self._ready()
-        if isinstance(client, RedisCluster):
-            head = self.layout.bucket_head("activity")
-            args = [bound, PRUNE_BATCH]
-            replies = await self._run(lambda: on_every_primary(client, BUCKET_IDLE, head, args))
-            members = [_text(m) for reply in replies for m in reply[1:]]
-            return members, any(int(reply[0]) for reply in replies)
-        key = self.layout.index_key("activity", "")
-        found = await self._run(
-            lambda: client.zrangebyscore(key, "-inf", bound, start=0, num=PRUNE_BATCH)
-        )
-        return [_text(m) for m in cast(list[Any], found)], len(found) >= PRUNE_BATCH
+        client, layout = self._ready(), self.layout
+        found, more = await self._run(lambda: idle_members(client, layout, bound, PRUNE_BATCH))
+        return [_text(member) for member in found], more
 
     # --- primitives ---------------------------------------------------------------------------
 

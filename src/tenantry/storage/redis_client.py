@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
-from tenantry.storage.redis_keys import SLOTS, slot_tags
+from tenantry.storage.redis_keys import SLOTS, KeyLayout, slot_tags
 
 try:
     import redis
@@ -201,6 +201,31 @@ for tag in string.gmatch(ARGV[2], '%S+') do
 end
 return out
 """
+
+
+async def index_members(client: Client, layout: KeyLayout, index: str) -> list[Any]:
+    """Give every member of the set `index`: its one key on one server, every bucket (one
+    script per primary) on a cluster."""
+    if isinstance(client, RedisCluster):
+        head = layout.bucket_head(index)
+        replies = await on_every_primary(client, BUCKET_MEMBERS, head, [])
+        return [member for reply in replies for member in reply]
+    return list(await client.smembers(layout.index_key(index, "")))
+
+
+async def idle_members(
+    client: Client, layout: KeyLayout, bound: str, batch: int
+) -> tuple[list[Any], bool]:
+    """Give members of the activity index scored below `bound` (at most `batch` per bucket)
+    and whether some bucket has more."""
+    if isinstance(client, RedisCluster):
+        head = layout.bucket_head("activity")
+        replies = await on_every_primary(client, BUCKET_IDLE, head, [bound, batch])
+        found = [member for reply in replies for member in reply[1:]]
+        return found, any(int(reply[0]) for reply in replies)
+    key = layout.index_key("activity", "")
+    found = list(await client.zrangebyscore(key, "-inf", bound, start=0, num=batch))
+    return found, len(found) >= batch
 
 
 async def on_every_primary(
