@@ -12,6 +12,8 @@ import typing
 from tenantry._version import __version__
 from tenantry.agent import Agent
 from tenantry.errors import (
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
     InvalidInput,
     InvalidMemory,
     InvalidMessage,
@@ -94,7 +96,9 @@ __all__ = [
     "Budget",
     "Embedder",
     "FunctionModel",
+    "IdempotencyKeyReused",
     "InMemoryStore",
+    "InvalidIdempotencyKey",
     "InvalidInput",
     "InvalidMemory",
     "InvalidMessage",

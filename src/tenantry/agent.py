@@ -8,7 +8,13 @@ A turn:
 2. reads the newest `history_window` messages and the session state in one snapshot,
 3. calls the model, runs the tools it asks for, up to `max_loops` model calls,
 4. writes the user message, tool messages, the reply and the changed state in ONE atomic
-   `add_many`, after the model answered. A failure anywhere before that stores nothing.
+   `add_many`, after the model answered. A failure anywhere before that stores nothing; once
+   the write started, cancelling the run lets it finish first (`replay.committed`).
+
+With `idempotency_key=`, step 1 is followed by a look-up of the key: a turn already stored
+with it (and the same session and message) is given back as it was, with no model call
+(`RunOutput.replayed`); the same key with another request is IdempotencyKeyReused. The key is
+stored with the turn in step 4's write, for `idempotency_ttl` (see `tenantry.replay`).
 
 With `memory=` on (`tenantry.memory`), step 2 also recalls the user's memories (and the
 session summary) into the system prompt, and once the turn is stored its learning and summary
@@ -20,11 +26,13 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from tenantry._checks import check_int
 from tenantry._runner import run_sync
 from tenantry.errors import (
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidMessage,
     MaxLoopsExceeded,
@@ -36,7 +44,14 @@ from tenantry.memory.jobs import BackgroundJobs
 from tenantry.memory.runtime import AgentMemory
 from tenantry.memory.tools import is_memory_tool, memory_tools
 from tenantry.models.base import Model, ModelResponse
+from tenantry.replay import committed, record_of, stored_reply
 from tenantry.storage.base import DEFAULT_LOCK_TIMEOUT, Store
+from tenantry.storage.idempotency import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    check_idempotency_key,
+    check_ttl,
+    request_hash,
+)
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
 from tenantry.toolsets import RunTool, Toolset, tools_for_turn
@@ -88,6 +103,7 @@ class Agent:
         "_memory",
         "default_user_id",
         "history_window",
+        "idempotency_ttl",
         "instructions",
         "lock_timeout",
         "max_loops",
@@ -112,6 +128,8 @@ class Agent:
     default_user_id: str
     """The tenant of runs that name none (for scripts); a server passes user_id= to each run."""
     lock_timeout: float
+    idempotency_ttl: float
+    """Seconds a turn run with an idempotency key keeps its key (and reply) for retries."""
     memory: MemoryConfig | None
     """Long-term memory per user (None: off); see `tenantry.memory.MemoryConfig`."""
     _memory: AgentMemory | None
@@ -131,6 +149,7 @@ class Agent:
         toolsets: Iterable[Toolset] = (),
         tracing: Tracing = DEFAULT_TRACING,
         memory: bool | MemoryConfig = False,
+        idempotency_ttl: timedelta | float = DEFAULT_IDEMPOTENCY_TTL,
         user_id: str | None = None,
     ) -> None:
         if user_id is not None:
@@ -159,6 +178,7 @@ class Agent:
             "history_window": check_int("history_window", history_window, minimum=0),
             "default_user_id": validate_user_id(default_user_id),
             "lock_timeout": float(lock_timeout),
+            "idempotency_ttl": check_ttl(idempotency_ttl),
             "toolsets": _toolsets(toolsets),
             "tracing": tracing,
             "memory": config,
@@ -207,13 +227,21 @@ class Agent:
         user_id: str | None = None,
         session_id: str | None = None,
         deps: Any = None,
+        idempotency_key: str | None = None,
     ) -> RunOutput:
-        """Run one turn for the scope and give its output."""
+        """Run one turn for the scope and give its output.
+
+        With `idempotency_key` (any string of 1-255 characters, unique per turn of the user),
+        a retry of a turn already stored with that key and the same session and message gives
+        the stored output (`replayed=True`) without calling the model again; one still running
+        is waited for. The same key with another message or session is IdempotencyKeyReused.
+        """
         output: RunOutput | None = None
         trace = self.tracing.turn(self.name, self.model)
-        async for item in trace.wrap(
-            self._turn(message, user_id, session_id, deps, streaming=False, trace=trace)
-        ):
+        turn = self._turn(
+            message, user_id, session_id, deps, streaming=False, trace=trace, key=idempotency_key
+        )
+        async for item in trace.wrap(turn):
             if isinstance(item, RunOutput):
                 output = item
         assert output is not None
@@ -226,9 +254,18 @@ class Agent:
         user_id: str | None = None,
         session_id: str | None = None,
         deps: Any = None,
+        idempotency_key: str | None = None,
     ) -> RunOutput:
         """Blocking `arun`, for scripts and notebooks; safe to call from many threads."""
-        return run_sync(self.arun(message, user_id=user_id, session_id=session_id, deps=deps))
+        return run_sync(
+            self.arun(
+                message,
+                user_id=user_id,
+                session_id=session_id,
+                deps=deps,
+                idempotency_key=idempotency_key,
+            )
+        )
 
     async def astream(
         self,
@@ -237,15 +274,19 @@ class Agent:
         user_id: str | None = None,
         session_id: str | None = None,
         deps: Any = None,
+        idempotency_key: str | None = None,
     ) -> AsyncIterator[str | RunOutput]:
         """Run one turn, yielding text deltas as the model produces them, then the RunOutput.
 
-        The turn holds its scope's lock until the generator finishes or is closed.
+        The turn holds its scope's lock until the generator finishes or is closed. With
+        `idempotency_key` (see `arun`), a retry of a stored turn yields its stored reply as one
+        delta, then the stored RunOutput (`replayed=True`).
         """
         trace = self.tracing.turn(self.name, self.model)
-        async for item in trace.wrap(
-            self._turn(message, user_id, session_id, deps, streaming=True, trace=trace)
-        ):
+        turn = self._turn(
+            message, user_id, session_id, deps, streaming=True, trace=trace, key=idempotency_key
+        )
+        async for item in trace.wrap(turn):
             yield item
 
     # --- background memory jobs ---------------------------------------------------------------
@@ -279,15 +320,25 @@ class Agent:
         *,
         streaming: bool,
         trace: NoTrace = NO_TRACE,
+        key: str | None = None,
     ) -> AsyncIterator[str | RunOutput]:
         if not isinstance(text, str):
             raise InvalidMessage(f"the message must be a str, got {type(text).__name__}")
         if not text.strip():
             raise InvalidMessage("the message must not be empty")
         scope = self._scope(user_id, session_id)
+        key = None if key is None else check_idempotency_key(key)
+        fingerprint = request_hash(scope.session_id, text)
         trace.scope(scope)
         store, memory = self.store, self._memory
         async with store.lock(scope.user_id, scope.session_id, timeout=self.lock_timeout):
+            if key is not None:  # a retry of a stored turn: its reply, no model call
+                replay = await stored_reply(store, scope, key, fingerprint)
+                if replay is not None:
+                    if streaming and replay.content:
+                        yield replay.content
+                    yield replay
+                    return
             run_id = new_id()
             turn_memory = None
             if memory is None:
@@ -335,23 +386,42 @@ class Agent:
                     f"(max_loops={self.max_loops}); nothing of this turn was stored"
                 )
             changed = ctx.state != loaded_state
-            await store.add_many(
+            output = RunOutput(
+                content=turn[-1].content,
+                user_id=scope.user_id,
+                session_id=scope.session_id,
+                run_id=ctx.run_id,
+                messages=tuple(turn),
+                usage=usage,
+                state=dict(ctx.state),
+            )
+            now = store.clock()
+            record = (
+                None
+                if key is None
+                else record_of(output, key, fingerprint, now, self.idempotency_ttl)
+            )
+            write = store.add_many(
                 turn,
                 user_id=scope.user_id,
                 session_id=scope.session_id,
                 state=ctx.state if changed else None,
+                idempotency=record,
             )
+            try:
+                await committed(write)  # the checkpoint: from here on, the turn is stored
+            except IdempotencyKeyReused:
+                # Another write of this key got there first (its scope lock was lost, or it
+                # was another session's turn): the same request gets that turn's reply.
+                assert key is not None
+                replay = await stored_reply(store, scope, key, fingerprint)
+                if replay is None:
+                    raise
+                yield replay
+                return
         if memory is not None and turn_memory is not None:  # learning, now the turn is stored
             memory.after_turn(turn_memory, self.model, turn)
-        yield RunOutput(
-            content=turn[-1].content,
-            user_id=scope.user_id,
-            session_id=scope.session_id,
-            run_id=ctx.run_id,
-            messages=tuple(turn),
-            usage=usage,
-            state=dict(ctx.state),
-        )
+        yield output
 
     async def _call_model(
         self, messages: Sequence[Message], specs: Sequence[ToolSpec]

@@ -43,6 +43,15 @@ class InvalidMemory(InvalidInput):
     text, not finite numbers)."""
 
 
+class InvalidIdempotencyKey(InvalidInput):
+    """An idempotency key is empty, longer than 255 characters, or holds control characters."""
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An idempotency key the user already sent with a different request (another message or
+    session) within its time to live (HTTP 422): use a new key for a new turn."""
+
+
 class InvalidStoreURL(InvalidInput):
     """A store URL names no known backend or carries bad options."""
 

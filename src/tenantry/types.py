@@ -387,6 +387,9 @@ class RunOutput:
     messages: tuple[Message, ...]
     usage: Usage = Usage()
     state: Mapping[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+    """True when the turn was not run again: a retry with its idempotency key got the output
+    stored with the turn (see `Agent.arun`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

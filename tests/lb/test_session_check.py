@@ -21,6 +21,7 @@ from tests.support.reliability.session_load import (
     Turn,
     check_histories,
     expected_reply,
+    resend_with_key,
     user_ids,
 )
 from tests.support.servers import serve
@@ -84,3 +85,48 @@ async def test_a_turn_in_doubt_is_allowed_only_if_it_was_in_flight_at_a_death(
     assert (explained.in_doubt, explained.in_doubt_stored, explained.stored) == (1, 1, 6)
     unexplained = await check_histories(load.http, load, admin, [(5.0, 5.1)])
     assert any("failed outside a replica's death" in p for p in unexplained.problems)
+
+
+class LostAnswers(httpx.AsyncBaseTransport):
+    """Forwards every request to the server; the answer to the first request of every
+    second turn is lost (a 502 instead): the turn was committed, its client never heard."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.url = url
+        self.seen: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        key = request.headers.get("Idempotency-Key")
+        body = request.content.decode()
+        if (
+            key is not None
+            and key not in self.seen
+            and any(f"turn {i:02d} " in body for i in (0, 2))
+        ):
+            self.seen.add(key)
+            await response.aread()
+            return httpx.Response(502, text="Bad Gateway (the answer was lost)")
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_turns_whose_answer_was_lost_are_resent_with_their_key_and_stored_once() -> None:
+    store = InMemoryStore()
+    tenants = make_tenants(USERS)
+    app = create_app(Agent(model=OfflineModel(), store=store), tenants.settings())
+    with serve(app) as url:
+        transport = LostAnswers(url)
+        async with httpx.AsyncClient(base_url=url, timeout=30, transport=transport) as http:
+            load = SessionLoad(
+                http, tenants.keys, turns_per_user=3, concurrency=2, resend=resend_with_key
+            )
+            await load.run()
+            check = await check_histories(http, load, tenants.admin_key, [(0.0, float("inf"))])
+    assert check.problems == []
+    assert (check.acknowledged, check.stored, check.in_doubt) == (6, 6, 0)
+    assert (check.resent, check.replayed) == (4, 4)  # turns 0 and 2 of each user
+    assert sum(len(t.failures) for t in load.turns) == 4

@@ -28,6 +28,7 @@ async def test_no_read_ever_returns_another_scopes_data(make_store: MakeStore) -
     assert report.reads_checked > 5000
     assert set(report.by_kind) >= {
         "turn",
+        "keyed_turn",
         "add",
         "add_many",
         "get_messages",
@@ -44,3 +45,4 @@ async def test_no_read_ever_returns_another_scopes_data(make_store: MakeStore) -
     }
     assert report.by_kind["foreign_memory"] > 300
     assert report.by_kind["counted_turn"] > 500
+    assert report.by_kind["keyed_turn"] > 300  # keys every user uses: none ever matched another's

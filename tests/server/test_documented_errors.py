@@ -19,6 +19,7 @@ from tests.server.conftest import Tenants, open_settings
 README = Path(__file__).resolve().parents[2] / "README.md"
 JSON = {"Content-Type": "application/json"}
 CHAT = "/v1/chat/completions"
+KEYED = {"Idempotency-Key": "documented-errors-turn-1"}
 
 
 def documented() -> set[tuple[int, str]]:
@@ -74,6 +75,9 @@ async def provoked(
         await open_client.post(
             "/v1/chat", content='{"message": "hi"}', headers={"Content-Type": "text/plain"}
         ),
+        await open_client.post("/v1/chat", json={"message": "hi"}, headers={"Idempotency-Key": ""}),
+        await open_client.post("/v1/chat", json={"message": "one"}, headers=KEYED),
+        await open_client.post("/v1/chat", json={"message": "two"}, headers=KEYED),
     ]
     return {error_of(r): r for r in responses if r.status_code >= 400}
 

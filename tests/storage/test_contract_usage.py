@@ -19,8 +19,8 @@ import pytest
 
 from tenantry import Budget, Message, SyncStore, Usage, UsageDay
 from tenantry.errors import InvalidInput, InvalidUserId, ScopeLockLost, StoreClosed, StoreError
-from tenantry.storage.base import Store
-from tenantry.storage.usage import MAX_USAGE_DAYS
+from tenantry.storage.base import PRUNE_BATCH, Store
+from tenantry.storage.usage import MAX_USAGE_DAYS, month_start, usage_day
 from tests.conftest import (
     CLUSTER_BACKEND,
     PERSISTENT,
@@ -260,6 +260,12 @@ async def test_turns_from_two_store_objects_add_up(
     )
 
 
+def test_the_day_of_a_time_is_its_utc_date() -> None:
+    for now in (0.0, -0.5, 86_399.999, 86_400.0, at(DAY, 23, 59, 59) + 0.999, 1.7e9, 4.1e9):
+        assert usage_day(now) == datetime.fromtimestamp(now, UTC).date(), now
+    assert month_start(date(2026, 2, 28)) == date(2026, 2, 1)
+
+
 # --- the heaviest users -----------------------------------------------------------------------
 
 
@@ -374,6 +380,21 @@ async def test_prune_deletes_usage_older_than_the_retention(
     ]
     assert await store.get_usage("v", start=start, end=DAY) == []
     assert await store.get_budget("v") == Budget(tokens_per_day=1)  # budgets are not usage
+
+
+async def test_prune_deletes_old_usage_through_more_than_one_batch(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    clock.now = at(DAY)
+    store = make_store(clock=clock, usage_retention_days=10)
+    old = at(DAY - timedelta(days=11))
+    await asyncio.gather(  # more users than one batch of PRUNE_BATCH
+        *(store.add_usage(TURN, user_id=f"u{i}", now=old) for i in range(PRUNE_BATCH + 20))
+    )
+    await store.add_usage(TURN, user_id="u0")
+    await store.prune_inactive(timedelta(days=365))
+    start = DAY - timedelta(days=30)
+    assert await store.top_usage(start=start, end=DAY, limit=1_000) == [("u0", TURN)]
 
 
 def test_the_retention_is_a_positive_number_of_days(make_store: MakeStore) -> None:

@@ -104,6 +104,7 @@ async def test_every_table_has_its_tenant_policy(store: PostgresStore, schema: s
         "usage_days",
         "budgets",
         "rate_buckets",
+        "idempotency",
     }
 
 

@@ -173,11 +173,11 @@ async def test_a_version_3_schema_is_upgraded_in_place(store: PostgresStore, sch
     finally:
         for replica in replicas:
             await replica.close()
-    assert await _append_turns(schema) == [("append_turn", 9)]  # replaced, not overloaded
+    assert await _append_turns(schema) == [("append_turn", 13)]  # replaced, not overloaded
     async with await _superuser() as conn:
         cur = await conn.execute(f'SELECT max(version) FROM "{schema}".schema_version')
         assert await cur.fetchone() == (SCHEMA_VERSION,)
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION >= 4
         cur = await conn.execute(
             "SELECT count(*) FROM pg_policies WHERE schemaname = %s", (schema,)
         )

@@ -12,10 +12,19 @@ Who the tenant is: with auth on, the credential's user (the spec: identity is ne
 payload), and `contextId` is the session. In open mode, as in the seed, `contextId` is the
 user (session "default"). The SDK does not enforce the card's security requirements, so
 `RequireCredentialMiddleware` answers 401 to unauthenticated calls before they get here.
+
+Retries: a message's `messageId` is its sender's id for it, so it names the turn for retries
+(`a2a_idempotency_key`), scoped to the tenant like every key: the same message sent again
+(same messageId and text, after a lost answer) gets the stored reply as a new completed task,
+without a second turn. The key is the messageId together with the text, because clients reuse
+messageIds for different messages (the A2A TCK sends one id with several texts, as a cue to
+its test agent): such a message is a new turn, not a refused retry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import deque
 from typing import Any
 
@@ -105,6 +114,16 @@ def user_text(message: Message | None) -> str:
     return "\n".join(texts)
 
 
+def a2a_idempotency_key(message: Message | None, text: str) -> str | None:
+    """Give the idempotency key of an A2A message with text `text`: a hash of its messageId
+    and text, prefixed so that it never matches a key sent by header; None without an id."""
+    message_id = message.message_id if message is not None else ""
+    if not message_id:
+        return None
+    named = json.dumps([message_id, text], ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return "a2a:" + hashlib.sha256(named).hexdigest()
+
+
 class TenantryExecutor(AgentExecutor):
     """Runs one agent turn per A2A message, as the tenant the call context names."""
 
@@ -123,7 +142,9 @@ class TenantryExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         try:
             scope = self._scope(context)
-            turn = TurnRequest("a2a", scope, user_text(context.message))
+            text = user_text(context.message)
+            key = a2a_idempotency_key(context.message, text)
+            turn = TurnRequest("a2a", scope, text, key)
             self.state.limiter.hit(scope.user_id)
             call = context.call_context
             method = call.state.get("method") if call is not None else None
@@ -266,6 +287,7 @@ __all__ = [
     "TenantryRequestHandler",
     "a2a_error",
     "a2a_handler",
+    "a2a_idempotency_key",
     "a2a_routes",
     "user_text",
 ]

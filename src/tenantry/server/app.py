@@ -78,6 +78,7 @@ def _default_agent(settings: ServerSettings) -> Agent:
         model=model_from_settings(settings),
         store=open_store(settings.store_url),
         memory=memory_from_settings(settings) or False,
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         tracing=Tracing(
             user_id=settings.tracing_user_id,
             hash_key=key.get_secret_value() if key is not None else b"",

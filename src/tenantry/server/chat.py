@@ -1,6 +1,12 @@
 """The chat protocol: `POST /v1/chat`, `POST /v1/chat/stream` (Server-Sent Events) and the
 legacy `POST /chat` of the seed. The tenant comes from `ServerState.admit`, never from trust
-in the body; the turn runs through `turns`, like every transport's."""
+in the body; the turn runs through `turns`, like every transport's.
+
+`Idempotency-Key: <the client's id of the turn>` on /v1/chat and /v1/chat/stream makes a
+retry safe: a turn already stored with that key (same session and message) is answered with
+its stored reply, with no second model call (`Idempotent-Replayed: true` on /v1/chat; the
+stream replays it as one delta); one still running is waited for; the same key with another
+body is 422 IdempotencyKeyReused."""
 
 from __future__ import annotations
 
@@ -8,15 +14,28 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tenantry.server.errors import error_body
 from tenantry.server.middleware import current_request_id
-from tenantry.server.schemas import MessageText, SessionId, UsageBody, UserId, error_responses
+from tenantry.server.schemas import (
+    IdempotencyKey,
+    MessageText,
+    SessionId,
+    UsageBody,
+    UserId,
+    error_responses,
+)
 from tenantry.server.state import ServerState, State
-from tenantry.server.turns import TurnRequest, TurnStream, run_turn, start_stream
+from tenantry.server.turns import (
+    REPLAYED_HEADER,
+    TurnRequest,
+    TurnStream,
+    run_turn,
+    start_stream,
+)
 from tenantry.tenancy import Scope
 from tenantry.types import RunOutput
 
@@ -67,10 +86,19 @@ class LegacyChatReply(BaseModel):
 
 
 @router.post("/v1/chat", response_model=ChatReply, responses=_TURN_ERRORS)
-async def chat(body: ChatRequest, request: Request, state: State) -> ChatReply:
+async def chat(
+    body: ChatRequest,
+    request: Request,
+    response: Response,
+    state: State,
+    idempotency_key: IdempotencyKey = None,
+) -> ChatReply:
     """Send a message and get the agent's reply."""
     scope = Scope.of(state.admit(request, body.user_id), body.session_id)
-    return ChatReply.of(await run_turn(state, TurnRequest("chat", scope, body.message)))
+    output = await run_turn(state, TurnRequest("chat", scope, body.message, idempotency_key))
+    if output.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return ChatReply.of(output)
 
 
 @router.post("/chat", response_model=LegacyChatReply, responses=_TURN_ERRORS)
@@ -112,15 +140,19 @@ async def _events(stream: TurnStream, state: ServerState) -> AsyncIterator[bytes
         **_TURN_ERRORS,
     },
 )
-async def chat_stream(body: ChatRequest, request: Request, state: State) -> StreamingResponse:
+async def chat_stream(
+    body: ChatRequest, request: Request, state: State, idempotency_key: IdempotencyKey = None
+) -> StreamingResponse:
     """Send a message and receive the reply as Server-Sent Events.
 
     The turn runs in its own task: a client that goes away does not cut it short, and
     shutdown waits for it. Errors before the first delta (busy scope, store down) are plain
-    HTTP errors; later ones arrive as an `error` event.
+    HTTP errors; later ones arrive as an `error` event. With an `Idempotency-Key` of a turn
+    already stored, its stored reply comes as one delta, then `done`.
     """
     scope = Scope.of(state.admit(request, body.user_id), body.session_id)
-    stream = await start_stream(state, TurnRequest("stream", scope, body.message))
+    turn = TurnRequest("stream", scope, body.message, idempotency_key)
+    stream = await start_stream(state, turn)
     return StreamingResponse(
         _events(stream, state),
         media_type="text/event-stream",

@@ -111,6 +111,12 @@ class ServerSettings(Settings):
     prune_interval_seconds: float = Field(
         3600.0, gt=0, description="Seconds between two checks for idle sessions."
     )
+    idempotency_ttl_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Hours a turn sent with an Idempotency-Key (or an A2A messageId) keeps "
+        "its key and reply for retries; expired ones are deleted by pruning (Redis: by TTL).",
+    )
     metrics_public: bool = Field(
         True,
         description="Serve /metrics to anyone (it holds no user ids). False: with auth on, "

@@ -22,6 +22,7 @@ log under that request id.
 | BodyTooLarge                            | 413    |             |
 | UnsupportedMediaType (body not JSON)    | 415    |             |
 | InvalidInput, InvalidRequest            | 422    |             |
+| IdempotencyKeyReused (key of another body) | 422 |             |
 | RateLimited                             | 429    | yes         |
 | ModelError, MaxLoopsExceeded            | 502    |             |
 | StoreUnavailable, StoreClosed, ShuttingDown | 503 | yes         |

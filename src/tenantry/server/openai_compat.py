@@ -13,6 +13,11 @@ if given, must be the same user unless the caller is admin); in open mode, the `
 (default "default"). Which session: `metadata["session_id"]` or the `X-Session-ID` header
 (default "default"). Errors use the OpenAI shape `{"error": {"type", "message"}}` that the
 client turns into its typed exceptions.
+
+Chat Completions has no request id of its own, so retries are made safe by the same
+`Idempotency-Key` header as /v1/chat, which the official client sends with
+`extra_headers={"Idempotency-Key": key}` (and then resends on its own automatic retries):
+a turn stored with that key is answered with its stored reply, no second model call.
 """
 
 from __future__ import annotations
@@ -22,16 +27,22 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenantry.errors import InvalidMessage
 from tenantry.server.errors import error_body
 from tenantry.server.middleware import current_request_id
-from tenantry.server.schemas import UserId, error_responses
+from tenantry.server.schemas import IdempotencyKey, UserId, error_responses
 from tenantry.server.state import ServerState, State
-from tenantry.server.turns import TurnRequest, TurnStream, run_turn, start_stream
+from tenantry.server.turns import (
+    REPLAYED_HEADER,
+    TurnRequest,
+    TurnStream,
+    run_turn,
+    start_stream,
+)
 from tenantry.tenancy import Scope, validate_session_id
 from tenantry.types import Usage
 
@@ -182,12 +193,16 @@ async def _chunks(
     },
 )
 async def chat_completions(
-    body: CompletionRequest, request: Request, state: State
+    body: CompletionRequest,
+    request: Request,
+    response: Response,
+    state: State,
+    idempotency_key: IdempotencyKey = None,
 ) -> Completion | StreamingResponse:
     """OpenAI-compatible chat: send the user's new message, get the agent's reply."""
     text = _new_text(body)
     scope = _scope(body, request, state)
-    turn = TurnRequest("openai", scope, text)
+    turn = TurnRequest("openai", scope, text, idempotency_key)
     if body.stream:
         stream = await start_stream(state, turn)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
@@ -197,6 +212,8 @@ async def chat_completions(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     output = await run_turn(state, turn)
+    if output.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     return Completion(
         id=f"chatcmpl-{output.run_id}",
         created=int(time.time()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Header
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from tenantry.errors import InvalidMessage
@@ -30,6 +31,16 @@ SessionId = Annotated[
     Field(min_length=1, max_length=MAX_ID_LENGTH, description=f"A session id: {_ID_DOC}."),
     AfterValidator(validate_session_id),
 ]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="The client's id of this turn (1-255 characters, new for each turn): a "
+        "retry with the same key and body gets the stored reply instead of a second turn; "
+        "the same key with another body is 422. Kept 24 h (TENANTRY_IDEMPOTENCY_TTL_HOURS).",
+    ),
+]
+"""The `Idempotency-Key` request header of the turn routes (see `server.turns`)."""
 PathUserId = Annotated[UserId, BeforeValidator(unescape_segment)]
 """A user id in a path under /v1/users/ (see `SegmentPathMiddleware`)."""
 PathSessionId = Annotated[SessionId, BeforeValidator(unescape_segment)]
@@ -71,6 +82,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 __all__ = [
     "ErrorBody",
+    "IdempotencyKey",
     "MessageText",
     "PathSessionId",
     "PathUserId",

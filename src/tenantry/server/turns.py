@@ -3,14 +3,16 @@
 Each transport (chat, OpenAI-compatible, A2A) parses its protocol, decides the tenant, then
 hands a `TurnRequest` to `run_turn` (one reply) or `start_stream` (text deltas, then the
 reply). What must hold for every turn, whatever protocol asked for it, is written once here:
-today its metrics; budgets checked before the model is called, usage accounting, idempotency
-keys and tracing belong here too.
+today its metrics and idempotency keys (`TurnRequest.idempotency_key`, from each
+protocol's own request id: the chat and OpenAI-compatible routes' `Idempotency-Key` header,
+A2A's messageId); budgets checked before the model is called, usage accounting and tracing
+belong here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -22,6 +24,11 @@ from tenantry.types import RunOutput
 TurnEvent = str | RunOutput
 """What a streamed turn gives: text deltas (str), then the finished turn (RunOutput)."""
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+"""The request header that names a turn for retries (chat and OpenAI-compatible routes)."""
+REPLAYED_HEADER = "Idempotent-Replayed"
+"""The response header ("true") of a reply that was stored before: a retry's."""
+
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
@@ -31,6 +38,13 @@ class TurnRequest:
     transport: str
     scope: Scope
     text: str
+    idempotency_key: str | None = None
+    """The client's id of this turn: a retry with it gets the stored reply (see `Agent.arun`)."""
+
+
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
+    """Give the request's `Idempotency-Key` header, or None when it has none."""
+    return headers.get(IDEMPOTENCY_KEY_HEADER.lower())
 
 
 @asynccontextmanager
@@ -44,7 +58,10 @@ async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:
     """Run one turn and give its output."""
     async with _every_turn(state, turn):
         return await state.agent.arun(
-            turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
+            turn.text,
+            user_id=turn.scope.user_id,
+            session_id=turn.scope.session_id,
+            idempotency_key=turn.idempotency_key,
         )
 
 
@@ -55,7 +72,10 @@ async def _produce(
     try:
         async with _every_turn(state, turn):
             async for event in state.agent.astream(
-                turn.text, user_id=turn.scope.user_id, session_id=turn.scope.session_id
+                turn.text,
+                user_id=turn.scope.user_id,
+                session_id=turn.scope.session_id,
+                idempotency_key=turn.idempotency_key,
             ):
                 queue.put_nowait(event)
     except Exception as exc:
@@ -99,4 +119,13 @@ async def start_stream(state: ServerState, turn: TurnRequest) -> TurnStream:
     return TurnStream(first, queue)
 
 
-__all__ = ["TurnEvent", "TurnRequest", "TurnStream", "run_turn", "start_stream"]
+__all__ = [
+    "IDEMPOTENCY_KEY_HEADER",
+    "REPLAYED_HEADER",
+    "TurnEvent",
+    "TurnRequest",
+    "TurnStream",
+    "idempotency_key",
+    "run_turn",
+    "start_stream",
+]

@@ -23,6 +23,10 @@ Semantics shared by every backend:
   summary; the user's memories stay.
 - A turn's usage (`add_many(..., usage=...)`) is counted in the same atomic write as its
   messages; the usage half of the contract is `usage` (`UsageContract`, a base of `Store`).
+- A turn written with an idempotency record (`add_many(..., idempotency=...)`, see
+  `idempotency`) stores the record in the same atomic write; `get_idempotency_record` finds
+  it by (user, key) until it expires. Clearing its session or user deletes it;
+  `prune_inactive` deletes expired ones.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from tenantry._checks import check_int
-from tenantry.errors import StoreClosed
+from tenantry.errors import InvalidInput, StoreClosed
 from tenantry.storage.checks import check_age, check_messages, check_query
 from tenantry.storage.codec import decode_state, encode_state
+from tenantry.storage.idempotency import IdempotencyRecord, check_idempotency_key
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES, MemoryContract
 from tenantry.storage.search import query_terms
 from tenantry.storage.usage import (
@@ -76,6 +81,9 @@ class TurnWrite:
     usage: Usage | None = None
     """The turn's usage, added to the user's counters of the UTC day of `now`
     (`usage.usage_day`); None (or nothing to count) adds nothing."""
+    idempotency: IdempotencyRecord | None = None
+    """The turn's idempotency record, if it was sent with a key: stored with the turn, or
+    neither is stored (IdempotencyKeyReused) when the user holds a live record of that key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +121,11 @@ class Store(UsageContract, MemoryContract, ABC):
         """The most messages a scope keeps; None for no limit."""
         return self._max_messages
 
+    @property
+    def clock(self) -> Clock:
+        """The store's clock (seconds since the epoch): the time of its writes and expiries."""
+        return self._clock
+
     async def add(
         self, message: Message, *, user_id: str | None = None, session_id: str | None = None
     ) -> None:
@@ -127,19 +140,36 @@ class Store(UsageContract, MemoryContract, ABC):
         session_id: str | None = None,
         state: Mapping[str, Any] | None = None,
         usage: Usage | None = None,
+        idempotency: IdempotencyRecord | None = None,
     ) -> None:
         """Append messages, and replace the session state if given, in one atomic write that
-        also adds `usage` (the turn's) to the user's counters of today (UTC)."""
+        also adds `usage` (the turn's) to the user's counters of today (UTC); with
+        `idempotency`, store that record in the same write, or raise IdempotencyKeyReused
+        (and store nothing) if the user holds a live one of its key."""
         scope = self._scope(user_id, session_id)
         checked = check_messages(messages)
         state_text = None if state is None else encode_state(state)
         counted = None if usage is None or check_usage(usage).empty else usage
         now = self._clock()
-        if not checked and state_text is None:
+        if idempotency is not None:
+            _check_record(idempotency, scope)
+        elif not checked and state_text is None:
             if counted is not None:  # nothing of the scope changes: no activity either
                 await self._add_usage(scope.user_id, usage_day(now), counted)
             return
-        await self._append(scope, TurnWrite(self._keep(checked), state_text, now, counted))
+        write = TurnWrite(
+            self._keep(checked), state_text, now, usage=counted, idempotency=idempotency
+        )
+        await self._append(scope, write)
+
+    async def get_idempotency_record(
+        self, key: str, *, user_id: str | None = None
+    ) -> IdempotencyRecord | None:
+        """Give the user's live record of idempotency key `key`, or None (none, or expired)."""
+        self._check_open()
+        user, checked = validate_user_id(user_id), check_idempotency_key(key)
+        record = await self._get_record(user, checked)
+        return record if record is not None and record.expires_at > self._clock() else None
 
     async def get_messages(
         self,
@@ -341,6 +371,10 @@ class Store(UsageContract, MemoryContract, ABC):
     async def _size(self, scope: Scope) -> int: ...
 
     @abstractmethod
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        """Give the user's record of `key`, expired or not, or None."""
+
+    @abstractmethod
     async def _get_state(self, scope: Scope) -> str | None: ...
 
     @abstractmethod
@@ -361,13 +395,25 @@ class Store(UsageContract, MemoryContract, ABC):
 
     @abstractmethod
     async def _prune(self, cutoff: float) -> int:
-        """Delete scopes last active before `cutoff`, in batches; give how many."""
+        """Delete scopes last active before `cutoff`, in batches, and the idempotency
+        records expired by now; give how many scopes."""
 
     @abstractmethod
     def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]: ...
 
     @abstractmethod
     async def _close(self) -> None: ...
+
+
+def _check_record(record: IdempotencyRecord, scope: Scope) -> None:
+    if not isinstance(record, IdempotencyRecord):
+        raise InvalidInput(f"idempotency must be an IdempotencyRecord, got {record!r}")
+    check_idempotency_key(record.key)
+    if record.session_id != scope.session_id:
+        raise InvalidInput(
+            f"the idempotency record names session {record.session_id!r}, but the turn is "
+            f"written to {scope.session_id!r}"
+        )
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tenantry.errors import InvalidState
-from tenantry.types import Message, Summary, ToolCall
+from tenantry.types import Message, RunOutput, Summary, ToolCall, Usage
 
 
 def encode_state(state: Mapping[str, Any]) -> str:
@@ -50,7 +50,10 @@ def encode_message(message: Message) -> str:
 
 def decode_message(text: str | bytes) -> Message:
     """Give the message that `encode_message` turned into `text`."""
-    data = json.loads(text)
+    return _message(json.loads(text))
+
+
+def _message(data: dict[str, Any]) -> Message:
     return Message._trusted(
         data["role"],
         data["content"],
@@ -90,6 +93,29 @@ def decode_summary(text: str | bytes | None) -> Summary | None:
     return Summary(data["text"], data["through_id"], float(data["updated_at"]))
 
 
+def encode_output(output: RunOutput) -> str:
+    """Give a turn's output as compact JSON text (for its idempotency record)."""
+    data = output.to_dict()
+    del data["user_id"]  # the record's key holds it
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_output(text: str | bytes, user_id: str) -> RunOutput:
+    """Give the output `encode_output` turned into `text`, marked as replayed."""
+    data = json.loads(text)
+    usage = {k: v for k, v in data["usage"].items() if k != "total_tokens"}
+    return RunOutput(
+        content=data["content"],
+        user_id=user_id,
+        session_id=data["session_id"],
+        run_id=data["run_id"],
+        messages=tuple(_message(m) for m in data["messages"]),
+        usage=Usage(**usage),
+        state=data["state"],
+        replayed=True,
+    )
+
+
 def encode_vector(vector: Sequence[float]) -> bytes:
     """Give a vector scaled to unit length as little-endian float32 bytes, 4 bytes a
     dimension. The vector was checked non-zero and finite (`checks.check_embedding`)."""
@@ -114,11 +140,13 @@ _BIG_ENDIAN = sys.byteorder == "big"
 
 __all__ = [
     "decode_message",
+    "decode_output",
     "decode_state",
     "decode_summary",
     "decode_tool_calls",
     "decode_vector",
     "encode_message",
+    "encode_output",
     "encode_state",
     "encode_summary",
     "encode_tool_calls",

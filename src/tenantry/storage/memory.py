@@ -6,7 +6,8 @@ a scope's newest N messages is one slice that never touches another tenant's dat
 threading lock guards the maps, so the store is safe to share between event loops and
 threads (the sync facade). A session's summary lives with its session; the users' memories
 are kept by `InMemoryMemories` (memory_memories.py), and their usage and budgets by
-`InMemoryUsage` (memory_usage.py), bases of the store, under the same lock.
+`InMemoryUsage` (memory_usage.py), bases of the store, under the same lock. Idempotency
+records are a dict per user, key -> record, written under the lock with the turn.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 
 from tenantry.storage.base import Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.memory_memories import InMemoryMemories
@@ -64,6 +66,7 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
             clock=clock,
         )
         self._users: dict[str, dict[str, _Session]] = {}
+        self._records: dict[str, dict[str, IdempotencyRecord]] = {}
         self._mutex = threading.Lock()
         self._locks = LocalScopeLocks()
         self._init_memories()
@@ -75,8 +78,16 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
 
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         with self._mutex:
-            if write.usage is not None:  # first: if counting failed, nothing else changes
+            record = write.idempotency
+            if record is not None:  # first: a reused key changes nothing
+                records = self._records.setdefault(scope.user_id, {})
+                found = records.get(record.key)
+                if found is not None and found.expires_at > write.now:
+                    raise reused(record.key)
+            if write.usage is not None:  # before the rest: if counting failed, nothing changed
                 self._count(scope.user_id, usage_day(write.now), write.usage)
+            if record is not None:
+                self._records.setdefault(scope.user_id, {})[record.key] = record
             sessions = self._users.setdefault(scope.user_id, {})
             session = sessions.get(scope.session_id)
             if session is None:
@@ -89,6 +100,10 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
             if write.state is not None:
                 session.state = write.state
             session.updated_at = write.now
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        with self._mutex:
+            return self._records.get(user_id, {}).get(key)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         with self._mutex:
@@ -120,17 +135,22 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
                 sessions.pop(scope.session_id, None)
                 if not sessions:
                     del self._users[scope.user_id]
+            records = self._records.get(scope.user_id, {})
+            for key in [k for k, r in records.items() if r.session_id == scope.session_id]:
+                del records[key]
 
     async def _clear_user(self, user_id: str) -> None:
         with self._mutex:
             self._users.pop(user_id, None)
             self._memories.pop(user_id, None)
+            self._records.pop(user_id, None)
 
     async def _clear_all(self) -> None:
         with self._mutex:
             self._users.clear()
             self._memories.clear()
             self._forget_usage()
+            self._records.clear()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         with self._mutex:
@@ -164,6 +184,12 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
                 del sessions[session_id]
                 if not sessions:
                     del self._users[user_id]
+            now = self._clock()
+            for user_id, records in list(self._records.items()):
+                for key in [k for k, r in records.items() if r.expires_at <= now]:
+                    del records[key]
+                if not records:
+                    del self._records[user_id]
         return len(idle)
 
     def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
@@ -174,6 +200,7 @@ class InMemoryStore(InMemoryUsage, InMemoryMemories):
             self._users.clear()
             self._memories.clear()
             self._forget_usage()
+            self._records.clear()
 
 
 __all__ = ["InMemoryStore"]

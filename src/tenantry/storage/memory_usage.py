@@ -1,7 +1,8 @@
 """`InMemoryUsage`: the usage counters and budgets of `InMemoryStore`, in this process.
 
-Per user, a dict of UTC day -> `Usage` (one entry per day with usage); per user with an
-override, their `Budget`. Guarded by the store's mutex, like its sessions, so a turn's
+Per user, a dict of UTC day -> its counts (a list of `USAGE_COUNTS` then estimated 0/1,
+added to in place: cheaper per turn than building a `Usage`); per user with an override,
+their `Budget`. Guarded by the store's mutex, like its sessions, so a turn's
 `_append` adds its usage under the same lock as its messages (`_count`). `top_usage` walks
 every user's days of the period: fine for one process's tenants, which is all this store
 holds. The store is not shared, so it has no shared rate limit.
@@ -13,7 +14,14 @@ import threading
 from datetime import date
 
 from tenantry.storage.base import Store
-from tenantry.types import Budget, Usage, UsageDay
+from tenantry.types import USAGE_COUNTS, Budget, Usage, UsageDay
+
+
+def _usage(row: list[int]) -> Usage:
+    requests, input_tokens, output_tokens, cache_read, cache_write, tool_calls, estimated = row
+    return Usage(
+        requests, input_tokens, output_tokens, cache_read, cache_write, tool_calls, bool(estimated)
+    )
 
 
 class InMemoryUsage(Store):
@@ -23,14 +31,19 @@ class InMemoryUsage(Store):
     _mutex: threading.Lock
 
     def _init_usage(self) -> None:
-        self._usage: dict[str, dict[date, Usage]] = {}
+        self._usage: dict[str, dict[date, list[int]]] = {}
         self._budgets: dict[str, Budget] = {}
 
     def _count(self, user_id: str, day: date, usage: Usage) -> None:
         """Add `usage` to the user's day; the caller holds the mutex."""
         days = self._usage.setdefault(user_id, {})
-        old = days.get(day)
-        days[day] = usage if old is None else old + usage
+        row = days.get(day)
+        if row is None:
+            days[day] = [*(getattr(usage, name) for name in USAGE_COUNTS), usage.estimated]
+            return
+        for i, name in enumerate(USAGE_COUNTS):
+            row[i] += getattr(usage, name)
+        row[-1] = row[-1] or usage.estimated
 
     def _forget_usage(self) -> None:
         """Drop every user's usage and budget; the caller holds the mutex."""
@@ -44,14 +57,14 @@ class InMemoryUsage(Store):
     async def _usage_days(self, user_id: str, start: date, end: date) -> list[UsageDay]:
         with self._mutex:
             days = self._usage.get(user_id, {})
-            found = [UsageDay(day, usage) for day, usage in days.items() if start <= day <= end]
+            found = [UsageDay(day, _usage(row)) for day, row in days.items() if start <= day <= end]
         return sorted(found, key=lambda one: one.day)
 
     async def _top_usage(self, start: date, end: date, limit: int) -> list[tuple[str, Usage]]:
         sums: list[tuple[str, Usage]] = []
         with self._mutex:
             for user_id, days in self._usage.items():
-                period = [usage for day, usage in days.items() if start <= day <= end]
+                period = [_usage(row) for day, row in days.items() if start <= day <= end]
                 if period:
                     sums.append((user_id, sum(period, Usage())))
         sums.sort(key=lambda pair: (-pair[1].total_tokens, pair[0]))

@@ -51,6 +51,7 @@ from typing import Any
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.postgres_memories import MemoryQueries, PostgresMemories
@@ -69,6 +70,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 # After the driver: these modules run psycopg too.
 from tenantry.storage.postgres_pool import Connection, PostgresConnections, server_lost
 from tenantry.storage.postgres_sql import (
+    KEY_TAKEN_SQLSTATE,
     LOCK_LOST_SQLSTATE,
     SCHEMA_VERSION,
     Queries,
@@ -159,6 +161,7 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
         fence = self._fence(scope)
         bodies = [encode_message(m) for m in write.messages]
         cap = self._max_messages
+        record = write.idempotency
         params: dict[str, Any] = {
             "u": scope.user_id,
             "s": scope.session_id,
@@ -167,6 +170,10 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
             "cap": cap if cap is not None else 2**31 - 1,
             "bodies": bodies,
             **usage_params(usage_day(write.now), write.usage),
+            "key": None if record is None else record.key,
+            "key_hash": None if record is None else record.request_hash,
+            "key_reply": None if record is None else record.reply,
+            "key_expires": None if record is None else record.expires_at,
         }
 
         statements = [self._q.append]
@@ -177,7 +184,12 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
             params["holder"], params["lock_key"] = fence
 
         async def append() -> None:
-            await self._tenant(scope.user_id, "; ".join(statements), params)
+            try:
+                await self._tenant(scope.user_id, "; ".join(statements), params)
+            except psycopg.Error as exc:
+                if record is not None and exc.sqlstate == KEY_TAKEN_SQLSTATE:
+                    raise reused(record.key) from None
+                raise
 
         await self._run(append, scope)
 
@@ -201,6 +213,11 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
         params = {"u": scope.user_id, "s": scope.session_id}
         rows = await self._run(lambda: self._tenant(scope.user_id, query, params))
         return rows[0][0] if rows else None
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        params = {"u": user_id, "k": key}
+        rows = await self._run(lambda: self._tenant(user_id, self._q.record, params))
+        return IdempotencyRecord(*rows[0]) if rows else None
 
     async def _size(self, scope: Scope) -> int:
         return int(await self._one(scope, self._q.size) or 0)
@@ -253,7 +270,14 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
                     await conn.execute(self._q.delete_messages, {"ids": ids})
                 return len(ids)
 
-        return await self._in_batches(lambda: self._run(prune_batch))
+        async def expire_batch() -> int:
+            async with self._db.transaction(None) as conn:
+                params = {"now": self._clock(), "batch": PRUNE_BATCH}
+                return (await conn.execute(self._q.delete_expired, params)).rowcount
+
+        pruned = await self._in_batches(lambda: self._run(prune_batch))
+        await self._in_batches(lambda: self._run(expire_batch))
+        return pruned
 
     # --- the turn lock ------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   see `postgres_memories`.
 - `usage_days`, `budgets`, `rate_buckets` (schema version 4) and their functions: the
   users' usage counters, budget overrides and shared rate limit, see `postgres_usage`.
+- `idempotency` (schema version 5): one row per (user_id, key), a turn's idempotency record
+  (see `idempotency`), written by `append_turn` in the turn's transaction; indexed by expiry
+  for pruning.
 - Row-level security on every table (`RLS_TABLES`), for the NOLOGIN role `tenant_role`: it
   sees and writes only rows whose user_id equals the transaction's `tenantry.user_id`
   setting. The store runs every single-tenant query as that role; the connecting role (the
@@ -29,15 +32,19 @@ Layout (all inside one PostgreSQL schema, `tenantry` unless configured):
   prune_inactive, clear_all), and by `search_memories` (see `postgres_memories`).
 - `check_turn_lock(pid, key)`: raises when the backend `pid` no longer holds the advisory lock
   `key`, so a turn's append can be fenced by its lock.
-- `append_turn(user, session, state, now, cap, bodies, day, usage, estimated)`: the scope's
-  upsert, the insert of its new messages and (schema version 4, when `usage` is not NULL)
-  the turn's usage added to the user's `day`, in PL/pgSQL so that their plans are cached
-  per connection instead of parsed and planned on every append (schema version 2). It runs
-  with the caller's rights, so row-level security applies inside it as outside.
+- `append_turn(user, session, state, now, cap, bodies, [day, usage, estimated], [p_key,
+  p_key_hash, p_key_reply, p_key_expires])`: the scope's upsert, the idempotency record's
+  insert (schema version 5, if a key is given; SQLSTATE TI002, and the transaction rolled
+  back, when the user holds a live record of the key), the insert of its new messages and
+  (schema version 4, when `usage` is not NULL) the turn's usage added to the user's `day`,
+  in PL/pgSQL so that their plans are cached per connection instead of parsed and planned on
+  every append (schema version 2). It runs with the caller's rights, so row-level security
+  applies inside it as outside.
 
 Upgrades: a schema of an older version is brought to this one on first use, in the same
 locked transaction (version 1 lacked `append_turn`, version 2 summaries and memories,
-version 3 usage).
+version 3 usage, version 4 the idempotency records; each new append_turn replaces the
+older signature).
 
 User and session ids use the "C" collation, so ordering is by code point, as in Python.
 """
@@ -53,7 +60,7 @@ from tenantry.errors import InvalidInput, StoreSchemaError
 from tenantry.storage.postgres_memories import memories_ddl, search_grant
 from tenantry.storage.postgres_usage import usage_ddl
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 RLS_TABLES = (
     "scopes",
@@ -63,6 +70,7 @@ RLS_TABLES = (
     "usage_days",
     "budgets",
     "rate_buckets",
+    "idempotency",
 )
 """Every table, each with its tenant policy: every row carries its user_id."""
 
@@ -71,6 +79,9 @@ DDL_LOCK_KEY = 0x74656E616E747279
 
 LOCK_LOST_SQLSTATE = "TL001"
 """The SQLSTATE `check_turn_lock` raises when a turn's lock is gone."""
+
+KEY_TAKEN_SQLSTATE = "TI002"
+"""The SQLSTATE `append_turn` raises when the user holds a live record of the turn's key."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -123,8 +134,25 @@ BEGIN
 END $$;
 {memories_ddl(schema)}
 {usage_ddl(schema)}
+{idempotency_ddl(schema)}
 {append_turn_ddl(schema)}
 INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});
+"""
+
+
+def idempotency_ddl(schema: str) -> str:
+    """Give the statements that create the idempotency records' table if missing."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {schema}.idempotency (
+    user_id text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    request_hash text NOT NULL,
+    reply text NOT NULL,
+    expires_at double precision NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON {schema}.idempotency (expires_at);
 """
 
 
@@ -134,7 +162,8 @@ def append_turn_ddl(schema: str) -> str:
 CREATE OR REPLACE FUNCTION {schema}.append_turn(
     p_user text, p_session text, p_state text, p_now double precision, p_cap integer,
     p_bodies text[], p_day date DEFAULT NULL, p_usage bigint[] DEFAULT NULL,
-    p_estimated boolean DEFAULT false
+    p_estimated boolean DEFAULT false, p_key text DEFAULT NULL, p_key_hash text DEFAULT NULL,
+    p_key_reply text DEFAULT NULL, p_key_expires double precision DEFAULT NULL
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     added integer := coalesce(array_length(p_bodies, 1), 0);
@@ -148,6 +177,21 @@ BEGIN
         state = coalesce(excluded.state, sc.state), next_pos = sc.next_pos + added,
         message_count = least(sc.message_count + added, p_cap)
     RETURNING scope_id, next_pos INTO scope, next;
+    -- After the scope row, as clear_scope / clear_user lock them (no deadlock); a key
+    -- already taken rolls the whole turn back.
+    IF p_key IS NOT NULL THEN
+        INSERT INTO {schema}.idempotency AS r
+            (user_id, key, session_id, request_hash, reply, expires_at)
+        VALUES (p_user, p_key, p_session, p_key_hash, p_key_reply, p_key_expires)
+        ON CONFLICT (user_id, key) DO UPDATE SET session_id = excluded.session_id,
+            request_hash = excluded.request_hash, reply = excluded.reply,
+            expires_at = excluded.expires_at
+        WHERE r.expires_at <= p_now;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'tenantry idempotency key % is taken', p_key
+                USING ERRCODE = '{KEY_TAKEN_SQLSTATE}';
+        END IF;
+    END IF;
     IF added > 0 THEN
         INSERT INTO {schema}.messages (scope_id, pos, user_id, body)
         SELECT scope, next - added + b.i - 1, p_user, b.body
@@ -160,6 +204,13 @@ END $$;
 """
 
 
+OLD_APPEND_TURNS = (
+    "text, text, text, double precision, integer, text[]",
+    "text, text, text, double precision, integer, text[], date, bigint[], boolean",
+)
+"""The argument types of append_turn before versions 4 and 5, dropped by their upgrades."""
+
+
 def upgrade_ddl(schema: str, version: int) -> str:
     """Give the statements that bring a schema of `version` to SCHEMA_VERSION."""
     steps = []
@@ -168,10 +219,15 @@ def upgrade_ddl(schema: str, version: int) -> str:
     if version < 3:
         summary = f"ALTER TABLE {schema}.scopes ADD COLUMN IF NOT EXISTS summary text;"
         steps += [summary, memories_ddl(schema)]
-    if version < 4:  # append_turn gained the usage parameters: replace, not overload
-        old = "text, text, text, double precision, integer, text[]"
-        steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
-        steps += [usage_ddl(schema), append_turn_ddl(schema)]
+    if version < 4:
+        steps.append(usage_ddl(schema))
+    if version < 5:
+        steps.append(idempotency_ddl(schema))
+        # append_turn gained parameters (usage in 4, idempotency keys in 5): the older
+        # signatures go, since a second overload would make calls ambiguous
+        for old in OLD_APPEND_TURNS:
+            steps.append(f"DROP FUNCTION IF EXISTS {schema}.append_turn({old});")
+        steps.append(append_turn_ddl(schema))
     steps.append(f"INSERT INTO {schema}.schema_version (version) VALUES ({SCHEMA_VERSION});")
     return "\n".join(steps)
 
@@ -278,7 +334,18 @@ class Queries:
         self.check_lock = f"SELECT {schema}.check_turn_lock(%(holder)s, %(lock_key)s)"
         self.append = (
             f"SELECT {schema}.append_turn(%(u)s, %(s)s, %(state)s, %(now)s, %(cap)s,"
-            " %(bodies)s::text[], %(day)s::date, %(counts)s::bigint[], %(estimated)s)"
+            " %(bodies)s::text[], p_day => %(day)s::date, p_usage => %(counts)s::bigint[],"
+            " p_estimated => %(estimated)s, p_key => %(key)s, p_key_hash => %(key_hash)s,"
+            " p_key_reply => %(key_reply)s, p_key_expires => %(key_expires)s)"
+        )
+        self.record = (
+            f"SELECT key, session_id, request_hash, reply, expires_at FROM {schema}.idempotency"
+            " WHERE user_id = %(u)s AND key = %(k)s"
+        )
+        self.delete_expired = (
+            f"DELETE FROM {schema}.idempotency WHERE (user_id, key) IN (SELECT user_id, key"
+            f" FROM {schema}.idempotency WHERE expires_at <= %(now)s LIMIT %(batch)s"
+            " FOR UPDATE SKIP LOCKED)"
         )
         # Bounds are computed in a materialised step first: under row-level security only
         # leakproof comparisons with plain values may become index conditions, and `-` is
@@ -306,13 +373,15 @@ class Queries:
             f"SELECT 1 FROM {schema}.scopes WHERE {scope} FOR UPDATE;"
             f" DELETE FROM {schema}.messages WHERE scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE {scope});"
-            f" DELETE FROM {schema}.scopes WHERE {scope}"
+            f" DELETE FROM {schema}.scopes WHERE {scope};"
+            f" DELETE FROM {schema}.idempotency WHERE {scope}"
         )
         self.clear_user = (
             f"SELECT 1 FROM {schema}.scopes WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.messages WHERE scope_id IN"
             f" (SELECT scope_id FROM {schema}.scopes WHERE user_id = %(u)s);"
             f" DELETE FROM {schema}.scopes WHERE user_id = %(u)s;"
+            f" DELETE FROM {schema}.idempotency WHERE user_id = %(u)s;"
             f" SELECT 1 FROM {schema}.memory_users WHERE user_id = %(u)s FOR UPDATE;"
             f" DELETE FROM {schema}.memories WHERE user_id = %(u)s;"
             f" DELETE FROM {schema}.memory_users WHERE user_id = %(u)s"
@@ -334,12 +403,14 @@ class Queries:
 
 __all__ = [
     "DDL_LOCK_KEY",
+    "KEY_TAKEN_SQLSTATE",
     "LOCK_LOST_SQLSTATE",
     "RLS_TABLES",
     "SCHEMA_VERSION",
     "Queries",
     "append_turn_ddl",
     "check_identifier",
+    "idempotency_ddl",
     "install_schema",
     "rls_ddl",
     "role_ddl",

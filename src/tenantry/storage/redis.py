@@ -4,23 +4,27 @@
 Keys, all under a configurable prefix (several apps can share one Redis; a prefix holds no
 ':', so two different prefixes never share a key), with user and session ids percent-encoded
 (`encode_id`), so that ':' '{' '}' '*' '%' and unicode in an id can neither make two scopes
-share a key nor reach outside the prefix. Every key is named by `KeyLayout` (`redis_keys`):
-on one server `{prefix}:messages:{user}:{session}`, `...:state:...`, `...:summary:...`,
-`...:lock:...`, `{prefix}:sessions:{user}`, and the indexes `{prefix}:users` (users with a
-session) and `{prefix}:activity` ("{user}:{session}" -> time of last write) — the names of
-every earlier release. On Redis Cluster (`cluster=True`, or `redis+cluster://h:p,h:p/`) the
-user id is each per-user key's hash tag, so all of a user's keys share one slot, and each
-index has one bucket per slot, the user's bucket in the user's slot.
+share a key nor reach outside the prefix. Every key is named by `KeyLayout` (`redis_keys`,
+through `_user_key` for every key of one user): on one server
+`{prefix}:messages:{user}:{session}`, `...:state:...`, `...:summary:...`, `...:lock:...`,
+`{prefix}:sessions:{user}`, `{prefix}:idem:{user}:{key}` (an idempotency record, JSON, with
+its TTL), `{prefix}:idemkeys:{user}` (sorted set "{session}:{key}" -> expiry, the user's
+records), and the indexes `{prefix}:users` (users with a session) and `{prefix}:activity`
+("{user}:{session}" -> time of last write) — the names of every earlier release. On Redis
+Cluster (`cluster=True`, or `redis+cluster://h:p,h:p/`) the user id is each per-user key's
+hash tag, so all of a user's keys share one slot, and each index has one bucket per slot,
+the user's bucket in the user's slot.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
 store); their usage a hash per user per UTC day, their budget override a hash per user, and
 the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
 is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
-indexes, add the turn's usage, all atomic, in one slot. Listing users or sessions reads
-index sets and pruning reads the activity sorted sets, so no operation ever uses KEYS or
-SCAN. Deleting a scope is a script too, and pruning re-checks each scope's last activity
-inside it, so a scope written meanwhile survives. Commands are never retried by the client:
-a retried append could store a turn twice (`redis_client`).
+indexes, store the turn's idempotency record, add the turn's usage, all atomic, in one
+slot. Listing users or sessions reads index sets and pruning reads the activity sorted sets,
+so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning
+re-checks each scope's last activity inside it, so a scope written meanwhile survives.
+Commands are never retried by the client: a retried append could store a turn twice
+(`redis_client`).
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
 every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
@@ -51,6 +55,7 @@ from urllib.parse import unquote
 from tenantry.errors import InvalidInput, MissingDependency, StoreClosed, StoreError
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.redis_client import (
@@ -65,6 +70,7 @@ from tenantry.storage.redis_keys import KeyLayout, encode_id
 from tenantry.storage.redis_lua import (
     APPEND,
     DELETE,
+    KEY_TAKEN,
     LOCK_LOST,
     MEMORY_SCRIPTS,
     RELEASE,
@@ -72,6 +78,7 @@ from tenantry.storage.redis_lua import (
     SET_SUMMARY,
 )
 from tenantry.storage.redis_memories import MemoryKeys, RedisMemories
+from tenantry.storage.redis_records import decode_record, record_args
 from tenantry.storage.redis_usage import USAGE_SCRIPTS, RedisUsage, usage_args
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
@@ -166,31 +173,33 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
 
     # --- keys and connections -----------------------------------------------------------------
 
+    def _user_key(self, kind: str, user_id: str, *rest: str) -> str:
+        """Give the key of kind `kind` of one user, `rest` (already encoded) after the user."""
+        return ":".join((self.layout.user_key(kind, user_id), *rest))
+
     def _keys(self, scope: Scope) -> _Keys:
-        user, session = scope.user_id, scope.session_id
-        key = self.layout.user_key
+        user, session = scope.user_id, encode_id(scope.session_id)
         return _Keys(
-            messages=key("messages", user, session),
-            state=key("state", user, session),
-            summary=key("summary", user, session),
-            sessions=key("sessions", user),
-            lock=key("lock", user, session),
+            messages=self._user_key("messages", user, session),
+            state=self._user_key("state", user, session),
+            summary=self._user_key("summary", user, session),
+            sessions=self._user_key("sessions", user),
+            lock=self._user_key("lock", user, session),
             users=self.layout.index_key("users", user),
             activity=self.layout.index_key("activity", user),
-            member=f"{encode_id(user)}:{encode_id(session)}",
+            member=f"{encode_id(user)}:{session}",
         )
-
-    def _user_key(self, kind: str, user_id: str) -> str:
-        return self.layout.user_key(kind, user_id)
 
     def _memory_keys(self, user_id: str) -> MemoryKeys:
-        key = self.layout.user_key
         return MemoryKeys(
-            memories=key("memories", user_id),
-            order=key("memorder", user_id),
-            terms=key("memterms", user_id),
-            vectors=key("memvectors", user_id),
+            memories=self._user_key("memories", user_id),
+            order=self._user_key("memorder", user_id),
+            terms=self._user_key("memterms", user_id),
+            vectors=self._user_key("memvectors", user_id),
         )
+
+    def _record_key(self, user_id: str, key: str) -> str:
+        return self._user_key("idem", user_id, encode_id(key))
 
     def _ready(self) -> Client:
         """Give the client, creating it (and its pools, on this loop) on first use."""
@@ -265,7 +274,8 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         fence = self._fence(scope)
         token = "" if fence is None else fence.token
-        keys = self._keys(scope)
+        keys, record = self._keys(scope), write.idempotency
+        key = "" if record is None else record.key
         args: list[Any] = [
             repr(write.now),
             self._max_messages or 0,
@@ -275,21 +285,56 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             scope.user_id,
             keys.member,
             token,
+            *record_args(record, write.now),
         ]
         script_keys = [keys.messages, keys.state, keys.sessions, keys.users]
-        script_keys += [keys.activity, keys.lock]
+        script_keys += [keys.activity, keys.lock, self._record_key(scope.user_id, key)]
+        script_keys.append(self._user_key("idemkeys", scope.user_id))
         day = usage_day(write.now)
         script_keys += self._usage_keys(scope.user_id, day)
         counted = [] if write.usage is None else usage_args(day, write.usage)
         args += [len(counted), *counted, *(encode_message(m) for m in write.messages)]
-        if not self.wait_replicas:
-            await self._run(lambda: self._script("append", script_keys, args), scope)
+        waiting = (self.wait_replicas, self.wait_timeout)
+
+        async def append() -> None:
+            try:
+                if self.wait_replicas:  # acknowledged once that many replicas have it
+                    await eval_and_wait(self._ready(), APPEND, script_keys, args, *waiting)
+                else:
+                    await self._script("append", script_keys, args)
+            except redis_errors.ResponseError as exc:
+                if record is not None and KEY_TAKEN in str(exc):
+                    raise reused(record.key) from None
+                raise
+
+        await self._run(append, scope)
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        name = self._record_key(user_id, key)
+        found = await self._run(lambda: self._ready().get(name))
+        if found is None:
+            return None
+        return decode_record(key, found)
+
+    async def _forget_records(self, user_id: str, session_id: str | None) -> None:
+        """Delete the user's idempotency records (of one session, if given)."""
+        index = self._user_key("idemkeys", user_id)
+        found: list[Any] = await self._run(lambda: self._ready().zrange(index, 0, -1))
+        members = [_text(m) for m in found]
+        if session_id is not None:
+            mine = encode_id(session_id) + ":"
+            members = [m for m in members if m.startswith(mine)]
+        if not members:
             return
-        replicas, timeout = self.wait_replicas, self.wait_timeout
-        await self._run(
-            lambda: eval_and_wait(self._ready(), APPEND, script_keys, args, replicas, timeout),
-            scope,
-        )
+        names = [self._user_key("idem", user_id, m.split(":", 1)[1]) for m in members]
+
+        async def forget() -> None:
+            async with self._ready().pipeline(transaction=True) as pipe:
+                pipe.delete(*names)
+                pipe.zrem(index, *members)
+                await pipe.execute()
+
+        await self._run(forget)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         start, stop = _window(limit, offset)
@@ -345,9 +390,11 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
 
     async def _clear_scope(self, scope: Scope) -> None:
         await self._delete([scope])
+        await self._forget_records(scope.user_id, scope.session_id)
 
     async def _clear_user(self, user_id: str) -> None:
         await self._delete([Scope(user_id, s) for s in await self._list_sessions(user_id)])
+        await self._forget_records(user_id, None)
         await self._forget_user(user_id)
 
     async def _clear_all(self) -> None:
@@ -370,7 +417,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         return await self._index_members("users")
 
     async def _list_sessions(self, user_id: str) -> list[str]:
-        key = self.layout.user_key("sessions", user_id)
+        key = self._user_key("sessions", user_id)
         members = await self._run(lambda: self._ready().smembers(key))
         return sorted(_text(member) for member in members)
 

@@ -12,6 +12,9 @@ from tenantry.storage.redis_usage import count_lua
 
 LOCK_LOST = "TENANTRY_LOCK_LOST"
 """The error `APPEND` replies with when the turn's lock no longer holds the turn's token."""
+KEY_TAKEN = "TENANTRY_KEY_TAKEN"
+"""The error `APPEND` replies with when the user holds a live record of the turn's
+idempotency key."""
 
 # KEYS[1] - the scope's messages (list)
 # KEYS[2] - the scope's session state
@@ -19,8 +22,10 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # KEYS[4] - the users (set)
 # KEYS[5] - the activity (sorted set)
 # KEYS[6] - the scope's turn lock
-# KEYS[7], KEYS[8], KEYS[9] - the user's usage hash of the day, the day's top set, the days
-#   index (`redis_usage`)
+# KEYS[7] - the turn's idempotency record (JSON, with a TTL), if ARGV[9] is not ''
+# KEYS[8] - the user's idempotency records (sorted set "{session}:{key}" -> expiry)
+# KEYS[9], KEYS[10], KEYS[11] - the user's usage hash of the day, the day's top set, the
+#   days index (`redis_usage`)
 # ARGV[1] - the time of the write: the scope's score in KEYS[5]
 # ARGV[2] - max_messages, 0 for no cap
 # ARGV[3] - "1" to set the state to ARGV[4], "0" to keep it
@@ -29,18 +34,35 @@ LOCK_LOST = "TENANTRY_LOCK_LOST"
 # ARGV[6] - the user id, added to KEYS[4]
 # ARGV[7] - the scope's member in KEYS[5], "{user}:{session}"
 # ARGV[8] - the turn lock's token, or '' for a write outside a turn (no fence)
-# ARGV[9] - k: 0 for a turn without usage, else the number of usage arguments that follow
-# ARGV[10] ... ARGV[9 + k] - the turn's usage (`redis_usage.usage_args`)
-# ARGV[10 + k], ARGV[11 + k] ... - the new messages' JSON, oldest first
-# return 1, or the error LOCK_LOST (and nothing written) if KEYS[6] does not hold ARGV[8]
+# ARGV[9] - the idempotency record's JSON (its expires_at a number), or '' for none
+# ARGV[10] - the record's time to live, in milliseconds
+# ARGV[11] - the record's expiry: its score in KEYS[8]
+# ARGV[12] - the record's member in KEYS[8]
+# ARGV[13] - k: 0 for a turn without usage, else the number of usage arguments that follow
+# ARGV[14] ... ARGV[13 + k] - the turn's usage (`redis_usage.usage_args`)
+# ARGV[14 + k], ARGV[15 + k] ... - the new messages' JSON, oldest first
+# return 1, or the error LOCK_LOST (and nothing written) if KEYS[6] does not hold ARGV[8],
+#   or the error KEY_TAKEN (and nothing written) if KEYS[7] holds a record not expired at ARGV[1]
 APPEND = f"""
 if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then
     return redis.error_reply('{LOCK_LOST}')
 end
+if ARGV[9] ~= '' then
+    local held = redis.call('GET', KEYS[7])
+    if held and cjson.decode(held).expires_at > tonumber(ARGV[1]) then
+        return redis.error_reply('{KEY_TAKEN}')
+    end
+    redis.call('SET', KEYS[7], ARGV[9], 'PX', ARGV[10])
+    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[1])
+    redis.call('ZADD', KEYS[8], ARGV[11], ARGV[12])
+    if redis.call('PTTL', KEYS[8]) < tonumber(ARGV[10]) then
+        redis.call('PEXPIRE', KEYS[8], ARGV[10])
+    end
+end
 local n = #ARGV
-local first = 10 + tonumber(ARGV[9])
-if first > 10 then
-{count_lua(("KEYS[7]", "KEYS[8]", "KEYS[9]"), "10", "ARGV[6]")}end
+local first = 14 + tonumber(ARGV[13])
+if first > 14 then
+{count_lua(("KEYS[9]", "KEYS[10]", "KEYS[11]"), "14", "ARGV[6]")}end
 for i = first, n, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
@@ -238,6 +260,7 @@ __all__ = [
     "CLEAR_MEMORIES",
     "DELETE",
     "DELETE_MEMORY",
+    "KEY_TAKEN",
     "LIST_MEMORIES",
     "LOCK_LOST",
     "MEMORY_SCRIPTS",

@@ -38,6 +38,7 @@ from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavaila
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.groupcommit import GroupCommit
+from tenantry.storage.idempotency import IdempotencyRecord
 from tenantry.storage.locks import LocalScopeLocks
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.sqlite_memories import (
@@ -47,9 +48,12 @@ from tenantry.storage.sqlite_memories import (
 )
 from tenantry.storage.sqlite_sql import (
     COLUMNS,
+    DELETE_EXPIRED,
     INSERT_MESSAGE,
+    RECORD,
     SCHEMA_VERSION,
     UPSERT_SCOPE,
+    claim_key,
     from_row,
     install_schema,
     to_row,
@@ -217,6 +221,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         cap = self._max_messages
 
         def append(conn: sqlite3.Connection) -> None:
+            if write.idempotency is not None:  # first: a reused key writes nothing
+                claim_key(conn, scope.user_id, write.idempotency, now)
             # One statement marks the scope active, counts the new messages and sets the
             # state; the trim runs only when the count went over the cap.
             scope_id, count = conn.execute(
@@ -258,6 +264,13 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             (scope.user_id, scope.session_id),
         ).fetchone()
         return row
+
+    async def _get_record(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        def read(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            row = conn.execute(RECORD, (user_id, key)).fetchone()
+            return None if row is None else IdempotencyRecord(*row)
+
+        return await self._query(read)
 
     async def _read(self, scope: Scope, limit: int | None, offset: int) -> list[Message]:
         def read(conn: sqlite3.Connection) -> list[Message]:
@@ -314,6 +327,10 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             found = self._find(conn, scope)
             if found is not None:
                 _delete_scopes(conn, [found[0]])
+            conn.execute(
+                "DELETE FROM idempotency WHERE user_id = ? AND session_id = ?",
+                (scope.user_id, scope.session_id),
+            )
 
         await self._write(clear)
 
@@ -325,6 +342,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                 (user_id,),
             )
             conn.execute("DELETE FROM scopes WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM idempotency WHERE user_id = ?", (user_id,))
             delete_user_memories(conn, user_id)
 
         await self._write(clear)
@@ -333,6 +351,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         def clear(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM messages")
             conn.execute("DELETE FROM scopes")
+            conn.execute("DELETE FROM idempotency")
             delete_all_memories(conn)
             delete_all_usage(conn)
 
@@ -384,7 +403,12 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             _delete_scopes(conn, ids)
             return len(ids)
 
-        return await self._in_batches(lambda: self._write(prune_batch))
+        def expire_batch(conn: sqlite3.Connection) -> int:
+            return conn.execute(DELETE_EXPIRED, (self._clock(), PRUNE_BATCH)).rowcount
+
+        pruned = await self._in_batches(lambda: self._write(prune_batch))
+        await self._in_batches(lambda: self._write(expire_batch))
+        return pruned
 
     def _lock(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(scope, timeout)

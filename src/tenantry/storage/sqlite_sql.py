@@ -8,9 +8,11 @@
 - `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
 - `usage_days` and `budgets`: the users' usage counters and budget overrides (see
   `sqlite_usage`).
+- `idempotency`: one row per (user_id, key), the turn's idempotency record (see
+  `idempotency`; schema version 4), indexed by expiry for pruning.
 - `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
-  first use (version 1 had no summaries and no memories, version 2 no usage), a file of a
-  newer one is refused.
+  first use (version 1 had no summaries and no memories, version 2 no usage, version 3 no
+  idempotency records), a file of a newer one is refused.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 
 from tenantry.errors import StoreError
 from tenantry.storage.codec import decode_tool_calls, encode_tool_calls
+from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.sqlite_usage import USAGE_SCHEMA
 from tenantry.types import Message
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
@@ -66,12 +69,22 @@ CREATE TABLE IF NOT EXISTS memories (
 );
 CREATE INDEX IF NOT EXISTS memories_by_stamp ON memories (user_id, stamp);
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_terms USING fts5(terms, tokenize = 'ascii');
+CREATE TABLE IF NOT EXISTS idempotency (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
     + USAGE_SCHEMA
 )
-UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT", 2: ""}
+UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT", 2: "", 3: ""}
 """What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing:
-version 3's usage tables are only that)."""
+version 3's usage tables and version 4's `idempotency` are only that)."""
 
 
 def install_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -121,6 +134,31 @@ UPSERT_SCOPE = (
     "RETURNING scope_id, message_count"
 )
 INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+CLAIM_KEY = (
+    "INSERT INTO idempotency (user_id, key, session_id, request_hash, reply, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, key) DO UPDATE SET "
+    "session_id = excluded.session_id, request_hash = excluded.request_hash, "
+    "reply = excluded.reply, expires_at = excluded.expires_at "
+    "WHERE idempotency.expires_at <= ? RETURNING 1"
+)
+"""Store a record unless the user holds a live one of its key (then no row comes back)."""
+RECORD = (
+    "SELECT key, session_id, request_hash, reply, expires_at FROM idempotency "
+    "WHERE user_id = ? AND key = ?"
+)
+DELETE_EXPIRED = (
+    "DELETE FROM idempotency WHERE (user_id, key) IN "
+    "(SELECT user_id, key FROM idempotency WHERE expires_at <= ? LIMIT ?)"
+)
+
+
+def claim_key(
+    conn: sqlite3.Connection, user_id: str, record: IdempotencyRecord, now: float
+) -> None:
+    """Store `record` in the current transaction, or raise IdempotencyKeyReused."""
+    row = (user_id, record.key, record.session_id, record.request_hash, record.reply)
+    if conn.execute(CLAIM_KEY, (*row, record.expires_at, now)).fetchone() is None:
+        raise reused(record.key)
 
 
 def to_row(scope_id: int, message: Message) -> tuple[Any, ...]:
@@ -151,13 +189,17 @@ def from_row(row: Row) -> Message:
 
 
 __all__ = [
+    "CLAIM_KEY",
     "COLUMNS",
+    "DELETE_EXPIRED",
     "INSERT_MESSAGE",
+    "RECORD",
     "SCHEMA",
     "SCHEMA_VERSION",
     "UPGRADES",
     "UPSERT_SCOPE",
     "Row",
+    "claim_key",
     "from_row",
     "install_schema",
     "to_row",

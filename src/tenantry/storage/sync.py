@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from tenantry._runner import run_sync
-from tenantry.storage.base import Snapshot, Store
+from tenantry.storage.base import Clock, Snapshot, Store
+from tenantry.storage.idempotency import IdempotencyRecord
 from tenantry.types import Admission, Budget, Memory, Message, Summary, Usage, UsageDay
 
 
@@ -31,6 +32,10 @@ class SyncStore:
     @property
     def max_messages(self) -> int | None:
         return self.store.max_messages
+
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
 
     @property
     def max_memories(self) -> int | None:
@@ -61,12 +66,23 @@ class SyncStore:
         session_id: str | None = None,
         state: Mapping[str, Any] | None = None,
         usage: Usage | None = None,
+        idempotency: IdempotencyRecord | None = None,
     ) -> None:
         run_sync(
             self.store.add_many(
-                messages, user_id=user_id, session_id=session_id, state=state, usage=usage
+                messages,
+                user_id=user_id,
+                session_id=session_id,
+                state=state,
+                usage=usage,
+                idempotency=idempotency,
             )
         )
+
+    def get_idempotency_record(
+        self, key: str, *, user_id: str | None = None
+    ) -> IdempotencyRecord | None:
+        return run_sync(self.store.get_idempotency_record(key, user_id=user_id))
 
     def get_messages(
         self,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from tenantry._checks import check_int
 from tenantry.errors import InvalidInput, InvalidUserId
@@ -47,10 +47,18 @@ MAX_USAGE_DAYS = 3_700
 MAX_TOP_USERS = 1_000
 """The most users one `top_usage` call may give."""
 
+_MAX_COUNT = 2**62
+"""One above the largest count one usage may add (sums stay far below 2**63)."""
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_SECONDS = 86_400
+
 
 def usage_day(now: float) -> date:
-    """Give the UTC day of the time `now` (seconds since the epoch)."""
-    return datetime.fromtimestamp(now, UTC).date()
+    """Give the UTC day of the time `now` (seconds since the epoch, which counts every day
+    as exactly 86,400 seconds)."""
+    return date.fromordinal(_EPOCH_ORDINAL + int(now // _DAY_SECONDS))
 
 
 def month_start(day: date) -> date:
@@ -62,13 +70,21 @@ def check_usage(usage: Usage) -> Usage:
     """Give `usage` if it is a `Usage` of non-negative whole counts, or raise InvalidInput."""
     if not isinstance(usage, Usage):
         raise InvalidInput(f"usage must be a Usage, got {type(usage).__name__}")
+    counts = (
+        usage.requests,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.tool_calls,
+    )  # every turn passes here: one pass over plain ints, the messages only when one is bad
+    if all(type(n) is int and 0 <= n < _MAX_COUNT for n in counts):
+        if type(usage.estimated) is not bool:
+            raise InvalidInput(f"usage.estimated must be a bool, got {usage.estimated!r}")
+        return usage
     for name in USAGE_COUNTS:
         check_int(f"usage.{name}", getattr(usage, name), minimum=0)
-        if getattr(usage, name) >= 2**62:
-            raise InvalidInput(f"usage.{name} is too large: {getattr(usage, name)}")
-    if not isinstance(usage.estimated, bool):
-        raise InvalidInput(f"usage.estimated must be a bool, got {usage.estimated!r}")
-    return usage
+    raise InvalidInput(f"a usage count is too large (at most 2**62 - 1): {usage}")
 
 
 def check_day(name: str, value: date) -> date:

@@ -12,7 +12,9 @@ A turn is sent until it is acknowledged (200). A 409 with Retry-After (its scope
 too long) stored nothing, so it is sent again after that wait. A request that died with its
 replica (the balancer's 502, or a closed connection) leaves its turn IN DOUBT: it may have
 been committed before the replica died. Without idempotency keys a client cannot resend it
-without risking a second copy, so today it is not resent; see EXTENSION POINT below.
+without risking a second copy, so then it is not resent; with them (`SessionLoad(resend=
+resend_with_key)`: every request carries its turn's `Idempotency-Key`) it is resent until
+acknowledged, and a turn that had been committed is answered with its stored reply.
 
 What `check_histories` proves, reading through the balancer with each user's own key:
 
@@ -45,6 +47,8 @@ SESSION = "lb"
 USER_PREFIX = "lb-u"
 MAX_BUSY_RETRIES = 10
 """How often one turn may be refused with 409 before the test gives up on it."""
+MAX_RESENDS = 10
+"""How often one in-doubt turn is resent before the test gives up on it."""
 _USER_ID = re.compile(rf"{USER_PREFIX}\d+")
 
 
@@ -60,16 +64,21 @@ class Turn:
     index: int
     text: str
     key: str
-    """The turn's idempotency key: unique, the same for every resend of the turn. Not sent
-    today (the server has no idempotency yet); see EXTENSION POINT."""
+    """The turn's idempotency key: unique, the same for every resend of the turn; sent with
+    each request when the load resends (see EXTENSION POINT)."""
     started: float = 0.0
     """When the current (or last) request of the turn started."""
     ended: float | None = None
     """When it ended; None while it is in flight."""
     acknowledged: int = 0
+    replayed: int = 0
+    """Acknowledgements that were the stored reply of an earlier attempt (the server said
+    `Idempotent-Replayed: true`): the attempt that died had been committed."""
     reply: str | None = None
     failures: list[str] = field(default_factory=list)
     """What each request that died with its replica got (502, or the transport error)."""
+    failed_windows: list[tuple[float, float]] = field(default_factory=list)
+    """(started, ended) of each request in `failures`."""
 
     @property
     def body(self) -> dict[str, str]:
@@ -84,15 +93,22 @@ Resend = Callable[[httpx.AsyncClient, Turn, Mapping[str, str]], Awaitable[httpx.
 """Sends an in-doubt turn again (the client, the turn, its auth headers)."""
 
 # --- EXTENSION POINT: idempotent turns (issue 15, item 4) -----------------------------------
-# Today no `Resend` exists: a turn whose request died with its replica stays in doubt, and the
-# check allows it to be stored or not (stored = acknowledged + at most the in-doubt turns).
-# Once the chat routes accept an `Idempotency-Key` header, pass `SessionLoad(resend=...)` a
-# function that POSTs `turn.body` to /v1/chat again with the headers and
-# `{"Idempotency-Key": turn.key}` (and send the key on the first request too). The load then
-# resends every in-doubt turn until it is acknowledged, so no turn stays in doubt, and the
-# same check then demands stored = acknowledged exactly, each turn once, with the reply the
-# retry got equal to the stored one.
+# Without a `Resend`, a turn whose request died with its replica stays in doubt, and the check
+# allows it to be stored or not (stored = acknowledged + at most the in-doubt turns). With
+# `SessionLoad(resend=resend_with_key)`, every request carries `{"Idempotency-Key": turn.key}`
+# (the first one too) and the load resends every in-doubt turn until it is acknowledged, so
+# no turn stays in doubt, and the same check then demands stored = acknowledged exactly, each
+# turn once, with the reply the retry got equal to the stored one.
 # ---------------------------------------------------------------------------------------------
+
+
+async def resend_with_key(
+    http: httpx.AsyncClient, turn: Turn, headers: Mapping[str, str]
+) -> httpx.Response:
+    """POST the turn to /v1/chat again, with its idempotency key."""
+    return await http.post(
+        "/v1/chat", json=turn.body, headers={**headers, "Idempotency-Key": turn.key}
+    )
 
 
 @dataclass
@@ -140,6 +156,8 @@ class SessionLoad:
     async def _post(
         self, http: httpx.AsyncClient, turn: Turn, headers: Mapping[str, str]
     ) -> httpx.Response:
+        if self.resend is not None:  # resends are safe only if the first attempt had the key
+            headers = {**headers, "Idempotency-Key": turn.key}
         return await http.post("/v1/chat", json=turn.body, headers=headers)
 
     async def _send(self, turn: Turn) -> None:
@@ -153,11 +171,12 @@ class SessionLoad:
             except httpx.TransportError as exc:
                 turn.ended = time.monotonic()
                 turn.failures.append(f"no response: {exc!r}")
+                turn.failed_windows.append((turn.started, turn.ended))
             else:
                 turn.ended = time.monotonic()
                 status = response.status_code
                 if status == 200:
-                    self._acknowledge(turn, response.json())
+                    self._acknowledge(turn, response)
                     return
                 retry_after = response.headers.get("Retry-After")
                 if status == 409 and retry_after is not None and busy < MAX_BUSY_RETRIES:
@@ -165,15 +184,21 @@ class SessionLoad:
                     await asyncio.sleep(float(retry_after))
                     continue
                 turn.failures.append(f"{status} {response.text[:200]}")
+                turn.failed_windows.append((turn.started, turn.ended))
                 if status != 502:
                     self.problems.append(f"{turn.text!r}: refused: {turn.failures[-1]}")
                     return
             if self.resend is None:
                 return  # in doubt: see EXTENSION POINT
+            if len(turn.failures) > MAX_RESENDS:
+                self.problems.append(f"{turn.text!r}: still failing after resends: {turn.failures}")
+                return
             send = self.resend
 
-    def _acknowledge(self, turn: Turn, body: Any) -> None:
+    def _acknowledge(self, turn: Turn, response: httpx.Response) -> None:
+        body: Any = response.json()
         turn.acknowledged += 1
+        turn.replayed += response.headers.get("Idempotent-Replayed") == "true"
         turn.reply = body["reply"]
         if (body["user_id"], body["session_id"]) != (turn.user, SESSION):
             self.problems.append(f"{turn.text!r}: answered for another scope: {body}")
@@ -192,6 +217,11 @@ class HistoryCheck:
     in_doubt: int = 0
     in_doubt_stored: int = 0
     """In-doubt turns that had in fact been committed before their replica died."""
+    resent: int = 0
+    """Turns acknowledged after a request of theirs died (resent with their key)."""
+    replayed: int = 0
+    """Of those, the ones answered with the stored reply: the request that died had in fact
+    been committed, and its resend did not store it again."""
 
 
 async def check_histories(
@@ -212,8 +242,13 @@ async def check_histories(
     for turn in load.turns:
         if turn.acknowledged > 1:
             problems.append(f"{turn.text!r} acknowledged {turn.acknowledged} times")
-        if turn.in_doubt and not any(
-            turn.started < gone and (turn.ended or 0) >= killed for killed, gone in deaths
+        if turn.failures and turn.acknowledged:
+            result.resent += 1
+            result.replayed += turn.replayed
+        windows = turn.failed_windows or [(turn.started, turn.ended or 0)]
+        if turn.failures and not all(
+            any(started < gone and ended >= killed for killed, gone in deaths)
+            for started, ended in windows
         ):
             problems.append(f"{turn.text!r} failed outside a replica's death: {turn.failures}")
         if not turn.acknowledged and not turn.in_doubt:

@@ -22,7 +22,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tenantry import Agent, Budget, FunctionModel, MemoryConflict, MemoryNotFound, Message, Usage
+from tenantry import (
+    Agent,
+    Budget,
+    FunctionModel,
+    IdempotencyKeyReused,
+    MemoryConflict,
+    MemoryNotFound,
+    Message,
+    Usage,
+)
 from tenantry.storage.base import Store
 from tenantry.types import Memory, ToolSpec
 
@@ -260,11 +269,13 @@ async def random_isolation(
         kind = rng.random()
         u, s = scope.user_id, scope.session_id
         n = rng.randrange(1_000_000)
-        if kind < turn_share:
+        if kind < turn_share / 2:
             output = await agent.arun(f"{scope.token}|turn {n}", user_id=u, session_id=s)
             check_messages(report, scope, output.messages, "turn")
             report.turns += 1
             report.count("turn")
+        elif kind < turn_share:
+            await keyed_turn(scope, n)
         elif kind < 0.35:
             await store.add(Message.user(f"{scope.token}|add {n}"), user_id=u, session_id=s)
             report.count("add")
@@ -315,6 +326,29 @@ async def random_isolation(
             if strangers:
                 report.violations.append(f"list_users gave unknown ids {strangers[:3]}")
             report.count("list_users")
+
+    async def keyed_turn(scope: TokenScope, n: int) -> None:
+        """A turn with an idempotency key from a few names every user uses, sent twice: the
+        second is its replay (unless a clear came in between), and neither may ever be
+        another user's turn of the same key."""
+        u, s, text = scope.user_id, scope.session_id, f"{scope.token}|keyed {n}"
+        key = f"shared-key-{rng.randrange(20)}"
+        try:
+            output = await agent.arun(text, user_id=u, session_id=s, idempotency_key=key)
+        except IdempotencyKeyReused:  # this user used that name for another turn
+            report.count("keyed_turn_refused")
+            return
+        try:
+            again = await agent.arun(text, user_id=u, session_id=s, idempotency_key=key)
+        except IdempotencyKeyReused:  # a clear came in between, then another turn took it
+            report.count("keyed_turn_refused")
+            return
+        for got in (output, again):
+            check_messages(report, scope, got.messages, "keyed_turn")
+        if again.replayed and again.messages != output.messages:
+            report.violations.append(f"{u}/{s}: the replay of {key!r} is another turn")
+        report.turns += 1
+        report.count("keyed_turn")
 
     def remember(memory: Memory) -> None:
         ids = memory_ids.setdefault(memory.user_id, [])
