@@ -94,7 +94,13 @@ async def fail_over(
     def every_scope_acknowledged() -> bool:
         return {s.scope for s in load.sent if s.acknowledged and s.started >= healed} >= scopes
 
-    await until(every_scope_acknowledged, recovery_bound, "every scope to get a turn again")
+    try:
+        await until(every_scope_acknowledged, recovery_bound, "every scope to get a turn again")
+    except AssertionError as exc:
+        served = {s.scope for s in load.sent if s.acknowledged and s.started >= healed}
+        last = {s.scope: s for s in load.sent if s.scope not in served and s.ended is not None}
+        detail = "; ".join(f"{scope}: {s.status} {s.error[:200]}" for scope, s in last.items())
+        raise AssertionError(f"{exc}; last answers of the scopes not served: {detail}") from None
     figures.first_turn_after = time.monotonic() - started
     for s in load.sent[sent_before:]:
         if s.ended is not None and s.started <= healed:
