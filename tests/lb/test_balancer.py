@@ -1,5 +1,6 @@
 """Three `tenantry serve` replicas behind a real load balancer (Debian's HAProxy: round robin,
-no stickiness, health check on /readyz), on PostgreSQL and on Redis, with API-key auth.
+no stickiness, health check on /readyz), on PostgreSQL, on Redis and on Redis Cluster, with
+API-key auth.
 
 Through the balancer: the seed's curl session, byte for byte; then 50 users x 20 turns, 8
 turns of each user at once on the same session, while one replica is killed with SIGKILL
@@ -26,6 +27,7 @@ import pytest
 
 from tests.conftest import (
     CLEANUPS,
+    CLUSTER_BACKEND,
     POSTGRES_URL_VARIABLE,
     REDIS_URL_VARIABLE,
     namespace_name,
@@ -58,14 +60,18 @@ LOCK_TTL = 2.0
 SEED_USERS = ("user-a", "user-b")
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", CLUSTER_BACKEND])
 async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A store URL on the shared test server, in a schema / key prefix of this test's own."""
+    """A store URL on the shared test server (or the session's Redis Cluster), in a schema /
+    key prefix of this test's own."""
     backend = str(request.param)
     name = namespace_name(tmp_path)
     if backend == "postgres":
         url = server_url(POSTGRES_URL_VARIABLE)
         yield f"{url}{'&' if '?' in url else '?'}schema={name}"
+    elif backend == CLUSTER_BACKEND:
+        url = request.getfixturevalue("redis_cluster_url")
+        yield f"{url}/?prefix={name}&lock_ttl={LOCK_TTL:g}"
     else:
         url = server_url(REDIS_URL_VARIABLE)
         yield f"{url}{'&' if '?' in url else '?'}prefix={name}&lock_ttl={LOCK_TTL:g}"

@@ -16,6 +16,7 @@ import pytest
 from tenantry import SQLiteStore
 from tests.conftest import (
     CLEANUPS,
+    CLUSTER_BACKEND,
     POSTGRES_URL_VARIABLE,
     REDIS_URL_VARIABLE,
     namespace_name,
@@ -53,7 +54,7 @@ def _with_query(url: str) -> str:
     return url + ("&" if "?" in url else "?")
 
 
-@pytest.fixture(params=["postgres", "redis", "sqlite"])
+@pytest.fixture(params=["postgres", "redis", "sqlite", CLUSTER_BACKEND])
 async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A store URL every process can open: its own schema, key prefix or file."""
     backend = str(request.param)
@@ -63,6 +64,8 @@ async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         yield f"{_with_query(server_url(POSTGRES_URL_VARIABLE))}schema={name}&{cap}"
     elif backend == "redis":
         yield f"{_with_query(server_url(REDIS_URL_VARIABLE))}prefix={name}&{cap}"
+    elif backend == CLUSTER_BACKEND:
+        yield f"{request.getfixturevalue('redis_cluster_url')}/?prefix={name}&{cap}"
     else:
         yield f"sqlite:///{tmp_path / 'shared.db'}?{cap}"
     if backend in CLEANUPS:

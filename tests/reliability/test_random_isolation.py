@@ -4,7 +4,9 @@ scope's token, nor another user's memory, usage or budget."""
 
 from __future__ import annotations
 
-from tests.conftest import MakeStore
+import pytest
+
+from tests.conftest import BACKENDS, MakeStore
 from tests.support.reliability.workloads import (
     MEMORY_KINDS,
     USAGE_KINDS,
@@ -15,6 +17,7 @@ from tests.support.reliability.workloads import (
 OPERATIONS = 20_000
 
 
+@pytest.mark.parametrize("backend", sorted(BACKENDS))  # Redis Cluster too
 async def test_no_read_ever_returns_another_scopes_data(make_store: MakeStore) -> None:
     store = make_store(max_memories=5)  # the cap drops memories while others read them
     scopes = make_scopes(users=250, sessions_per_user=4)

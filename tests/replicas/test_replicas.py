@@ -1,5 +1,5 @@
-"""Several replicas of one agent share PostgreSQL or Redis: each is a separate process with
-its own Agent and its own store connection (see `worker.py`)."""
+"""Several replicas of one agent share PostgreSQL, Redis or a Redis Cluster: each is a
+separate process with its own Agent and its own store connection (see `worker.py`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tenantry.errors import ScopeBusy
 from tenantry.storage.base import Store
 from tests.conftest import (
     CLEANUPS,
+    CLUSTER_BACKEND,
     POSTGRES_URL_VARIABLE,
     REDIS_URL_VARIABLE,
     namespace_name,
@@ -30,12 +31,15 @@ LOCK_TTL = 1.0
 """Seconds a Redis lock outlives a killed holder."""
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", CLUSTER_BACKEND])
 async def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     backend = str(request.param)
     name = namespace_name(tmp_path)
     if backend == "postgres":
         url = f"{_with_query(server_url(POSTGRES_URL_VARIABLE))}schema={name}"
+    elif backend == CLUSTER_BACKEND:
+        cluster = request.getfixturevalue("redis_cluster_url")
+        url = f"{_with_query(cluster)}prefix={name}&lock_ttl={LOCK_TTL}"
     else:
         url = f"{_with_query(server_url(REDIS_URL_VARIABLE))}prefix={name}&lock_ttl={LOCK_TTL}"
     yield url

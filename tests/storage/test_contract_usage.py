@@ -21,10 +21,16 @@ from tenantry import Budget, Message, SyncStore, Usage, UsageDay
 from tenantry.errors import InvalidInput, InvalidUserId, ScopeLockLost, StoreClosed, StoreError
 from tenantry.storage.base import PRUNE_BATCH, Store
 from tenantry.storage.usage import MAX_USAGE_DAYS, month_start, usage_day
-from tests.conftest import PERSISTENT, FakeClock, MakeStore
+from tests.conftest import (
+    CLUSTER_BACKEND,
+    PERSISTENT,
+    REDIS_CLUSTER_URL_VARIABLE,
+    FakeClock,
+    MakeStore,
+)
 from tests.storage.test_contract import BAD_IDS, HOSTILE_IDS
 
-SHARED = {"postgres", "redis"}
+SHARED = {"postgres", "redis", CLUSTER_BACKEND}
 """Backends that share the rate limit between processes."""
 
 
@@ -150,7 +156,24 @@ async def _fail_in_redis(store: Store, tmp_path: Path) -> None:
             await store.add_many(turn("lost"), user_id="u", session_id="new", usage=TURN)
 
 
+async def _fail_in_redis_cluster(store: Store, tmp_path: Path) -> None:
+    from tenantry.storage.redis_client import connect
+    from tenantry.tenancy import Scope
+
+    lock_key = store._keys(Scope("u", "new")).lock  # type: ignore[attr-defined]
+    async with store.lock("u", "new"):
+        url = os.environ[REDIS_CLUSTER_URL_VARIABLE].replace("+cluster", "", 1)
+        client = connect(url, cluster=True, pool_size=2)
+        try:
+            await client.delete(lock_key)  # as if it had expired
+        finally:
+            await client.aclose()
+        with pytest.raises(ScopeLockLost):
+            await store.add_many(turn("lost"), user_id="u", session_id="new", usage=TURN)
+
+
 FAIL_A_COUNTED_TURN = {
+    CLUSTER_BACKEND: _fail_in_redis_cluster,
     "memory": _fail_in_memory,
     "sqlite": _fail_in_sqlite,
     "postgres": _fail_in_postgres,

@@ -11,7 +11,9 @@ from pathlib import Path
 from tenantry import Message
 from tenantry.storage.base import Store
 from tests.conftest import (
+    CLUSTER_BACKEND,
     POSTGRES_URL_VARIABLE,
+    REDIS_CLUSTER_URL_VARIABLE,
     REDIS_URL_VARIABLE,
     FakeClock,
     MakeStore,
@@ -42,6 +44,8 @@ async def _footprint(backend: str, store: Store, namespace: Path) -> list[str]:
             cur = await c.execute(f'SELECT count(*) FROM "{schema}".messages')
             found += [f"message:{n}" for (n,) in await cur.fetchall()]
         return sorted(found)
+    if backend == CLUSTER_BACKEND:
+        return await _cluster_footprint(namespace)
     from redis.asyncio import Redis
 
     prefix = namespace_name(namespace)
@@ -53,6 +57,32 @@ async def _footprint(backend: str, store: Store, namespace: Path) -> list[str]:
     return sorted(found)
 
 
+async def _cluster_footprint(namespace: Path) -> list[str]:
+    """Every key under the prefix on every primary, with the index buckets' tags shown as
+    {bucket}, and the members of the user's index buckets."""
+    from tenantry.storage.redis_client import connect
+    from tenantry.storage.redis_keys import key_slot, slot_tag
+
+    prefix = namespace_name(namespace)
+    url = os.environ[REDIS_CLUSTER_URL_VARIABLE].replace("+cluster", "", 1)
+    client = connect(url, cluster=True, pool_size=5)
+    try:
+        keys = [_text(key) async for key in client.scan_iter(match=f"{prefix}:*")]
+        found = [key.removeprefix(prefix) for key in keys]
+        bucket = "{" + slot_tag(key_slot("kept")) + "}"
+        found = [key.replace(bucket, "{bucket}") for key in found]
+        activity = await client.zrange(f"{prefix}:activity:{bucket}", 0, -1)
+        found += [f"member:{_text(m)}" for m in activity]
+        found += [f"user:{_text(m)}" for m in await client.smembers(f"{prefix}:users:{bucket}")]
+    finally:
+        await client.aclose()
+    return sorted(found)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 EXPECTED_AFTER = {
     "memory": ["kept/default:1"],
     "sqlite": ["kept/default:1", "message:1"],
@@ -62,6 +92,14 @@ EXPECTED_AFTER = {
         ":messages:kept:default",
         ":sessions:kept",
         ":users",
+        "member:kept:default",
+        "user:kept",
+    ],
+    CLUSTER_BACKEND: [
+        ":activity:{bucket}",
+        ":messages:{kept}:default",
+        ":sessions:{kept}",
+        ":users:{bucket}",
         "member:kept:default",
         "user:kept",
     ],

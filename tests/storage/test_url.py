@@ -75,3 +75,28 @@ def test_every_backend_takes_the_max_memories_option(url: str) -> None:
 def test_a_bad_max_memories_says_so() -> None:
     with pytest.raises(Exception, match="max_memories must be a positive integer"):
         open_store("memory://?max_memories=0")
+
+
+def test_a_redis_cluster_url_names_its_seed_nodes() -> None:
+    from tenantry.storage.redis import RedisStore
+
+    store = open_store("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/?prefix=app&wait_replicas=1")
+    assert isinstance(store, RedisStore)
+    assert (store.cluster, store.prefix, store.wait_replicas) == (True, "app", 1)
+    same = open_store("redis://127.0.0.1:7000/?cluster=true")
+    assert isinstance(same, RedisStore)
+    assert same.cluster
+    assert not open_store("redis://127.0.0.1:6379/0").cluster  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://h:1/", r"use redis\+cluster"),
+        ("redis+cluster://h:1/?cluster=maybe", "cluster must be true or false"),
+        ("redis+cluster://h:1/?wait_replicas=-1", "wait_replicas must be 0-100"),
+    ],
+)
+def test_bad_redis_cluster_urls_say_what_is_wrong(url: str, says: str) -> None:
+    with pytest.raises(Exception, match=says):
+        open_store(url)

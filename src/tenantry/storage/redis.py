@@ -1,32 +1,30 @@
-"""`RedisStore`: many stateless replicas share one Redis server (redis-py asyncio).
+"""`RedisStore`: many stateless replicas share one Redis server or one Redis Cluster
+(redis-py asyncio).
 
 Keys, all under a configurable prefix (several apps can share one Redis; a prefix holds no
 ':', so two different prefixes never share a key), with user and session ids percent-encoded
-(`urllib.parse.quote(id, safe="")`), so that ':' '{' '}' '*' '%' and unicode in an id can
-neither make two scopes share a key nor reach outside the prefix:
-
-    {prefix}:messages:{user}:{session}   list of the scope's messages (JSON), oldest first
-    {prefix}:state:{user}:{session}      the scope's session state (JSON)
-    {prefix}:summary:{user}:{session}    the session's summary (JSON)
-    {prefix}:sessions:{user}             set of the user's session ids
-    {prefix}:users                       set of user ids that have a session
-    {prefix}:activity                    sorted set "{user}:{session}" -> time of last write
-    {prefix}:lock:{user}:{session}       the scope's turn lock (random token, with a TTL)
-    {prefix}:idem:{user}:{key}           an idempotency record (JSON), with its TTL
-    {prefix}:idemkeys:{user}             sorted set "{session}:{key}" -> expiry, the user's
-                                         records (to delete them with a session or the user)
-
-Every key of one user (all but users and activity) is built by `_user_key`.
+(`encode_id`), so that ':' '{' '}' '*' '%' and unicode in an id can neither make two scopes
+share a key nor reach outside the prefix. Every key is named by `KeyLayout` (`redis_keys`,
+through `_user_key` for every key of one user): on one server
+`{prefix}:messages:{user}:{session}`, `...:state:...`, `...:summary:...`, `...:lock:...`,
+`{prefix}:sessions:{user}`, `{prefix}:idem:{user}:{key}` (an idempotency record, JSON, with
+its TTL), `{prefix}:idemkeys:{user}` (sorted set "{session}:{key}" -> expiry, the user's
+records), and the indexes `{prefix}:users` (users with a session) and `{prefix}:activity`
+("{user}:{session}" -> time of last write) — the names of every earlier release. On Redis
+Cluster (`cluster=True`, or `redis+cluster://h:p,h:p/`) the user id is each per-user key's
+hash tag, so all of a user's keys share one slot, and each index has one bucket per slot,
+the user's bucket in the user's slot.
 
 The users' memories are four keys per user (`redis_memories`, `RedisMemories`, a base of the
 store); their usage a hash per user per UTC day, their budget override a hash per user, and
 the shared rate limit a bucket per user (`redis_usage`, `RedisUsage`, a base too). A turn
 is one Lua script (`redis_lua`): append, trim to max_messages, set state, update the
-indexes, store the turn's idempotency record, add the turn's usage, all atomic. Listing
-users or sessions reads an index set and pruning reads the activity sorted set, so no
-operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning re-checks
-each scope's last activity inside it, so a scope written meanwhile survives.
-Commands are never retried by the client: a retried append could store a turn twice.
+indexes, store the turn's idempotency record, add the turn's usage, all atomic, in one
+slot. Listing users or sessions reads index sets and pruning reads the activity sorted sets,
+so no operation ever uses KEYS or SCAN. Deleting a scope is a script too, and pruning
+re-checks each scope's last activity inside it, so a scope written meanwhile survives.
+Commands are never retried by the client: a retried append could store a turn twice
+(`redis_client`).
 
 Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
 every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
@@ -34,12 +32,13 @@ compare-and-delete script. A process that dies frees its locks after at most loc
 append script checks that the lock still holds the turn's token and refuses the write
 otherwise (`ScopeLockLost`), so a turn that lost its lock can never interleave with the next.
 
-Durability is Redis's: a turn is acknowledged once Redis applied it in memory. With
+Durability is Redis's: a turn is acknowledged once the primary applied it in memory. With
 `appendonly yes` and `appendfsync always` it survives a crash of the Redis server; with
 `appendfsync everysec` (the usual setting) up to about a second of acknowledged turns can be
-lost; with no persistence (no AOF, no RDB) a restart of Redis loses every conversation. A
-failover to an asynchronous replica can lose the newest turns too. Redis Cluster is not
-supported (a turn's keys live in different slots); use one primary.
+lost; with no persistence (no AOF, no RDB) a restart of Redis loses every conversation.
+Replication is asynchronous, so a failover to a replica can lose the newest turns too, unless
+`wait_replicas=N`: then each turn is followed by `WAIT N` on the same connection and is
+acknowledged only once N replicas have it (otherwise the call fails with StoreUnavailable).
 """
 
 from __future__ import annotations
@@ -48,24 +47,27 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
-from urllib.parse import quote, unquote
+from typing import Any, TypeVar
+from urllib.parse import unquote
 
-from tenantry.errors import (
-    InvalidInput,
-    MissingDependency,
-    StoreClosed,
-    StoreError,
-    StoreUnavailable,
-)
+from tenantry.errors import InvalidInput, MissingDependency, StoreClosed, StoreError
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.locks import lost
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
+from tenantry.storage.redis_client import (
+    Client,
+    connect,
+    eval_and_wait,
+    idle_members,
+    index_members,
+    translate,
+)
+from tenantry.storage.redis_keys import KeyLayout, encode_id
 from tenantry.storage.redis_lua import (
     APPEND,
     DELETE,
@@ -85,19 +87,14 @@ from tenantry.types import Admission, Message
 
 try:
     from redis import exceptions as redis_errors
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.commands.core import AsyncScript
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("redis", "redis") from exc
 
+T = TypeVar("T")
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-
-
-def encode_id(value: str) -> str:
-    """Give an id as it appears in a key: percent-encoded, so it holds no ':' '{' '}' '*'."""
-    return quote(value, safe="")
 
 
 @dataclass(slots=True)
@@ -109,6 +106,8 @@ class _Keys:
     summary: str
     sessions: str
     lock: str
+    users: str
+    activity: str
     member: str
 
 
@@ -120,18 +119,22 @@ class _Lock:
 
 
 class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
-    """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`."""
+    """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`;
+    `RedisStore("redis://h1:7000,h2:7001/", cluster=True)` for Redis Cluster."""
 
     def __init__(
         self,
         url: str,
         *,
         prefix: str = "tenantry",
+        cluster: bool = False,
         max_messages: int | None = None,
         max_memories: int | None = DEFAULT_MAX_MEMORIES,
         usage_retention_days: int = DEFAULT_USAGE_RETENTION_DAYS,
         pool_size: int = 20,
         lock_ttl: float = 10.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
         clock: Clock = time.time,
     ) -> None:
         super().__init__(
@@ -148,20 +151,32 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             )
         if not isinstance(lock_ttl, int | float) or lock_ttl < 0.1:
             raise InvalidInput(f"lock_ttl must be at least 0.1 seconds, got {lock_ttl!r}")
+        if (
+            not isinstance(wait_replicas, int)
+            or isinstance(wait_replicas, bool)
+            or not (0 <= wait_replicas <= 100)
+        ):
+            raise InvalidInput(f"wait_replicas must be 0-100, got {wait_replicas!r}")
+        if not isinstance(wait_timeout, int | float) or wait_timeout <= 0:
+            raise InvalidInput(f"wait_timeout must be positive seconds, got {wait_timeout!r}")
         self.prefix = prefix
+        self.cluster = bool(cluster)
         self._url = url
         self.lock_ttl = float(lock_ttl)
-        self._users_key = f"{prefix}:users"
-        self._activity_key = f"{prefix}:activity"
-        self._registry_key = f"{prefix}:memory_users"
-        self._client: Redis | None = None
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = float(wait_timeout)
+        self.layout = KeyLayout(prefix, cluster=self.cluster)
+        self._client: Client | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._gate: asyncio.Semaphore | None = None
+        self._discovered = False
+        self._discovery = asyncio.Lock()
 
     # --- keys and connections -----------------------------------------------------------------
 
     def _user_key(self, kind: str, user_id: str, *rest: str) -> str:
         """Give the key of kind `kind` of one user, `rest` (already encoded) after the user."""
-        return ":".join((self.prefix, kind, encode_id(user_id), *rest))
+        return ":".join((self.layout.user_key(kind, user_id), *rest))
 
     def _keys(self, scope: Scope) -> _Keys:
         user, session = scope.user_id, encode_id(scope.session_id)
@@ -171,6 +186,8 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             summary=self._user_key("summary", user, session),
             sessions=self._user_key("sessions", user),
             lock=self._user_key("lock", user, session),
+            users=self.layout.index_key("users", user),
+            activity=self.layout.index_key("activity", user),
             member=f"{encode_id(user)}:{session}",
         )
 
@@ -185,17 +202,11 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     def _record_key(self, user_id: str, key: str) -> str:
         return self._user_key("idem", user_id, encode_id(key))
 
-    def _ready(self) -> Redis:
-        """Give the client, creating it (and its pool, on this loop) on first use."""
+    def _ready(self) -> Client:
+        """Give the client, creating it (and its pools, on this loop) on first use."""
         self._check_open()
         if self._client is None:
-            pool = BlockingConnectionPool.from_url(
-                self._url,
-                max_connections=self._pool_size,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=30,
-            )
-            client = Redis(connection_pool=pool)
+            client = connect(self._url, cluster=self.cluster, pool_size=self._pool_size)
             for name, source in (
                 ("append", APPEND),
                 ("delete", DELETE),
@@ -207,24 +218,57 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             ):
                 self._scripts[name] = client.register_script(source)
             self._client = client
+            # The cluster client's per-node pools refuse a connection beyond pool_size
+            # instead of waiting for one, so the store waits: at most pool_size operations
+            # at once, each using at most one connection per node.
+            self._gate = asyncio.Semaphore(self._pool_size) if self.cluster else None
+            self._discovered = False
+            self._discovery = asyncio.Lock()
         return self._client
+
+    async def _run(self, work: Callable[[], Awaitable[T]], scope: Scope | None = None) -> T:
+        if not self.cluster:
+            return await super()._run(work, scope)
+
+        async def gated() -> T:
+            client = self._ready()
+            assert self._gate is not None
+            assert isinstance(client, RedisCluster)
+            if not self._discovered:  # once, not by every first caller at once
+                async with self._discovery:
+                    if not self._discovered:
+                        await client.initialize()
+                        self._discovered = True
+            async with self._gate:
+                return await work()
+
+        return await super()._run(gated, scope)
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         self._ready()
         return await self._scripts[name](keys=keys, args=args)
 
     def _translate(self, exc: Exception, scope: Scope | None) -> StoreError | None:
-        if not isinstance(exc, redis_errors.RedisError):
-            return None
-        if scope is not None and LOCK_LOST in str(exc):
+        if (
+            scope is not None
+            and isinstance(exc, redis_errors.ResponseError)
+            and (LOCK_LOST in str(exc))
+        ):
             return lost(scope)
-        if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-            return StoreUnavailable(
-                f"Redis is unreachable: {str(exc).rstrip('.')}; check that the server "
-                "runs and the store URL is right (or raise pool_size if no connection "
-                "was free)"
-            )
-        return StoreError(f"Redis error: {exc}")
+        return translate(exc)
+
+    async def _index_members(self, index: str) -> list[str]:
+        """Give every member of the set `index` (every bucket, on a cluster)."""
+        client, layout = self._ready(), self.layout
+        members = await self._run(lambda: index_members(client, layout, index))
+        return sorted({_text(member) for member in members})
+
+    async def _idle(self, bound: str) -> tuple[list[str], bool]:
+        """Give members of the activity index last written before `bound` (at most
+        PRUNE_BATCH per bucket), and whether some bucket has more."""
+        client, layout = self._ready(), self.layout
+        found, more = await self._run(lambda: idle_members(client, layout, bound, PRUNE_BATCH))
+        return [_text(member) for member in found], more
 
     # --- primitives ---------------------------------------------------------------------------
 
@@ -244,17 +288,21 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
             token,
             *record_args(record, write.now),
         ]
-        script_keys = [keys.messages, keys.state, keys.sessions, self._users_key]
-        script_keys += [self._activity_key, keys.lock, self._record_key(scope.user_id, key)]
+        script_keys = [keys.messages, keys.state, keys.sessions, keys.users]
+        script_keys += [keys.activity, keys.lock, self._record_key(scope.user_id, key)]
         script_keys.append(self._user_key("idemkeys", scope.user_id))
         day = usage_day(write.now)
         script_keys += self._usage_keys(scope.user_id, day)
         counted = [] if write.usage is None else usage_args(day, write.usage)
         args += [len(counted), *counted, *(encode_message(m) for m in write.messages)]
+        waiting = (self.wait_replicas, self.wait_timeout)
 
         async def append() -> None:
             try:
-                await self._script("append", script_keys, args)
+                if self.wait_replicas:  # acknowledged once that many replicas have it
+                    await eval_and_wait(self._ready(), APPEND, script_keys, args, *waiting)
+                else:
+                    await self._script("append", script_keys, args)
             except redis_errors.ResponseError as exc:
                 if record is not None and KEY_TAKEN in str(exc):
                     raise reused(record.key) from None
@@ -343,16 +391,22 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         return None if state is None else _text(state)
 
     async def _delete(self, scopes: Sequence[Scope], cutoff: str = "") -> int:
-        """Delete scopes (only those idle since before `cutoff`, if given), in batches."""
+        """Delete scopes (only those idle since before `cutoff`, if given), in batches of
+        scopes listed in the same index buckets (so each batch is in one slot)."""
+        groups: dict[str, list[tuple[Scope, _Keys]]] = {}
+        for scope in scopes:
+            keys = self._keys(scope)
+            groups.setdefault(keys.users, []).append((scope, keys))
         deleted = 0
-        for start in range(0, len(scopes), PRUNE_BATCH):
-            keys = [self._users_key, self._activity_key]
-            args = [cutoff]
-            for scope in scopes[start : start + PRUNE_BATCH]:
-                k = self._keys(scope)
-                keys += [k.messages, k.state, k.summary, k.sessions]
-                args += [scope.user_id, scope.session_id, k.member]
-            deleted += await self._delete_batch(keys, args)
+        for group in groups.values():
+            for start in range(0, len(group), PRUNE_BATCH):
+                batch = group[start : start + PRUNE_BATCH]
+                script_keys = [batch[0][1].users, batch[0][1].activity]
+                args = [cutoff]
+                for scope, k in batch:
+                    script_keys += [k.messages, k.state, k.summary, k.sessions]
+                    args += [scope.user_id, scope.session_id, k.member]
+                deleted += await self._delete_batch(script_keys, args)
         return deleted
 
     async def _delete_batch(self, keys: list[str], args: list[str]) -> int:
@@ -383,29 +437,30 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         keys = [k.messages, k.state, k.summary]
         await self._run(lambda: self._script("set_summary", keys, [summary]))
 
-    async def _members(self, key: str) -> list[str]:
-        members = await self._run(lambda: self._ready().smembers(key))
-        return sorted(_text(member) for member in members)
-
     async def _list_users(self) -> list[str]:
-        return await self._members(self._users_key)
+        return await self._index_members("users")
 
     async def _list_sessions(self, user_id: str) -> list[str]:
-        return await self._members(self._user_key("sessions", user_id))
+        key = self._user_key("sessions", user_id)
+        members = await self._run(lambda: self._ready().smembers(key))
+        return sorted(_text(member) for member in members)
 
     async def _prune(self, cutoff: float) -> int:
         bound = f"({cutoff!r}"
         total = 0
         while True:
-            members: list[Any] = await self._run(
-                lambda: self._ready().zrangebyscore(
-                    self._activity_key, "-inf", bound, start=0, num=PRUNE_BATCH
-                )
-            )
-            scopes = [_scope_of(_text(member)) for member in members]
-            total += await self._delete(scopes, repr(cutoff))
-            if len(members) < PRUNE_BATCH:
+            members, more = await self._idle(bound)
+            total += await self._delete([_scope_of(m) for m in members], repr(cutoff))
+            if not more:
                 return total
+
+    # --- memories' registry -------------------------------------------------------------------
+
+    def _registry_key(self, user_id: str) -> str:
+        return self.layout.index_key("memory_users", user_id)
+
+    async def _registered_users(self) -> list[str]:
+        return await self._index_members("memory_users")
 
     # --- the turn lock ------------------------------------------------------------------------
 
@@ -425,12 +480,14 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         while True:
             await asyncio.sleep(self.lock_ttl / 3)
             try:
-                if not await self._script("renew", [lock.key], [lock.token, ttl_ms]):
+                if not await self._run(
+                    lambda: self._script("renew", [lock.key], [lock.token, ttl_ms])
+                ):
                     return
-            except redis_errors.RedisError:
-                continue
             except StoreClosed:
                 return
+            except StoreError:
+                continue
 
     async def _unlock(self, lock: _Lock) -> None:
         if lock.renewal is not None:
@@ -440,12 +497,18 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def _ping_server(self) -> None:
-        await self._ready().ping()
+        client = self._ready()
+        if self.cluster:  # every primary: a slot whose primary is down is an outage
+            await client.ping(target_nodes="primaries")
+        else:
+            await client.ping()
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if isinstance(client, Redis):
             await client.aclose(close_connection_pool=True)
+        elif client is not None:
+            await client.aclose()
 
 
 def _window(limit: int | None, offset: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """`RedisMemories`: the memories of `RedisStore`, in four keys per user.
 
-Keys (the user id percent-encoded, as in every key of the store, so it is one segment that a
-Redis Cluster hash tag can wrap):
+Keys (the user id percent-encoded, as in every key of the store; on Redis Cluster it is the
+keys' hash tag, `{prefix}:memories:{{user}}`, so a user's memories share the user's slot):
 
     {prefix}:memories:{user}      hash  id -> the memory as JSON (times as text: exact)
     {prefix}:memorder:{user}      zset  id -> stamp, the user's count of memory writes at its
@@ -9,6 +9,7 @@ Redis Cluster hash tag can wrap):
     {prefix}:memterms:{user}      hash  id -> "id stamp token token ...", what search reads
     {prefix}:memvectors:{user}    hash  id -> the vector, float32 bytes
     {prefix}:memory_users         set of the users that have had memories, for clear_all
+                                  (on Redis Cluster one bucket per slot, see `redis_keys`)
 
 Every write is one Lua script (`redis_lua`) over the user's four keys only — add with its
 cap, compare-and-swap update, delete, clear — so it is atomic and one user's memory call
@@ -85,14 +86,20 @@ def _text(value: bytes | str) -> str:
 class RedisMemories(RemoteStore[P]):
     """The memory primitives of `RedisStore`, on its client and scripts."""
 
-    _registry_key: str
-
     @abstractmethod
     def _memory_keys(self, user_id: str) -> MemoryKeys: ...
 
     @abstractmethod
     def _ready(self) -> Any:
         """Give the store's redis client (created on first use)."""
+
+    @abstractmethod
+    def _registry_key(self, user_id: str) -> str:
+        """Give the key of the `memory_users` bucket that lists the user."""
+
+    @abstractmethod
+    async def _registered_users(self) -> list[str]:
+        """Give every user in the `memory_users` registry (all its buckets)."""
 
     @abstractmethod
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
@@ -112,7 +119,7 @@ class RedisMemories(RemoteStore[P]):
         stamp = await self._call("add_memory", memory.user_id, args)
         if int(stamp) == 1:
             user = memory.user_id
-            await self._run(lambda: self._ready().sadd(self._registry_key, user))
+            await self._run(lambda: self._ready().sadd(self._registry_key(user), user))
 
     async def _memories_by_id(self, user_id: str, memory_ids: Sequence[str]) -> list[Memory]:
         key = self._memory_keys(user_id).memories
@@ -184,14 +191,13 @@ class RedisMemories(RemoteStore[P]):
     async def _forget_user(self, user_id: str) -> None:
         """Delete the user's memories and take the user out of the registry."""
         await self._clear_memories(user_id)
-        await self._run(lambda: self._ready().srem(self._registry_key, user_id))
+        await self._run(lambda: self._ready().srem(self._registry_key(user_id), user_id))
 
     async def _forget_every_user(self) -> None:
         """Delete the memories of every user in the registry (one at a time: a user who gets
         a first memory meanwhile is registered again, not lost)."""
-        members = await self._run(lambda: self._ready().smembers(self._registry_key))
-        for user in members:
-            await self._forget_user(_text(user))
+        for user in await self._registered_users():
+            await self._forget_user(user)
 
 
 __all__ = ["MemoryKeys", "RedisMemories"]

@@ -1,7 +1,8 @@
 """`RedisUsage`: the usage counters, budgets and shared rate limit of `RedisStore`.
 
 Keys (the user id percent-encoded, one segment, as in every key of the store; a day is
-YYYY-MM-DD):
+YYYY-MM-DD; on Redis Cluster the user is the hash tag of the user's keys and the three
+indexes have one bucket per slot, `...:{TAG}`, a user's in the user's slot — `redis_keys`):
 
     {prefix}:usage:{user}:{day}   hash  the user's counts of that UTC day (`USAGE_COUNTS`),
                                         and estimated = 1 once any part was
@@ -29,6 +30,8 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
+from tenantry.storage.redis_client import BUCKET_MEMBERS, on_every_primary
+from tenantry.storage.redis_keys import KeyLayout
 from tenantry.storage.remote import RemoteStore
 from tenantry.storage.usage import admission_of, month_start
 from tenantry.types import BUDGET_LIMITS, USAGE_COUNTS, Admission, Budget, Usage, UsageDay
@@ -93,6 +96,29 @@ return string.format('%.17g', wait)
 
 USAGE_SCRIPTS = {"add_usage": ADD_USAGE, "rate_limit_hit": RATE_LIMIT_HIT}
 
+# Redis Cluster, one call per primary over its buckets (see `redis_lua`'s index scripts):
+# ARGV[1] - the days indexes' head, "{prefix}:usagedays:"
+# ARGV[2] - the tags of the slots the node serves, separated by spaces
+# ARGV[3], ARGV[4] - the first and last day's ordinal
+# ARGV[5] - the day sets' head, "{prefix}:usagetop:"
+# return {tag, day, user, total tokens, ...} for every user's usage on those days
+BUCKET_USAGE = """#!lua flags=no-writes,allow-cross-slot-keys
+local out = {}
+for tag in string.gmatch(ARGV[2], '%S+') do
+    local days = redis.call('ZRANGEBYSCORE', ARGV[1] .. '{' .. tag .. '}', ARGV[3], ARGV[4])
+    for _, day in ipairs(days) do
+        local top = redis.call('ZRANGE', ARGV[5] .. day .. ':{' .. tag .. '}', 0, -1, 'WITHSCORES')
+        for j = 1, #top, 2 do
+            out[#out + 1] = tag
+            out[#out + 1] = day
+            out[#out + 1] = top[j]
+            out[#out + 1] = top[j + 1]
+        end
+    end
+end
+return out
+"""
+
 
 def usage_args(day: date, usage: Usage) -> list[Any]:
     """Give the ARGV of a usage for `count_lua`."""
@@ -121,6 +147,7 @@ class RedisUsage(RemoteStore[P]):
     """The usage primitives of `RedisStore`, on its client and scripts."""
 
     prefix: str
+    layout: KeyLayout
 
     @abstractmethod
     def _ready(self) -> Any:
@@ -141,17 +168,18 @@ class RedisUsage(RemoteStore[P]):
         """Give the keys a usage of the user's `day` writes (`count_lua`'s order)."""
         return [
             f"{self._user_key('usage', user_id)}:{day.isoformat()}",
-            f"{self.prefix}:usagetop:{day.isoformat()}",
-            f"{self.prefix}:usagedays",
+            self.layout.index_key(f"usagetop:{day.isoformat()}", user_id),
+            self.layout.index_key("usagedays", user_id),
         ]
 
     async def _add_usage(self, user_id: str, day: date, usage: Usage) -> None:
         keys, args = self._usage_keys(user_id, day), [user_id, *usage_args(day, usage)]
         await self._run(lambda: self._script("add_usage", keys, args))
 
-    async def _days_between(self, start: date, end: date) -> list[date]:
-        """Give the days from `start` to `end` on which anyone had usage, oldest first."""
-        key = f"{self.prefix}:usagedays"
+    async def _days_between(self, start: date, end: date, user_id: str) -> list[date]:
+        """Give the days from `start` to `end` on which anyone listed in the user's bucket of
+        the days index had usage (on one server: anyone), oldest first."""
+        key = self.layout.index_key("usagedays", user_id)
         found = await self._run(
             lambda: self._ready().zrangebyscore(key, start.toordinal(), end.toordinal())
         )
@@ -167,7 +195,7 @@ class RedisUsage(RemoteStore[P]):
         return await self._run(read) if keys else []
 
     async def _usage_days(self, user_id: str, start: date, end: date) -> list[UsageDay]:
-        days = await self._days_between(start, end)
+        days = await self._days_between(start, end, user_id)
         hashes = await self._hashes([self._usage_keys(user_id, day)[0] for day in days])
         return [UsageDay(day, _usage(h)) for day, h in zip(days, hashes, strict=True) if h]
 
@@ -192,7 +220,9 @@ class RedisUsage(RemoteStore[P]):
         return self._admission_of(await self._hashes(self._admission_keys(user_id, day)), day)
 
     async def _top_usage(self, start: date, end: date, limit: int) -> list[tuple[str, Usage]]:
-        days = await self._days_between(start, end)
+        if self.layout.cluster:
+            return await self._cluster_top_usage(start, end, limit)
+        days = await self._days_between(start, end, "")
         if not days:
             return []
         tops = [f"{self.prefix}:usagetop:{day.isoformat()}" for day in days]
@@ -210,6 +240,40 @@ class RedisUsage(RemoteStore[P]):
             result.append((user, total))
         return result
 
+    async def _cluster_usage(self, first: float, last: float) -> list[tuple[str, str, float]]:
+        """Give (user, day, total tokens) of every user's usage on the days whose ordinals
+        are from `first` to `last`, from every bucket (Redis Cluster)."""
+        args = [self.layout.bucket_head("usagedays")]
+        rest = [first, last, self.layout.bucket_head("usagetop")]
+        client = self._ready()
+        replies = await self._run(lambda: on_every_primary(client, BUCKET_USAGE, args[0], rest))
+        found = []
+        for reply in replies:
+            for i in range(0, len(reply), 4):
+                found.append((_text(reply[i + 2]), _text(reply[i + 1]), float(reply[i + 3])))
+        return found
+
+    async def _cluster_top_usage(
+        self, start: date, end: date, limit: int
+    ) -> list[tuple[str, Usage]]:
+        days_of: dict[str, list[str]] = {}
+        totals: dict[str, float] = {}
+        for user, day, tokens in await self._cluster_usage(start.toordinal(), end.toordinal()):
+            days_of.setdefault(user, []).append(day)
+            totals[user] = totals.get(user, 0) + tokens
+        users = sorted((-total, user) for user, total in totals.items())[:limit]
+        keys = [
+            f"{self._user_key('usage', user)}:{day}" for _, user in users for day in days_of[user]
+        ]
+        hashes = iter(await self._hashes(keys))
+        result = []
+        for _, user in users:
+            total = Usage()
+            for _day in days_of[user]:
+                total = total + _usage(next(hashes))
+            result.append((user, total))
+        return result
+
     async def _get_budget(self, user_id: str) -> Budget | None:
         return (await self._budgets([user_id]))[0]
 
@@ -218,7 +282,8 @@ class RedisUsage(RemoteStore[P]):
         return [_budget(fields) for fields in hashes]
 
     async def _set_budget(self, user_id: str, budget: Budget | None) -> None:
-        key, users = self._user_key("budget", user_id), f"{self.prefix}:budgetusers"
+        key = self._user_key("budget", user_id)
+        users = self.layout.index_key("budgetusers", user_id)
 
         async def write() -> None:
             async with self._ready().pipeline(transaction=True) as pipe:
@@ -234,7 +299,28 @@ class RedisUsage(RemoteStore[P]):
         await self._run(write)
 
     async def _prune_usage(self, before: date) -> int:
+        if self.layout.cluster:
+            return await self._cluster_delete_days(before.toordinal() - 1)
         return await self._delete_days(before.toordinal() - 1)
+
+    async def _cluster_delete_days(self, last: float) -> int:
+        """`_delete_days` on Redis Cluster: each user's hashes, then each bucket's day sets
+        and days index entries (one slot per bucket)."""
+        found = await self._cluster_usage(float("-inf"), last)
+        client, deleted = self._ready(), 0
+        for start in range(0, len(found), 1000):
+            batch = found[start : start + 1000]
+
+            async def delete(batch: list[tuple[str, str, float]] = batch) -> int:
+                async with client.pipeline(transaction=False) as pipe:
+                    for user, day, _ in batch:
+                        pipe.delete(f"{self._user_key('usage', user)}:{day}")
+                        pipe.delete(self.layout.index_key(f"usagetop:{day}", user))
+                        pipe.zrem(self.layout.index_key("usagedays", user), day)
+                    return sum(int(r) for r in (await pipe.execute())[::3])
+
+            deleted += await self._run(delete)
+        return deleted
 
     async def _delete_days(self, last: float) -> int:
         """Delete every user's usage of the days up to the ordinal `last`; give how many
@@ -260,6 +346,9 @@ class RedisUsage(RemoteStore[P]):
 
     async def _forget_usage(self) -> None:
         """Delete every user's usage and budget (clear_all)."""
+        if self.layout.cluster:
+            await self._cluster_forget_usage()
+            return
         await self._delete_days(float("inf"))
         users_key = f"{self.prefix}:budgetusers"
 
@@ -271,6 +360,23 @@ class RedisUsage(RemoteStore[P]):
             await client.delete(users_key)
 
         await self._run(delete)
+
+    async def _cluster_forget_usage(self) -> None:
+        await self._cluster_delete_days(float("inf"))
+        client = self._ready()
+        head = self.layout.bucket_head("budgetusers")
+        replies = await self._run(lambda: on_every_primary(client, BUCKET_MEMBERS, head, []))
+        users = sorted({_text(user) for reply in replies for user in reply})
+
+        async def delete() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for user in users:
+                    pipe.delete(self._user_key("budget", user))
+                    pipe.srem(self.layout.index_key("budgetusers", user), user)
+                await pipe.execute()
+
+        if users:
+            await self._run(delete)
 
     async def _rate_limit_hit(self, user_id: str, per_minute: int, now: float) -> float:
         keys, args = [self._user_key("rate", user_id)], [per_minute, repr(now)]

@@ -6,6 +6,9 @@
     sqlite:///:memory:                 SQLiteStore in memory (tests)
     postgresql://user@host:5432/db     PostgresStore (also postgres://), tenantry[postgres]
     redis://host:6379/0                RedisStore (rediss:// for TLS), tenantry[redis]
+    redis+cluster://h1:7000,h2:7001/   RedisStore on Redis Cluster (rediss+cluster:// for TLS;
+                                       the same as redis://h1:7000,h2:7001/?cluster=true):
+                                       one or more seed nodes, database 0 only
 
 Options go in the query string (`sqlite:///t.db?max_messages=100&max_memories=500`) or as
 keyword arguments, which win over the query string. For PostgreSQL and Redis, query
@@ -26,9 +29,12 @@ DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
 _INT_OPTIONS = frozenset(
     {"max_messages", "max_memories", "usage_retention_days", "readers", "pool_size"}
+    | {"wait_replicas"}
 )
-_FLOAT_OPTIONS = frozenset({"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout"})
-_BOOL_OPTIONS = frozenset({"rls"})
+_FLOAT_OPTIONS = frozenset(
+    {"busy_timeout", "lock_ttl", "connect_timeout", "pool_timeout", "wait_timeout"}
+)
+_BOOL_OPTIONS = frozenset({"rls", "cluster"})
 _BOOLS = {"true": True, "on": True, "1": True, "yes": True}
 _BOOLS |= {"false": False, "off": False, "0": False, "no": False}
 _COMMON_OPTIONS = frozenset({"max_messages", "max_memories", "usage_retention_days", "clock"})
@@ -40,7 +46,14 @@ _POSTGRES_OPTIONS = _COMMON_OPTIONS | {
     "rls",
     "tenant_role",
 }
-_REDIS_OPTIONS = _COMMON_OPTIONS | {"prefix", "pool_size", "lock_ttl"}
+_REDIS_OPTIONS = _COMMON_OPTIONS | {
+    "prefix",
+    "pool_size",
+    "lock_ttl",
+    "cluster",
+    "wait_replicas",
+    "wait_timeout",
+}
 
 
 def _coerce(name: str, value: str) -> Any:
@@ -115,9 +128,14 @@ def _postgres(url: str, overrides: dict[str, Any]) -> Store:
 def _redis(url: str, overrides: dict[str, Any]) -> Store:
     from tenantry.storage.redis import RedisStore
 
-    scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
+    scheme, _, variant = urlsplit(url).scheme.lower().partition("+")
+    if variant not in ("", "cluster"):
+        raise InvalidStoreURL(f"unknown Redis URL scheme {scheme}+{variant}; use {scheme}+cluster")
     driver_url, query = _split(url, _REDIS_OPTIONS, scheme)
-    return RedisStore(driver_url, **_options(query, overrides, _REDIS_OPTIONS))
+    options = _options(query, overrides, _REDIS_OPTIONS)
+    if variant:
+        options.setdefault("cluster", True)
+    return RedisStore(driver_url, **options)
 
 
 _BACKENDS: dict[str, Callable[[str, dict[str, Any]], Store]] = {
