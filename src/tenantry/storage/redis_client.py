@@ -42,6 +42,12 @@ _TRANSIENT = ("UNBLOCKED", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "TRYAGAIN", 
 """Error replies of a node whose role or slots change under the command (a failover)."""
 
 
+CLUSTER_SOCKET_TIMEOUT = 5.0
+"""Seconds a cluster node may take to answer or accept a connection: a node lost in a
+failover must not hold a turn (and, through its lock, the turns after it) for longer; the
+command then fails as StoreUnavailable (503, retry). A URL's `socket_timeout` overrides it."""
+
+
 def connect(url: str, *, cluster: bool, pool_size: int) -> Client:
     """Give a client for `url` (no connection is made yet). For a cluster, `url`'s netloc
     may list several seed nodes: `redis://[user:pass@]host:port,host:port/`."""
@@ -65,6 +71,8 @@ def connect(url: str, *, cluster: bool, pool_size: int) -> Client:
         max_connections=pool_size,
         retry=retry,
         health_check_interval=30,
+        socket_timeout=CLUSTER_SOCKET_TIMEOUT,
+        socket_connect_timeout=CLUSTER_SOCKET_TIMEOUT,
     )
 
 
