@@ -357,7 +357,7 @@ def plot(document: dict[str, Any], out: Path) -> list[str]:
     latency = out / "soak_latency.png"
     fig.savefig(latency, dpi=100)
     plt.close(fig)
-    return [str(resources), str(latency)]
+    return [resources.name, latency.name]  # beside the report: no machine's path in it
 
 
 # --- the run --------------------------------------------------------------------------------
