@@ -217,7 +217,7 @@ async def test_a_failing_write_in_a_group_fails_alone(tmp_path: Path) -> None:
         ]
         # alone, a write needs no savepoint
         del statements[:]
-        await store.add(Message.user("third"), user_id="a")
+        await store._write(lambda conn: conn.execute("UPDATE scopes SET updated_at = 1"))
         assert [s for s in statements if s in _TRANSACTION_STATEMENTS] == [
             "BEGIN IMMEDIATE",
             "COMMIT",

@@ -59,6 +59,18 @@ class GroupCommit:
         self._jobs: deque[_Job] = deque()
         self._guard = threading.Lock()
         self._draining = False  # a _drain is queued or running on the writer thread
+        self._checkpoint_due = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or being committed (a hint: it can change at once)."""
+        return not self._draining
+
+    def checkpoint_first(self) -> None:
+        """Have the writer thread checkpoint the WAL (passively) before the next group it
+        commits: with no write between the two, that group's transaction starts the WAL over
+        instead of growing it (see `loopwrite`)."""
+        self._checkpoint_due = True
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Give `work(conn)`'s result once the transaction that ran it has committed."""
@@ -103,6 +115,10 @@ class GroupCommit:
 
     def _commit(self, group: list[_Job]) -> list[Outcome]:
         conn = self._connection()
+        if self._checkpoint_due:
+            self._checkpoint_due = False
+            with contextlib.suppress(sqlite3.Error):  # busy: the WAL grows a little longer
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         if len(group) == 1:
             return [_alone(conn, group[0].work)]
         try:

@@ -1,0 +1,161 @@
+"""SQLite turn writes on the event loop's own thread (storage/loopwrite.py): when they run
+there, when they go to the writer thread instead, and that nothing about durability or
+isolation changes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from tenantry import Message, SQLiteStore
+from tenantry.errors import StoreUnavailable
+from tenantry.storage import loopwrite
+from tenantry.storage.sqlite import SQLiteStore as _Store
+
+TRANSACTION = {"BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"}
+
+
+def _trace_writer(store: _Store) -> list[str]:
+    seen: list[str] = []
+    assert store._write_conn is not None
+    store._write_conn.set_trace_callback(lambda s: seen.append(s) if s in TRANSACTION else None)
+    return seen
+
+
+def _committed_rows(path: Path, user: str) -> list[str]:
+    """What another connection (another process) reads: only what is committed."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT m.content FROM messages m JOIN scopes s USING (scope_id) "
+            "WHERE s.user_id = ? ORDER BY m.seq",
+            (user,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [content for (content,) in rows]
+
+
+async def test_a_turn_with_the_writer_idle_commits_on_the_loop_thread(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store:
+        await store.ping()
+        on_writer = _trace_writer(store)
+        threads: list[str] = []
+        original = store._loop_writer
+
+        def connect() -> sqlite3.Connection:
+            threads.append(threading.current_thread().name)
+            return original()
+
+        store._loop_writer = connect  # type: ignore[method-assign]
+        store._loop_writes._connect = connect  # type: ignore[union-attr]
+        await store.add_many([Message.user("q"), Message.assistant("r")], user_id="u")
+        # acknowledged means committed: another connection reads it at once
+        assert _committed_rows(path, "u") == ["q", "r"]
+        assert on_writer == []  # the writer thread was not involved
+        assert threads == [threading.current_thread().name]
+        conn = store._loop_writes._conns.conn  # type: ignore[union-attr]
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        assert not conn.in_transaction
+
+
+async def test_a_write_lock_held_elsewhere_sends_the_turn_to_the_writer_thread(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store:
+        await store.add(Message.user("first"), user_id="u")
+        on_writer = _trace_writer(store)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process writes
+        pending = asyncio.ensure_future(store.add(Message.user("second"), user_id="u"))
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # waiting on the writer thread (busy timeout), not failed
+        other.execute("ROLLBACK")
+        other.close()
+        await asyncio.wait_for(pending, 10)
+        assert on_writer == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert _committed_rows(path, "u") == ["first", "second"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_still_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path, busy_timeout=0.05) as store:
+        await store.add(Message.user("first"), user_id="u")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable, match="retry later"):
+                await store.add(Message.user("second"), user_id="u")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert _committed_rows(path, "u") == ["first"]
+
+
+async def test_a_failing_turn_write_on_the_loop_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store:
+        await store.add(Message.user("first"), user_id="u")
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO scopes (user_id, session_id, updated_at) VALUES ('g', 's', 0)"
+            )
+            raise ValueError("fails after writing")
+
+        with pytest.raises(ValueError, match="fails after writing"):
+            await store._write_small(half_then_fail)
+        assert await store.list_users() == ["u"]
+        await store.add(Message.user("second"), user_id="u")  # the connection is usable again
+        assert _committed_rows(path, "u") == ["first", "second"]
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "EXTRA"])
+async def test_a_commit_that_waits_for_the_disk_never_runs_on_the_loop(
+    tmp_path: Path, synchronous: str
+) -> None:
+    async with SQLiteStore(tmp_path / "t.db", synchronous=synchronous) as store:  # type: ignore[arg-type]
+        await store.ping()
+        on_writer = _trace_writer(store)
+        await store.add(Message.user("x"), user_id="u")
+        assert on_writer == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert store._loop_writes is None
+
+
+async def test_loop_commits_are_checkpointed_on_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's connection never checkpoints (a checkpoint waits for the disk); every
+    CHECKPOINT_EVERY loop commits the writer thread does, before the next write, which then
+    starts the WAL over: the WAL stays bounded however many turns are written."""
+    monkeypatch.setattr(loopwrite, "CHECKPOINT_EVERY", 10)
+    path = tmp_path / "t.db"
+    wal = tmp_path / "t.db-wal"
+    async with SQLiteStore(path) as store:
+        await store.ping()
+        assert store._write_conn is not None
+        checkpoints: list[str] = []
+        store._write_conn.set_trace_callback(
+            lambda s: checkpoints.append(s) if "wal_checkpoint" in s else None
+        )
+        for i in range(300):
+            await store.add(Message.user("x" * 2000), user_id=f"u{i}")
+        # 10 on the loop, then one through the writer (a turn that finds the writer still
+        # finishing its group goes there too, without a checkpoint)
+        assert 300 // 15 <= len(checkpoints) <= 300 // 11
+        # 300 turns of 2 KB without a WAL restart leave about 9 MB in it
+        assert wal.stat().st_size < 1_000_000
+        # and concurrent turns (the writer busy with some, the loop taking others) too
+        await asyncio.gather(
+            *(store.add(Message.user("y" * 2000), user_id=f"c{i}") for i in range(300))
+        )
+        assert wal.stat().st_size < 2_000_000
+    assert _committed_rows(path, "u299") == ["x" * 2000]
+    assert _committed_rows(path, "c299") == ["y" * 2000]
