@@ -46,20 +46,19 @@ async def test_a_turn_with_the_writer_idle_commits_on_the_loop_thread(tmp_path: 
         await store.ping()
         on_writer = _trace_writer(store)
         threads: list[str] = []
-        original = store._loop_writer
+        original = store._loop_connection
 
-        def connect() -> sqlite3.Connection:
+        def connection() -> sqlite3.Connection:
             threads.append(threading.current_thread().name)
             return original()
 
-        store._loop_writer = connect  # type: ignore[method-assign]
-        store._loop_writes._connect = connect  # type: ignore[union-attr]
+        store._loop_writes._connection = connection  # type: ignore[union-attr]
         await store.add_many([Message.user("q"), Message.assistant("r")], user_id="u")
         # acknowledged means committed: another connection reads it at once
         assert _committed_rows(path, "u") == ["q", "r"]
         assert on_writer == []  # the writer thread was not involved
         assert threads == [threading.current_thread().name]
-        conn = store._loop_writes._conns.conn  # type: ignore[union-attr]
+        conn = store._loop_conns.conn  # the loop's connection, its small reads' too
         assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         assert not conn.in_transaction
@@ -127,6 +126,8 @@ async def test_a_commit_that_waits_for_the_disk_never_runs_on_the_loop(
         await store.add(Message.user("x"), user_id="u")
         assert on_writer == ["BEGIN IMMEDIATE", "COMMIT"]
         assert store._loop_writes is None
+        await store.snapshot("u", limit=5)  # the loop's connection only reads then
+        assert store._loop_conns.conn.execute("PRAGMA query_only").fetchone() == (1,)
 
 
 async def test_loop_commits_are_checkpointed_on_the_writer_thread(

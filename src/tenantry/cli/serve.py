@@ -6,6 +6,7 @@ import gc
 import logging
 import math
 import re
+import time
 import typing
 from typing import Annotated, Any
 
@@ -21,13 +22,30 @@ GC_YOUNG = 20_000
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
+class _Formatter(logging.Formatter):
+    """`logging.Formatter` that turns a record's second into text once per second rather than
+    once per record (strftime is a tenth of the access log's cost); the same text."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second: tuple[int, str] = (-1, "")  # one tuple: replaced whole, never torn
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
+
+
 def configure_logging(level: str) -> None:
     """Log to stderr with the request id on every line."""
     from tenantry.server.middleware import RequestIdFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(_Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

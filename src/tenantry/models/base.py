@@ -36,7 +36,11 @@ def estimated_usage(
     def calls(found: Sequence[ToolCall]) -> int:
         return sum(estimate_tokens(call.name) + estimate_tokens(call.arguments) for call in found)
 
-    sent = sum(estimate_tokens(m.content) + calls(m.tool_calls) for m in messages)
+    sent = 0
+    for m in messages:  # once per request over the whole history window: kept lean
+        sent -= -len(m.content) // CHARS_PER_TOKEN
+        if m.tool_calls:
+            sent += calls(m.tool_calls)
     return Usage(
         requests=1,
         input_tokens=sent,

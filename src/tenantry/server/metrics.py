@@ -24,6 +24,8 @@ from tenantry.errors import BudgetExceeded, TenantryError
 from tenantry.tenancy import Scope
 from tenantry.types import Usage
 
+_TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
+"""The `kind` label of tokens, in the order `count_usage` reads them."""
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -76,6 +78,7 @@ class Metrics:
         )
         self._in_flight: dict[Scope, int] = {}
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._usage_children: dict[tuple[str, str], tuple[Any, ...]] = {}
         Gauge(
             "tenantry_active_scopes",
             "Scopes (user, session) with a turn in flight.",
@@ -94,9 +97,24 @@ class Metrics:
 
     def count_usage(self, transport: str, usage: Usage, outcome: str = "ok") -> None:
         """Count a finished turn's model requests and tokens."""
-        self.requests.labels(transport, outcome).inc(usage.requests)
-        for kind in ("input", "output", "cache_read", "cache_write"):
-            self.tokens.labels(transport, outcome, kind).inc(getattr(usage, f"{kind}_tokens"))
+        children = self._usage_children.get((transport, outcome))
+        if children is None:  # labels() takes a lock and builds a key: once per pair
+            children = (
+                self.requests.labels(transport, outcome),
+                *(self.tokens.labels(transport, outcome, kind) for kind in _TOKEN_KINDS),
+            )
+            self._usage_children[transport, outcome] = children
+        requests, *tokens = children
+        requests.inc(usage.requests)
+        counts = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+        )
+        for child, count in zip(tokens, counts, strict=True):
+            if count:
+                child.inc(count)
 
     def turn(self, transport: str, scope: Scope) -> _TurnTimer:
         """Count and time one turn of `scope` (`async with`); the outcome is the error

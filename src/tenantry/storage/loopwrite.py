@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -37,13 +36,12 @@ turn writes a handful)."""
 
 
 class LoopWrites:
-    """Runs write functions on the calling thread's own connection (`connect()` makes one
-    per thread) when SQLite lets them start at once, else through `group`."""
+    """Runs write functions on the calling thread's own connection (`connection()` gives it)
+    when SQLite lets them start at once, else through `group`."""
 
-    def __init__(self, group: GroupCommit, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, group: GroupCommit, connection: Callable[[], sqlite3.Connection]) -> None:
         self._group = group
-        self._connect = connect
-        self._conns = threading.local()
+        self._connection = connection
         self._commits = 0  # loop commits since the last checkpoint (a hint: not locked)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -54,9 +52,7 @@ class LoopWrites:
             self._commits = 0
             self._group.checkpoint_first()
             return await self._group.run(work)
-        conn: sqlite3.Connection | None = getattr(self._conns, "conn", None)
-        if conn is None:
-            conn = self._conns.conn = self._connect()
+        conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:

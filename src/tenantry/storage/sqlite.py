@@ -122,7 +122,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         self._write_conn: sqlite3.Connection | None = None
         self._read_pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._conns: list[sqlite3.Connection] = []  # every connection but the writer's, to close
-        self._loop_conns = threading.local()  # the reading connection of each loop's thread
+        self._loop_conns = threading.local()  # the connection of each event loop's thread
         self._init_lock = threading.Lock()
         self._init: Future[None] | None = None
         self._ready = False
@@ -130,7 +130,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         self._loop_writes = (
             None
             if self._in_memory or synchronous not in ("OFF", "NORMAL")
-            else LoopWrites(self._group, self._loop_writer)
+            else LoopWrites(self._group, self._loop_connection)
         )
         self._locks = LocalScopeLocks()
 
@@ -217,12 +217,23 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             return await self._write(fn)
         return await self._run(lambda: writes.run(fn))
 
-    def _loop_writer(self) -> sqlite3.Connection:
-        conn = self._connect()
-        conn.execute("PRAGMA busy_timeout = 0")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints (loopwrite)
-        with self._init_lock:
-            self._conns.append(conn)
+    def _loop_connection(self) -> sqlite3.Connection:
+        """The connection of the calling thread's event loop: its small reads and, with loop
+        writes, its turns' writes. It never waits for a lock (busy_timeout 0) and never
+        checkpoints (`loopwrite`). One connection for both: SQLite empties a connection's page
+        cache whenever another connection committed, so reads on the connection that did the
+        writes find their pages cached."""
+        conn: sqlite3.Connection | None = getattr(self._loop_conns, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA busy_timeout = 0")
+            if self._loop_writes is None:
+                conn.execute("PRAGMA query_only = ON")
+            else:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints
+            with self._init_lock:
+                self._conns.append(conn)
+            self._loop_conns.conn = conn
         return conn
 
     def _connection(self) -> sqlite3.Connection:
@@ -244,9 +255,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         return await self._run(lambda: self._read_here(fn))
 
     async def _read_here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._loop_conns, "conn", None)
-        if conn is None:
-            conn = self._loop_conns.conn = self._reader_connection(busy_timeout_ms=0)
+        conn = self._loop_connection()
         try:
             return _in_read_transaction(conn, fn)
         except sqlite3.OperationalError as exc:
@@ -255,10 +264,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._snapshot_of, fn)
 
-    def _reader_connection(self, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+    def _reader_connection(self) -> sqlite3.Connection:
         conn = self._connect()
-        if busy_timeout_ms is not None:
-            conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute("PRAGMA query_only = ON")
         with self._init_lock:
             self._conns.append(conn)
