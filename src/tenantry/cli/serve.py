@@ -36,7 +36,7 @@ class _Formatter(logging.Formatter):
             second = int(record.created)
             text = time.strftime(self.default_time_format, self.converter(second))
             self._second = (second, text)
-        return self.default_msec_format % (text, record.msecs)
+        return f"{text},{int(record.msecs):03d}"  # logging's default_msec_format, "%s,%03d"
 
 
 def configure_logging(level: str) -> None:
