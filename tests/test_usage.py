@@ -75,6 +75,13 @@ def test_a_users_own_budget_replaces_the_default_as_a_whole() -> None:
         budgets.check(Admission(own.day, own.month, Budget(tokens_per_day=50)), NOW)
 
 
+def test_only_a_default_without_limits_is_unlimited() -> None:
+    """What lets a turn skip reading the usage of a user with no budget of its own."""
+    assert Budgets().default_unlimited
+    for name in ("tokens_per_day", "requests_per_day", "tokens_per_month", "requests_per_month"):
+        assert not Budgets(Budget(**{name: 0})).default_unlimited
+
+
 def test_a_zero_limit_refuses_every_turn() -> None:
     with pytest.raises(BudgetExceeded):
         Budgets(Budget(requests_per_day=0)).check(admission(), NOW)

@@ -101,6 +101,12 @@ class Budgets:
             clock,
         )
 
+    @property
+    def default_unlimited(self) -> bool:
+        """Whether the default budget has no limit: then only users with a budget of their
+        own can be refused, and only their usage needs reading before a turn."""
+        return all(getattr(self.default, name) is None for name in LIMITS)
+
     def effective(self, override: Budget | None) -> Budget:
         """Give the budget a user has: its own if an admin set one, else the default."""
         return override if override is not None else self.default
@@ -120,6 +126,8 @@ class Budgets:
 async def admit(store: Store, budgets: Budgets, user_id: str) -> None:
     """Return if the user may run a turn now; raise BudgetExceeded if not (one store read)."""
     now = budgets.clock()
+    if budgets.default_unlimited and await store.get_budget(user_id) is None:
+        return  # nothing can refuse the turn: its usage need not be read
     budgets.check(await store.read_admission(user_id, now=now), now, user_id=user_id)
 
 
@@ -128,7 +136,11 @@ async def admitted_snapshot(store: Store, budgets: Budgets, scope: Scope, limit:
     in (raises BudgetExceeded), both read together (`Store.snapshot_and_admission`)."""
     now = budgets.clock()
     snapshot, admission = await store.snapshot_and_admission(
-        scope.user_id, scope.session_id, limit=limit, now=now
+        scope.user_id,
+        scope.session_id,
+        limit=limit,
+        now=now,
+        budgeted_only=budgets.default_unlimited,
     )
     budgets.check(admission, now, user_id=scope.user_id)
     return snapshot

@@ -49,6 +49,7 @@ from tenantry.storage.memories import DEFAULT_MAX_MEMORIES, MemoryContract
 from tenantry.storage.search import query_terms
 from tenantry.storage.usage import (
     DEFAULT_USAGE_RETENTION_DAYS,
+    UNREAD_ADMISSION,
     UsageContract,
     check_usage,
     usage_day,
@@ -226,15 +227,21 @@ class Store(UsageContract, MemoryContract, ABC):
         *,
         limit: int | None = None,
         now: float | None = None,
+        budgeted_only: bool = False,
     ) -> tuple[Snapshot, Admission]:
         """Give `snapshot(user_id, session_id, limit=limit)` and `read_admission(user_id,
         now=now)`, read together: what a turn with accounting reads before its model call,
         in one read where the backend can (SQLite: one read transaction on one reader
-        thread) and both at once where it cannot."""
+        thread) and both at once where it cannot.
+
+        `budgeted_only`: the caller needs the usage only of a user with a budget override
+        (its default budget has no limits), so a backend may leave it unread (empty `Usage`)
+        for a user without one; the override itself is always read."""
         user = self._usage_user(user_id)
         scope = self._scope(user, session_id)
         checked = check_int("limit", limit, minimum=0, or_none=True)
-        return await self._snapshot_and_admission(scope, checked, usage_day(self._now(now)))
+        day = usage_day(self._now(now))
+        return await self._snapshot_and_admission(scope, checked, day, budgeted_only)
 
     async def size(self, user_id: str | None = None, session_id: str | None = None) -> int:
         """Give the number of messages the scope holds."""
@@ -372,11 +379,17 @@ class Store(UsageContract, MemoryContract, ABC):
         return snapshot, await self._search_memories(scope.user_id, terms, wanted)
 
     async def _snapshot_and_admission(
-        self, scope: Scope, limit: int | None, day: date
+        self, scope: Scope, limit: int | None, day: date, budgeted_only: bool
     ) -> tuple[Snapshot, Admission]:
         """Default: one read after the other, for backends in this process (nothing to wait
-        for, so nothing to overlap). Server-backed ones overlap the two (`remote`)."""
+        for, so nothing to overlap), the usage only when `budgeted_only` allows no less.
+        Server-backed ones overlap the two and read the usage in the same round trip anyway
+        (`remote`)."""
         snapshot = await self._snapshot(scope, limit)
+        if budgeted_only:
+            budget = await self._get_budget(scope.user_id)
+            if budget is None:
+                return snapshot, UNREAD_ADMISSION
         return snapshot, await self._read_admission(scope.user_id, day)
 
     # --- backend primitives -------------------------------------------------------------------

@@ -217,7 +217,7 @@ class PostgresStore(PostgresUsage[LockProof], PostgresMemories[LockProof]):
         return Snapshot(messages, decode_state(state))
 
     async def _snapshot_and_admission(
-        self, scope: Scope, limit: int | None, day: date
+        self, scope: Scope, limit: int | None, day: date, budgeted_only: bool
     ) -> tuple[Snapshot, Admission]:
         """The history query and the admission query in one transaction: one round trip."""
         params = {"u": scope.user_id, "s": scope.session_id, "limit": limit, "offset": 0}

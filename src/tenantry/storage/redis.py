@@ -359,7 +359,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
         return Snapshot(messages, decode_state(state))
 
     async def _snapshot_and_admission(
-        self, scope: Scope, limit: int | None, day: date
+        self, scope: Scope, limit: int | None, day: date, budgeted_only: bool
     ) -> tuple[Snapshot, Admission]:
         """The snapshot's reads and the admission's hashes in one transaction: one round trip."""
         keys = self._keys(scope)

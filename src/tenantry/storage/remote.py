@@ -91,7 +91,7 @@ class RemoteStore(Store, Generic[Proof]):
         return snapshot, await searching
 
     async def _snapshot_and_admission(
-        self, scope: Scope, limit: int | None, day: date
+        self, scope: Scope, limit: int | None, day: date, budgeted_only: bool
     ) -> tuple[Snapshot, Admission]:
         """Both reads at once, so a turn waits for one round trip's time, not two."""
         admitting = asyncio.ensure_future(self._read_admission(scope.user_id, day))

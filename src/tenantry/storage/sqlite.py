@@ -376,7 +376,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         return Snapshot(messages, decode_state(state)), memories
 
     async def _snapshot_and_admission(
-        self, scope: Scope, limit: int | None, day: date
+        self, scope: Scope, limit: int | None, day: date, budgeted_only: bool
     ) -> tuple[Snapshot, Admission]:
         """One read transaction: the history, the state and the user's usage and budget of
         one moment (at most a month of day rows and one budget row beside the window, so a
@@ -388,7 +388,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             return (
                 messages,
                 None if found is None else found[1],
-                read_admission(conn, scope.user_id, day),
+                read_admission(conn, scope.user_id, day, budgeted_only=budgeted_only),
             )
 
         small = limit is not None and limit <= LOOP_READ_ROWS

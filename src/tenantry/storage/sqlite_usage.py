@@ -20,7 +20,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 from tenantry.storage.base import Store
-from tenantry.storage.usage import admission_of, month_start
+from tenantry.storage.usage import UNREAD_ADMISSION, admission_of, month_start
 from tenantry.types import BUDGET_LIMITS, USAGE_COUNTS, Admission, Budget, Usage, UsageDay
 
 T = TypeVar("T")
@@ -60,10 +60,16 @@ def count_usage(conn: sqlite3.Connection, user_id: str, day: date, usage: Usage)
     conn.execute(_COUNT, (user_id, day.isoformat(), *counts, int(usage.estimated)))
 
 
-def read_admission(conn: sqlite3.Connection, user_id: str, day: date) -> Admission:
+def read_admission(
+    conn: sqlite3.Connection, user_id: str, day: date, *, budgeted_only: bool = False
+) -> Admission:
     """Give the user's admission of `day` (its days of the month and its budget), in the
-    caller's read transaction."""
-    return admission_of(_days(conn, user_id, month_start(day), day), day, _budget(conn, user_id))
+    caller's read transaction; with `budgeted_only`, without the usage of a user with no
+    budget override (`Store.snapshot_and_admission`)."""
+    budget = _budget(conn, user_id)
+    if budgeted_only and budget is None:
+        return UNREAD_ADMISSION
+    return admission_of(_days(conn, user_id, month_start(day), day), day, budget)
 
 
 def delete_all_usage(conn: sqlite3.Connection) -> None:

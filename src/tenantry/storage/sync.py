@@ -125,9 +125,12 @@ class SyncStore:
         *,
         limit: int | None = None,
         now: float | None = None,
+        budgeted_only: bool = False,
     ) -> tuple[Snapshot, Admission]:
         return run_sync(
-            self.store.snapshot_and_admission(user_id, session_id, limit=limit, now=now)
+            self.store.snapshot_and_admission(
+                user_id, session_id, limit=limit, now=now, budgeted_only=budgeted_only
+            )
         )
 
     def size(self, user_id: str | None = None, session_id: str | None = None) -> int:

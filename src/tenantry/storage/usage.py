@@ -119,6 +119,11 @@ def total(days: list[UsageDay]) -> Usage:
     return summed
 
 
+UNREAD_ADMISSION = Admission(Usage(), Usage(), None)
+"""The admission of a user without a budget override when its usage was not needed (see
+`Store.snapshot_and_admission`'s `budgeted_only`)."""
+
+
 def admission_of(days: list[UsageDay], today: date, budget: Budget | None) -> Admission:
     """Give the admission of a user whose days of this month (through `today`) are `days`."""
     day = next((one.usage for one in days if one.day == today), Usage())
