@@ -22,18 +22,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.server.config import ServerSettings, is_loopback
 from tenantry.server.errors import ForbiddenOrigin, InvalidHost, UnsupportedMediaType
-from tenantry.server.middleware import ErrorCounter, refuse
+from tenantry.server.middleware import ErrorCounter, has_header, header, refuse
 
 LOOPBACK_NAMES = ("localhost",)
 """Names (besides loopback addresses) every server answers to, with any port."""
 UNCHECKED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Operations routes: no tenant data, and what probes and scrapers reach by the pod's IP."""
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ABSENT = "\0absent"
+"""`header`'s default where an empty header and none at all differ (an Origin header)."""
 _WILDCARD_BINDS = frozenset({"0.0.0.0", "::", "[::]", ""})
 _HOST = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
@@ -103,11 +104,11 @@ class HostCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in UNCHECKED_PATHS:
-            header = Headers(scope=scope).get("host", "")
-            host = host_of(header)
+            named = header(scope, b"host")
+            host = host_of(named)
             if host is None or not self.allowed.allows(host):
                 exc = InvalidHost(
-                    f"this server does not answer to the host {header[:100]!r}; if clients "
+                    f"this server does not answer to the host {named[:100]!r}; if clients "
                     "reach it by that name, add it to TENANTRY_ALLOWED_HOSTS (or set "
                     "TENANTRY_PUBLIC_URL)"
                 )
@@ -149,9 +150,8 @@ class OriginCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
-            headers = Headers(scope=scope)
-            origin = headers.get("origin")
-            if origin is not None and not self._allows(origin, headers.get("host", "")):
+            origin = header(scope, b"origin", _ABSENT)
+            if origin is not _ABSENT and not self._allows(origin, header(scope, b"host")):
                 exc = ForbiddenOrigin(
                     f"a page of {origin[:100]!r} may not change data on this server (open "
                     "mode); if that origin is yours, add it to TENANTRY_CORS_ORIGINS"
@@ -179,10 +179,11 @@ class JSONBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
-            headers = Headers(scope=scope)
-            length = headers.get("content-length", "0").strip()
-            has_body = "transfer-encoding" in headers or not (length.isdigit() and not int(length))
-            content_type = headers.get("content-type", "")
+            length = header(scope, b"content-length", "0").strip()
+            has_body = has_header(scope, b"transfer-encoding") or not (
+                length.isdigit() and not int(length)
+            )
+            content_type = header(scope, b"content-type")
             if has_body and not is_json(content_type):
                 said = f"{content_type[:100]!r}" if content_type else "no Content-Type"
                 exc = UnsupportedMediaType(

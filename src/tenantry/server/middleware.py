@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +24,7 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 access_log = logging.getLogger("tenantry.server.access")
 _GOOD_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SEGMENT_ESCAPE = re.compile(r"%(25|2F)")
+_ID_HEADER = b"x-request-id"
 
 ErrorCounter = Callable[[BaseException], None]
 ErrorFormat = Callable[[BaseException, str], Response]
@@ -32,6 +32,22 @@ ErrorFormat = Callable[[BaseException, str], Response]
 (A2A's JSON-RPC endpoint answers JSON-RPC errors)."""
 ERROR_FORMAT = "tenantry.error_format"
 """The ASGI scope key `RequestIdMiddleware` puts a path's error format under."""
+
+
+def header(scope: Scope, name: bytes, default: str = "") -> str:
+    """Give the first value of the request header `name` (lower case, as ASGI gives names),
+    decoded as Starlette's `Headers` does, or `default`: what `Headers(scope=scope).get`
+    gives, without building a `Headers` (every guard reads one or two per request)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return default
+
+
+def has_header(scope: Scope, name: bytes) -> bool:
+    """Whether the request has a header `name` (lower case)."""
+    return any(key == name for key, _ in scope["headers"])
 
 
 def error_format(scope: Scope) -> ErrorFormat:
@@ -94,7 +110,7 @@ class RequestIdMiddleware:
         found = self.formats.get(scope["path"])
         if found is not None:
             scope = {**scope, ERROR_FORMAT: found}
-        offered = Headers(scope=scope).get("x-request-id", "")
+        offered = header(scope, b"x-request-id")
         request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else new_id()
         token = _request_id.set(request_id)
         started = time.perf_counter()
@@ -104,7 +120,8 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _ID_HEADER]
+                message["headers"] = [*kept, (_ID_HEADER, request_id.encode("latin-1"))]
             await send(message)
 
         try:
@@ -182,7 +199,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        declared = header(scope, b"content-length")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
