@@ -13,7 +13,7 @@ until it has) instead of leaving the client unsure whether a half-written turn c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -94,8 +94,20 @@ async def store_turn(
 
 async def committed(write: Awaitable[T]) -> T:
     """Give `write`'s result, running it to the end even if the caller is cancelled meanwhile;
-    the cancellation is then raised once the write is done (committed or failed)."""
-    task = asyncio.ensure_future(write)
+    the cancellation is then raised once the write is done (committed or failed).
+
+    A coroutine's first step runs here at once: a write that never waits (the in-process
+    store's, a SQLite turn committed on the loop's thread) is done by then and needs no task;
+    one that waits goes on in a task from where it stopped (`_Rest`)."""
+    if asyncio.iscoroutine(write):
+        try:
+            pending = write.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        task: asyncio.Future[T] = asyncio.ensure_future(_rest(write, pending))
+    else:
+        task = asyncio.ensure_future(write)
     cancelled = False
     while True:
         try:
@@ -111,6 +123,41 @@ async def committed(write: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+async def _rest(coro: Coroutine[Any, Any, T], pending: Any) -> T:
+    result: T = await _Rest(coro, pending)
+    return result
+
+
+class _Rest:
+    """The rest of a coroutine that ran up to its first wait (it yielded `pending`, the
+    future it waits for): awaiting this runs it on exactly as the task that had started it
+    would have, passing every value and exception (a cancellation too) through to it."""
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._coro, self._pending = coro, pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self._coro, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 __all__ = ["TurnKey", "committed", "record_of", "store_turn", "stored_reply"]
