@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from tenantry.server.errors import ShuttingDown
@@ -49,11 +49,10 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     return headers.get(IDEMPOTENCY_KEY_HEADER.lower())
 
 
-@asynccontextmanager
-async def _every_turn(state: ServerState, turn: TurnRequest) -> AsyncIterator[None]:
-    """What wraps every turn, plain or streamed, of every transport."""
-    async with state.metrics.turn(turn.transport, turn.scope):
-        yield
+def _every_turn(state: ServerState, turn: TurnRequest) -> AbstractAsyncContextManager[None]:
+    """What wraps every turn, plain or streamed, of every transport (`async with`): its
+    metrics (a class, not a generator: this runs on every request)."""
+    return state.metrics.turn(turn.transport, turn.scope)
 
 
 async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:

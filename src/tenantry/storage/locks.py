@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -63,11 +63,24 @@ class LocalScopeLocks:
     def __len__(self) -> int:
         return len(self._entries)
 
-    @asynccontextmanager
-    async def hold(self, scope: Scope, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
-        entry = self._entries.get(scope)
+    def hold(self, scope: Scope, timeout: float) -> AbstractAsyncContextManager[None]:
+        """Hold the scope's lock (`async with`); ScopeBusy after `timeout` seconds of waiting."""
+        return _Hold(self._entries, scope, timeout)
+
+
+class _Hold:
+    """`LocalScopeLocks.hold`'s context manager (a class: cheaper per turn than a generator)."""
+
+    __slots__ = ("entries", "entry", "scope", "timeout")
+
+    def __init__(self, entries: dict[Scope, _LockEntry], scope: Scope, timeout: float) -> None:
+        self.entries, self.scope, self.timeout = entries, scope, timeout
+
+    async def __aenter__(self) -> None:
+        entry = self.entries.get(self.scope)
         if entry is None:
-            entry = self._entries[scope] = _LockEntry()
+            entry = self.entries[self.scope] = _LockEntry()
+        self.entry = entry
         entry.users += 1
         try:
             if entry.users == 1:
@@ -76,18 +89,23 @@ class LocalScopeLocks:
                 await entry.lock.acquire()
             else:
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(self.timeout):
                         await entry.lock.acquire()
                 except TimeoutError:
-                    raise busy(scope, timeout) from None
-            try:
-                yield
-            finally:
-                entry.lock.release()
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[scope]
+                    raise busy(self.scope, self.timeout) from None
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.entry.lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        entry = self.entry
+        entry.users -= 1
+        if entry.users == 0:
+            del self.entries[self.scope]
 
 
 class _LockEntry:
