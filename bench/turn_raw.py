@@ -17,7 +17,9 @@ thread's) per turn:
 
 Every user first gets WARM_TURNS turns (unmeasured) so the 20-message window is full. The
 sides alternate over RUNS runs, each on fresh files; medians are reported. Target: tenantry's
-turn within 2× of raw.
+turn within 2× of raw. A third side, raw + usage, also does what usage accounting (on by
+default since the target was set) adds to the database work: it shows how much of the gap
+that is.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from tenantry import Agent, FunctionModel, SQLiteStore
 
 WINDOW = 20
 TARGET = 2.0
+RAW_USAGE = "raw sqlite3 + usage"
+"""The raw side doing usage accounting's part of the turn too (the target is against the
+issue's raw work, without it; this shows how much of the gap accounting is)."""
 TEXT = "a user message of about the length people type into a chat box, give or take"
 REPLY = "ok"
 
@@ -68,23 +73,50 @@ INSERT = (
     "INSERT INTO messages (scope_id, id, role, content, tool_calls, tool_call_id, name, "
     "created_at) VALUES (?, ?, ?, ?, NULL, NULL, NULL, ?)"
 )
+USAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_days (
+    user_id TEXT NOT NULL, day TEXT NOT NULL, requests INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    tool_calls INTEGER NOT NULL DEFAULT 0, estimated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_by_day ON usage_days (day);
+CREATE TABLE IF NOT EXISTS budgets (
+    user_id TEXT PRIMARY KEY, tokens_per_day INTEGER, requests_per_day INTEGER,
+    tokens_per_month INTEGER, requests_per_month INTEGER
+) WITHOUT ROWID;
+"""
+BUDGET = "SELECT * FROM budgets WHERE user_id = ?"
+COUNT = (
+    "INSERT INTO usage_days (user_id, day, requests, input_tokens, output_tokens, estimated) "
+    "VALUES (?, ?, 1, ?, ?, 1) ON CONFLICT (user_id, day) DO UPDATE SET "
+    "requests = requests + 1, input_tokens = input_tokens + excluded.input_tokens, "
+    "output_tokens = output_tokens + excluded.output_tokens"
+)
 
 
 class RawTurns:
-    """sqlite3 doing a turn's database work, synchronously on one connection."""
+    """sqlite3 doing a turn's database work, synchronously on one connection; with `usage`,
+    also what usage accounting adds to it (the user's budget row read with the history, the
+    user's row of the day upserted with the messages), as a tenantry turn does by default
+    when no default budget is set."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, usage: bool = False) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA busy_timeout = 5000")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.executescript(RAW_SCHEMA)
+        self.conn.executescript(RAW_SCHEMA + (USAGE_SCHEMA if usage else ""))
+        self.usage = usage
 
     def turn(self, user_id: str, text: str) -> list[Any]:
         conn = self.conn
         conn.execute("BEGIN")  # the read in one snapshot, as the store's
         found = conn.execute(FIND, (user_id, "default")).fetchone()
         rows = [] if found is None else conn.execute(NEWEST, (found[0], WINDOW)).fetchall()
+        if self.usage:
+            conn.execute(BUDGET, (user_id,)).fetchone()
         conn.execute("COMMIT")
         rows.reverse()
         now = time.time()
@@ -97,6 +129,9 @@ class RawTurns:
                 (scope_id, os.urandom(16).hex(), "assistant", REPLY, now),
             ],
         )
+        if self.usage:
+            day = time.strftime("%Y-%m-%d", time.gmtime(now))
+            conn.execute(COUNT, (user_id, day, len(text) // 4 + 1, len(REPLY) // 4 + 1))
         conn.execute("COMMIT")
         return rows
 
@@ -149,8 +184,10 @@ async def tenantry_run(path: Path, users: int, turns: int, warm: int) -> dict[st
     return {"one caller": sequential, "concurrent": concurrent}
 
 
-def raw_run(path: Path, users: int, turns: int, warm: int) -> dict[str, Timed]:
-    raw = RawTurns(path)
+def raw_run(
+    path: Path, users: int, turns: int, warm: int, *, usage: bool = False
+) -> dict[str, Timed]:
+    raw = RawTurns(path, usage=usage)
     names = [f"user-{n}" for n in range(users)]
     try:
         for _ in range(warm):
@@ -164,6 +201,9 @@ def raw_run(path: Path, users: int, turns: int, warm: int) -> dict[str, Timed]:
                     raw.turn(name, TEXT)
             timed[mode] = _timed(started, cpu, users * turns)
         assert len(raw.turn(names[0], TEXT)) == WINDOW
+        if usage:  # every turn counted, as the store counts them
+            (counted,) = raw.conn.execute("SELECT sum(requests) FROM usage_days").fetchone()
+            assert counted == users * (warm + 2 * turns) + 1, counted
     finally:
         raw.close()
     return timed
@@ -173,6 +213,7 @@ def measure(users: int, turns: int, warm: int, runs: int) -> dict[str, Any]:
     sides: dict[str, Callable[[Path], dict[str, Timed]]] = {
         "tenantry": lambda p: asyncio.run(tenantry_run(p, users, turns, warm)),
         "raw sqlite3": lambda p: raw_run(p, users, turns, warm),
+        RAW_USAGE: lambda p: raw_run(p, users, turns, warm, usage=True),
     }
     collected: dict[str, list[dict[str, Timed]]] = {name: [] for name in sides}
     for run in range(runs):
@@ -218,14 +259,17 @@ def markdown(results: dict[str, Any], users: int, turns: int, runs: int) -> list
         "synchronous=NORMAL, busy_timeout). Per turn: wall time, and the process's CPU time "
         f"(all threads). Medians of {runs} run(s), the sides alternating, fresh files each "
         "run. **concurrent**: one task per user on one event loop (raw: the same turns one "
-        "after the other).",
+        "after the other). **raw + usage** also does what usage accounting (on by default, "
+        "added after the target was set) adds: the user's budget row read with the history "
+        "and the user's row of the day upserted in the write transaction; the target is "
+        "against raw without it.",
         "",
         "## Per turn",
         "",
     ]
     rows = []
     for mode in ("one caller", "concurrent"):
-        t, r = results["tenantry"][mode], results["raw sqlite3"][mode]
+        t, r, u = results["tenantry"][mode], results["raw sqlite3"][mode], results[RAW_USAGE][mode]
         rows.append(
             [
                 mode,
@@ -235,6 +279,8 @@ def markdown(results: dict[str, Any], users: int, turns: int, runs: int) -> list
                 t["cpu_ms"],
                 r["cpu_ms"],
                 f"{t['cpu_ms'] / r['cpu_ms']:.2f}×",
+                u["cpu_ms"],
+                f"{t['cpu_ms'] / u['cpu_ms']:.2f}×",
             ]
         )
     lines += table(
@@ -246,6 +292,8 @@ def markdown(results: dict[str, Any], users: int, turns: int, runs: int) -> list
             "tenantry CPU ms",
             "raw CPU ms",
             "tenantry ÷ raw (CPU)",
+            "raw + usage CPU ms",
+            "tenantry ÷ raw + usage (CPU)",
         ],
         rows,
     )

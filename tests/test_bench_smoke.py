@@ -87,7 +87,7 @@ def test_python_m_bench_smoke_writes_every_result(tmp_path: Path) -> None:
     for by_level in streams["transports"].values():
         assert all(r["first_delta"]["n"] > 0 for r in by_level.values())
     turns = json.loads((tmp_path / "turn_raw.json").read_text())["results"]["sides"]
-    assert set(turns) == {"tenantry", "raw sqlite3"}
+    assert set(turns) == {"tenantry", "raw sqlite3", "raw sqlite3 + usage"}
     tracing = json.loads((tmp_path / "tracing.json").read_text())["results"]
     assert tracing["absent"]["opentelemetry_importable"] is False
     assert [tracing[m]["traced"] for m in ("absent", "unset", "noop", "sdk")] == [
