@@ -87,6 +87,11 @@ class StoreSchemaError(StoreError):
     """The database holds a tenantry schema this version cannot use, or cannot create it."""
 
 
+class RateLimitNotShared(StoreError, NotImplementedError):
+    """The store is not shared between processes, so it keeps no rate limit that replicas
+    share (`Store.shares_rate_limit` is False); the server uses its in-process bucket."""
+
+
 class MemoryNotFound(TenantryError, LookupError):
     """No memory of that user has that id (HTTP 404). Another user's memory id is not found
     either: a user cannot even learn that it exists."""

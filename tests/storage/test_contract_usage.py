@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from tenantry import Budget, Message, SyncStore, Usage, UsageDay
-from tenantry.errors import InvalidInput, InvalidUserId, ScopeLockLost, StoreClosed, StoreError
+from tenantry.errors import (
+    InvalidInput,
+    InvalidUserId,
+    RateLimitNotShared,
+    ScopeLockLost,
+    StoreClosed,
+    StoreError,
+)
 from tenantry.storage.base import PRUNE_BATCH, Store
 from tenantry.storage.usage import MAX_USAGE_DAYS, month_start, usage_day
 from tests.conftest import (
@@ -505,8 +512,9 @@ async def test_a_closed_store_refuses_usage_calls(make_store: MakeStore) -> None
 async def test_only_shared_stores_offer_the_shared_rate_limit(store: Store, backend: str) -> None:
     assert store.shares_rate_limit == (backend in SHARED)
     if backend not in SHARED:
-        with pytest.raises(NotImplementedError, match="in-process rate limit"):
+        with pytest.raises(NotImplementedError, match="in-process rate limit") as refused:
             await store.rate_limit_hit("u", per_minute=5)
+        assert isinstance(refused.value, RateLimitNotShared)  # a tenantry error, typed
 
 
 async def test_the_rate_limit_is_a_bucket_of_per_minute_requests(

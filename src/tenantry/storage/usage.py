@@ -24,7 +24,7 @@ primitives (`_add_usage`, `_usage_days`, ...). Semantics shared by every backend
   store, with the semantics of the server's in-process one: a burst of up to `per_minute`
   requests, refilled at `per_minute / 60` per second. Only stores that several processes
   share offer it (`shares_rate_limit`: PostgreSQL and Redis); the others raise
-  NotImplementedError and the server keeps its in-process bucket.
+  RateLimitNotShared and the server keeps its in-process bucket.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from tenantry._checks import check_int
-from tenantry.errors import InvalidInput, InvalidUserId
+from tenantry.errors import InvalidInput, InvalidUserId, RateLimitNotShared
 from tenantry.tenancy import validate_user_id
 from tenantry.types import USAGE_COUNTS, Admission, Budget, Usage, UsageDay
 
@@ -197,15 +197,12 @@ class UsageContract(ABC):
         self, user_id: str, *, per_minute: int, now: float | None = None
     ) -> float:
         """Take one request from the user's shared bucket: give 0.0 if admitted, otherwise
-        the seconds until a request is (nothing is taken then). Raises NotImplementedError
+        the seconds until a request is (nothing is taken then). Raises RateLimitNotShared
         when the store is not shared (`shares_rate_limit` False)."""
         user = self._usage_user(user_id)
         rate = check_int("per_minute", per_minute)
         if not self.shares_rate_limit:
-            raise NotImplementedError(
-                f"{type(self).__name__} is not shared between processes; use an in-process "
-                "rate limit"
-            )
+            raise self._not_shared()
         return await self._rate_limit_hit(user, rate, self._now(now))
 
     # --- shared helpers -----------------------------------------------------------------------
@@ -236,7 +233,12 @@ class UsageContract(ABC):
     async def _rate_limit_hit(self, user_id: str, per_minute: int, now: float) -> float:
         """Take one request from the user's bucket (see the module's docstring); give 0.0,
         or the seconds until a request is allowed. Only stores that share it override it."""
-        raise NotImplementedError
+        raise self._not_shared()
+
+    def _not_shared(self) -> RateLimitNotShared:
+        return RateLimitNotShared(
+            f"{type(self).__name__} is not shared between processes; use an in-process rate limit"
+        )
 
     @abstractmethod
     def _check_open(self) -> None: ...
