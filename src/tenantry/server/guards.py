@@ -33,8 +33,6 @@ LOOPBACK_NAMES = ("localhost",)
 UNCHECKED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Operations routes: no tenant data, and what probes and scrapers reach by the pod's IP."""
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_ABSENT = "\0absent"
-"""`header`'s default where an empty header and none at all differ (an Origin header)."""
 _WILDCARD_BINDS = frozenset({"0.0.0.0", "::", "[::]", ""})
 _HOST = re.compile(r"(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
@@ -104,7 +102,7 @@ class HostCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in UNCHECKED_PATHS:
-            named = header(scope, b"host")
+            named = header(scope, b"host") or ""
             host = host_of(named)
             if host is None or not self.allowed.allows(host):
                 exc = InvalidHost(
@@ -150,8 +148,8 @@ class OriginCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
-            origin = header(scope, b"origin", _ABSENT)
-            if origin is not _ABSENT and not self._allows(origin, header(scope, b"host")):
+            origin = header(scope, b"origin")
+            if origin is not None and not self._allows(origin, header(scope, b"host") or ""):
                 exc = ForbiddenOrigin(
                     f"a page of {origin[:100]!r} may not change data on this server (open "
                     "mode); if that origin is yours, add it to TENANTRY_CORS_ORIGINS"
@@ -179,11 +177,12 @@ class JSONBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
-            length = header(scope, b"content-length", "0").strip()
+            declared = header(scope, b"content-length")
+            length = "0" if declared is None else declared.strip()
             has_body = has_header(scope, b"transfer-encoding") or not (
                 length.isdigit() and not int(length)
             )
-            content_type = header(scope, b"content-type")
+            content_type = header(scope, b"content-type") or ""
             if has_body and not is_json(content_type):
                 said = f"{content_type[:100]!r}" if content_type else "no Content-Type"
                 exc = UnsupportedMediaType(

@@ -34,15 +34,15 @@ ERROR_FORMAT = "tenantry.error_format"
 """The ASGI scope key `RequestIdMiddleware` puts a path's error format under."""
 
 
-def header(scope: Scope, name: bytes, default: str = "") -> str:
+def header(scope: Scope, name: bytes) -> str | None:
     """Give the first value of the request header `name` (lower case, as ASGI gives names),
-    decoded as Starlette's `Headers` does, or `default`: what `Headers(scope=scope).get`
-    gives, without building a `Headers` (every guard reads one or two per request)."""
+    decoded as Starlette's `Headers` does, or None: what `Headers(scope=scope).get` gives,
+    without building a `Headers` (every guard reads one or two per request)."""
     for key, value in scope["headers"]:
         if key == name:
             text: str = value.decode("latin-1")
             return text
-    return default
+    return None
 
 
 def has_header(scope: Scope, name: bytes) -> bool:
@@ -110,7 +110,7 @@ class RequestIdMiddleware:
         found = self.formats.get(scope["path"])
         if found is not None:
             scope = {**scope, ERROR_FORMAT: found}
-        offered = header(scope, b"x-request-id")
+        offered = header(scope, b"x-request-id") or ""
         request_id = offered if _GOOD_REQUEST_ID.fullmatch(offered) else new_id()
         token = _request_id.set(request_id)
         started = time.perf_counter()
@@ -199,7 +199,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        declared = header(scope, b"content-length")
+        declared = header(scope, b"content-length") or ""
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return

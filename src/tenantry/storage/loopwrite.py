@@ -30,6 +30,13 @@ from typing import TypeVar
 from tenantry.storage.groupcommit import GroupCommit
 
 T = TypeVar("T")
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock held elsewhere ("database is locked" / "busy")."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 CHECKPOINT_EVERY = 200
 """Loop commits between two checkpoints (SQLite's own default is every ~1,000 WAL pages; a
 turn writes a handful)."""
@@ -56,7 +63,7 @@ class LoopWrites:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
             return await self._group.run(work)  # held elsewhere: wait on the writer thread
         try:
@@ -71,4 +78,4 @@ class LoopWrites:
         return result
 
 
-__all__ = ["CHECKPOINT_EVERY", "LoopWrites"]
+__all__ = ["CHECKPOINT_EVERY", "LoopWrites", "is_busy"]

@@ -49,7 +49,7 @@ from tenantry.storage.codec import decode_state
 from tenantry.storage.groupcommit import GroupCommit
 from tenantry.storage.idempotency import IdempotencyRecord
 from tenantry.storage.locks import LocalScopeLocks
-from tenantry.storage.loopwrite import LoopWrites
+from tenantry.storage.loopwrite import LoopWrites, is_busy
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.sqlite_memories import (
     SQLiteMemories,
@@ -159,8 +159,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                 # once, or another connection writing to it meanwhile), SQLite answers
                 # "database is locked" at once instead of waiting for the busy timeout; so
                 # wait here, up to the same timeout. Both steps can be repeated.
-                locked = "locked" in str(exc) or "busy" in str(exc)
-                if not locked or time.monotonic() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     conn.close()
                     raise
             except BaseException:
@@ -195,7 +194,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                 raise StoreClosed(f"{type(self).__name__} is closed; open a new store") from exc
             raise
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if is_busy(exc):
                 raise StoreUnavailable(
                     f"SQLite database {self.path!r} stayed locked by another process for more "
                     f"than the busy timeout; retry later"
@@ -259,7 +258,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         try:
             return _in_read_transaction(conn, fn)
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._snapshot_of, fn)
@@ -525,10 +524,6 @@ def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connect
         return fn(conn)
     finally:
         conn.execute("COMMIT")
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _delete_scopes(conn: sqlite3.Connection, scope_ids: list[int]) -> None:
