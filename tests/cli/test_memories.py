@@ -64,11 +64,12 @@ def test_delete_one_by_id_and_never_another_users(db: str) -> None:
     listed = runner.invoke(app, ["memories", "list", "alice", "--store", db]).stdout
     rome = listed.splitlines()[0].split("\t")[0]
     bobs = runner.invoke(app, ["memories", "list", "bob", "--store", db]).stdout.split("\t")[0]
-    crossed = runner.invoke(app, ["memories", "delete", "alice", bobs, "--store", db])
+    # "--" before the ids: an id may begin with "-" (new_id is URL-safe base64)
+    crossed = runner.invoke(app, ["memories", "delete", "--store", db, "--", "alice", bobs])
     assert crossed.exit_code == 1
     assert "has no memory" in crossed.stderr
     assert _texts(db, "bob") == ["The user's name is Bob."]
-    result = runner.invoke(app, ["memories", "delete", "alice", rome, "--store", db])
+    result = runner.invoke(app, ["memories", "delete", "--store", db, "--", "alice", rome])
     assert result.exit_code == 0
     assert "deleted 1 memory of user 'alice'" in result.stdout
     assert _texts(db, "alice") == ["The user likes green tea."]
