@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from tenantry import Message
@@ -141,6 +142,44 @@ async def test_a_lock_is_renewed_while_the_turn_runs(prefix: str) -> None:
         async with b.lock("u", timeout=1):
             pass
     assert await _size(url, prefix, "u") == 1
+
+
+async def test_a_released_lock_is_not_renewed_when_the_driver_swallows_the_cancel(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a failover the release can fail (the key then expires by its TTL), and redis-py,
+    closing the broken connection under a cancelled renewal, can raise an error of its own
+    instead of the cancellation. The renewal must stop all the same, or it would keep the
+    scope locked for ever."""
+    url = os.environ[REDIS_URL_VARIABLE]
+    async with (
+        RedisStore(url, prefix=prefix, lock_ttl=0.3) as a,
+        RedisStore(url, prefix=prefix, lock_ttl=0.3) as b,
+    ):
+        real = a._script
+        renewing = asyncio.Event()
+        stall = False
+
+        async def failing_over(name: str, keys: list[str], args: list[Any]) -> Any:
+            nonlocal stall
+            if name == "release":
+                raise redis_errors.ConnectionError("the primary is gone")
+            if name == "renew" and stall:
+                renewing.set()
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    stall = False
+                    raise redis_errors.ConnectionError("closing the socket failed") from None
+            return await real(name, keys, args)
+
+        monkeypatch.setattr(a, "_script", failing_over)
+        async with a.lock("u"):
+            stall = True
+            await asyncio.wait_for(renewing.wait(), 5)
+        # The failed release leaves the key to its TTL (0.3 s); renewed, it would never go.
+        async with b.lock("u", timeout=2):
+            pass
 
 
 async def _size(url: str, prefix: str, user: str) -> int:

@@ -116,6 +116,10 @@ class _Lock:
     key: str
     token: str
     renewal: asyncio.Task[None] | None = field(default=None, repr=False)
+    released: bool = False
+    """Set by `_unlock` before it cancels the renewal: the renewal stops on it even if the
+    driver turned the cancellation into an error of its own (closing a broken connection
+    can fail), which would otherwise look like a failed renewal to retry."""
 
 
 class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
@@ -477,7 +481,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
     async def _renew(self, lock: _Lock, ttl_ms: int) -> None:
         """Push the lock's expiry forward every third of its TTL until released or lost; a
         failed renewal is retried, and a lost lock is caught by the append's fence."""
-        while True:
+        while not lock.released:
             await asyncio.sleep(self.lock_ttl / 3)
             try:
                 if not await self._run(
@@ -490,6 +494,7 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
                 continue
 
     async def _unlock(self, lock: _Lock) -> None:
+        lock.released = True
         if lock.renewal is not None:
             lock.renewal.cancel()
         await self._script("release", [lock.key], [lock.token])
