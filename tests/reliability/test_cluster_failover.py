@@ -91,6 +91,7 @@ async def test_failovers_under_load_lose_no_acknowledged_turn_with_wait(
                     victim.kill,
                     heal=restart(cluster, victim),
                     recovery_bound=RECOVERY_BOUND,
+                    server_log=lambda: server.output,
                 )
                 replica = cluster.replica_of(cluster.primaries()[0])
                 switched = await fail_over(
@@ -100,6 +101,7 @@ async def test_failovers_under_load_lose_no_acknowledged_turn_with_wait(
                     "CLUSTER FAILOVER on a replica",
                     lambda: cluster.promote(replica),
                     recovery_bound=RECOVERY_BOUND,
+                    server_log=lambda: server.output,
                 )
             finally:
                 load.stop()
@@ -157,6 +159,7 @@ async def test_a_killed_primary_without_wait_loses_at_most_its_replication_lag(
                     victim.kill,
                     heal=restart(cluster, victim),
                     recovery_bound=RECOVERY_BOUND,
+                    server_log=lambda: server.output,
                 )
             finally:
                 load.stop()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from tests.support.redis_cluster import RedisCluster
-from tests.support.reliability.crash import Load, Sent, until, wait_ready
+from tests.support.reliability.crash import Load, Scope, Sent, until, wait_ready
 
 
 @dataclass
@@ -75,6 +75,7 @@ async def fail_over(
     *,
     heal: Callable[[], None] = lambda: None,
     recovery_bound: float,
+    server_log: Callable[[], str] = str,
 ) -> FailoverFigures:
     """Run `act()` (the failover) under `load`; wait, bounded, until the cluster is healthy
     and /readyz is 200, run `heal()` (e.g. restart a killed node), and wait until every
@@ -98,15 +99,36 @@ async def fail_over(
         await until(every_scope_acknowledged, recovery_bound, "every scope to get a turn again")
     except AssertionError as exc:
         served = {s.scope for s in load.sent if s.acknowledged and s.started >= healed}
-        last = {s.scope: s for s in load.sent if s.scope not in served and s.ended is not None}
-        detail = "; ".join(f"{scope}: {s.status} {s.error[:200]}" for scope, s in last.items())
-        raise AssertionError(f"{exc}; last answers of the scopes not served: {detail}") from None
+        raise AssertionError(
+            f"{exc}\n{_unserved(load.sent[sent_before:], served, started, healed)}"
+            f"\nthe server's warnings and errors:\n{_warnings(server_log())}"
+        ) from None
     figures.first_turn_after = time.monotonic() - started
     for s in load.sent[sent_before:]:
         if s.ended is not None and s.started <= healed:
             figures.statuses[s.status if s.status is not None else "no response"] += 1
         figures.slowest = max(figures.slowest, s.seconds)
     return figures
+
+
+def _unserved(sent: list[Sent], served: set[Scope], started: float, healed: float) -> str:
+    """Every request since the event of the scopes not served again: when it started
+    (seconds after the event), how long it took, what it got."""
+    lines = [f"healed {healed - started:.2f}s after the event; requests of the scopes not served:"]
+    for s in sent:
+        if s.scope not in served:
+            answer = "in flight" if s.ended is None else f"{s.status} {s.error[:200]}"
+            lines.append(
+                f"  {s.scope} at +{s.started - started:.2f}s for {s.seconds:.2f}s: {answer}"
+            )
+    return "\n".join(lines)
+
+
+def _warnings(log: str) -> str:
+    """The server log's lines at WARNING or above, and any traceback, the last 60."""
+    words = ("WARNING", "ERROR", "CRITICAL", "Traceback")
+    lines = [line for line in log.splitlines() if any(word in line for word in words)]
+    return "\n".join(lines[-60:]) or "(none)"
 
 
 async def lost_turns(http: httpx.AsyncClient, acknowledged: list[Sent]) -> list[str]:
