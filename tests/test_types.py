@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import string
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -46,12 +47,21 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     assert not from_child & from_parent
 
 
+def test_an_id_never_begins_with_a_dash() -> None:
+    """A CLI (`tenantry memories delete alice ID`) must never read an id as an option."""
+    ids = [new_id() for _ in range(20_000)]  # 1 in 64 would begin with "-" if drawn plainly
+    assert not [i for i in ids if i.startswith("-")]
+    assert {i[0] for i in ids} == set(string.ascii_letters + string.digits + "_")
+    assert any("-" in i for i in ids)  # elsewhere a dash stays: still URL-safe base64
+    assert len(set(ids)) == len(ids)
+
+
 def test_every_message_gets_an_id_and_a_time() -> None:
     a, b = Message.user("x"), Message.user("x")
     assert a.id
     assert b.id
     assert a.id != b.id
-    assert re.fullmatch("[A-Za-z0-9_-]{22}", a.id)  # as documented: URL-safe base64
+    assert re.fullmatch("[A-Za-z0-9_][A-Za-z0-9_-]{21}", a.id)  # URL-safe base64, no "-" first
     assert Message(role="user", content="x", id="").id  # an empty id is replaced
     assert a.created.tzinfo is not None
 

@@ -24,13 +24,15 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 
 
 _ID_BATCH = 256
+_DASH = ord("-")
 _fresh_ids: deque[str] = deque()
 os.register_at_fork(after_in_child=_fresh_ids.clear)  # a child never repeats its parent's ids
 
 
 def new_id() -> str:
-    """Give a fresh random id: 128 random bits as 22 URL-safe base64 characters
-    (`A-Z a-z 0-9 - _`), 10 bytes shorter than hex in every stored message.
+    """Give a fresh random id: 22 URL-safe base64 characters (`A-Z a-z 0-9 - _`) of about
+    128 random bits, 10 bytes shorter than hex in every stored message. An id never begins with
+    `-` (those 1 in 64 are drawn again), so a command line never takes one for an option.
 
     The bits come from os.urandom 256 ids at a time: one system call per id would release
     the GIL on every request, and on a busy server the event loop then waits for the store's
@@ -40,9 +42,8 @@ def new_id() -> str:
             return _fresh_ids.popleft()
         except IndexError:
             block = os.urandom(16 * _ID_BATCH)
-            _fresh_ids.extend(
-                urlsafe_b64encode(block[i : i + 16])[:22].decode() for i in range(0, len(block), 16)
-            )
+            ids = (urlsafe_b64encode(block[i : i + 16])[:22] for i in range(0, len(block), 16))
+            _fresh_ids.extend(text.decode() for text in ids if text[0] != _DASH)
 
 
 @dataclass(frozen=True, slots=True)

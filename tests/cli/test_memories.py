@@ -64,11 +64,11 @@ def test_delete_one_by_id_and_never_another_users(db: str) -> None:
     listed = runner.invoke(app, ["memories", "list", "alice", "--store", db]).stdout
     rome = listed.splitlines()[0].split("\t")[0]
     bobs = runner.invoke(app, ["memories", "list", "bob", "--store", db]).stdout.split("\t")[0]
-    # "--" before the ids: an id may begin with "-" (new_id is URL-safe base64)
-    crossed = runner.invoke(app, ["memories", "delete", "--store", db, "--", "alice", bobs])
+    crossed = runner.invoke(app, ["memories", "delete", "alice", bobs, "--store", db])
     assert crossed.exit_code == 1
     assert "has no memory" in crossed.stderr
     assert _texts(db, "bob") == ["The user's name is Bob."]
+    # an id never begins with "-" (new_id), so it is never read as an option; "--" works too
     result = runner.invoke(app, ["memories", "delete", "--store", db, "--", "alice", rome])
     assert result.exit_code == 0
     assert "deleted 1 memory of user 'alice'" in result.stdout
