@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -295,16 +295,29 @@ class Agent:
         session_id: str | None = None,
         deps: Any = None,
         idempotency_key: str | None = None,
+        on_start: Callable[[], object] | None = None,
     ) -> AsyncIterator[str | RunOutput]:
         """Run one turn, yielding text deltas as the model produces them, then the RunOutput.
 
         The turn holds its scope's lock until the generator finishes or is closed. With
         `idempotency_key` (see `arun`), a retry of a stored turn yields its stored reply as one
         delta, then the stored RunOutput (`replayed=True`).
+
+        `on_start`, if given, is called once the turn was admitted (its lock held, its budget
+        checked, its history read), just before the model is first called, so that a caller
+        can show that the turn has started while the model thinks; it is not called for a
+        replay nor for a turn refused before the model.
         """
         trace = self.tracing.turn(self.name, self.model)
         turn = self._turn(
-            message, user_id, session_id, deps, streaming=True, trace=trace, key=idempotency_key
+            message,
+            user_id,
+            session_id,
+            deps,
+            streaming=True,
+            trace=trace,
+            key=idempotency_key,
+            on_start=on_start,
         )
         async for item in trace.wrap(turn):
             yield item
@@ -341,6 +354,7 @@ class Agent:
         streaming: bool,
         trace: NoTrace = NO_TRACE,
         key: str | None = None,
+        on_start: Callable[[], object] | None = None,
     ) -> AsyncIterator[str | RunOutput]:
         if not isinstance(text, str):
             raise InvalidMessage(f"the message must be a str, got {type(text).__name__}")
@@ -381,6 +395,8 @@ class Agent:
             usage = Usage()
             tools = await self._tools_for(ctx)
             specs = [t.spec for t in tools.values()]
+            if on_start is not None:
+                on_start()
             for _ in range(self.max_loops):
                 response: ModelResponse | None = None
                 with trace.chat(attach=not streaming) as call:  # never current across a yield

@@ -22,6 +22,7 @@ from tenantry import (
     tool,
 )
 from tenantry.errors import (
+    BudgetExceeded,
     InvalidInput,
     InvalidMessage,
     InvalidUserId,
@@ -32,7 +33,8 @@ from tenantry.errors import (
 )
 from tenantry.models import ModelResponse
 from tenantry.storage.base import Store
-from tenantry.types import ToolCall, ToolSpec
+from tenantry.types import Budget, ToolCall, ToolSpec
+from tenantry.usage import Budgets
 
 
 def _last_user(messages: Sequence[Message]) -> str:
@@ -410,6 +412,41 @@ async def test_a_stream_that_fails_midway_stores_nothing(store: Store) -> None:
         async for _ in agent.astream("hi", user_id="u"):
             pass
     assert await store.size("u") == 0
+
+
+async def test_on_start_is_called_once_after_admission_before_the_model(store: Store) -> None:
+    seen: list[str] = []
+
+    def answer(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> ModelResponse:
+        seen.append(f"model sees {len(messages)} messages")
+        return ModelResponse("ok")
+
+    agent = Agent(model=FunctionModel(answer), store=store)
+    await agent.arun("one", user_id="u", session_id="s")
+
+    def started() -> None:
+        seen.append("started")
+
+    kinds = [
+        type(item).__name__
+        async for item in agent.astream("two", user_id="u", session_id="s", on_start=started)
+    ]
+    # after the history was read (the model sees it), before the model was called
+    assert seen == ["model sees 1 messages", "started", "model sees 3 messages"]
+    assert kinds[-1] == "RunOutput"
+    # a replay calls no model, so it does not start
+    seen.clear()
+    async for _ in agent.astream("k", user_id="u", idempotency_key="key-1"):
+        pass
+    async for _ in agent.astream("k", user_id="u", idempotency_key="key-1", on_start=started):
+        pass
+    assert seen == ["model sees 1 messages"]
+    # nor does a turn refused before the model
+    refusing = Agent(model=FunctionModel(answer), store=store, budgets=Budgets(Budget(0)))
+    with pytest.raises(BudgetExceeded):
+        async for _ in refusing.astream("three", user_id="u", on_start=started):
+            pass
+    assert seen == ["model sees 1 messages"]
 
 
 # --- the agent itself -------------------------------------------------------------------------

@@ -8,13 +8,17 @@ import base64
 import json
 import threading
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 
-from tenantry import Agent, InMemoryStore
+from tenantry import Agent, Budget, InMemoryStore
+from tenantry.models import ModelBase, ModelResponse, StreamItem
 from tenantry.server import create_app
+from tenantry.types import Message, ToolSpec
+from tenantry.usage import Budgets
 from tests.server.conftest import Tenants
 from tests.server.test_hostile_http import ScriptedModel
 from tests.support.servers import serve
@@ -264,3 +268,103 @@ def test_a_streamed_delta_is_sent_before_the_model_gives_the_next(tenants: Tenan
     assert [u.get("lastChunk", False) for u in updates] == [False, False, True]
     assert [u.get("append", False) for u in updates] == [False, True, True]
     assert rest[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+class ThinkingModel(ModelBase):
+    """Streams "Hello" once `release` (a thread event) is set: the model's thinking time. With
+    `error`, raises it then instead."""
+
+    name = "thinking"
+
+    def __init__(self, release: threading.Event, error: Exception | None = None) -> None:
+        self.release, self.error = release, error
+
+    async def complete(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse:
+        return ModelResponse("Hello")
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[StreamItem]:
+        await asyncio.to_thread(self.release.wait, 10)
+        if self.error is not None:
+            raise self.error
+        yield "Hello"
+        yield ModelResponse("Hello")
+
+
+def _stream_events(http: httpx.Client, headers: dict[str, str]) -> Any:
+    sent = rpc("SendStreamingMessage", message({"text": "hi"}, context_id="chat"))
+    return http.stream("POST", "/a2a/jsonrpc", json=sent, headers=headers)
+
+
+def test_a_streamed_task_is_working_while_the_model_thinks(tenants: Tenants) -> None:
+    """The task and its working state reach the client once the turn was admitted, before
+    the model gives anything (they do not wait for, nor travel with, the first delta)."""
+    release = threading.Event()
+    store = InMemoryStore()
+    agent = Agent(model=ThinkingModel(release), store=store)
+    alice = {**tenants.headers("alice"), **V1}
+    with (
+        serve(create_app(agent, tenants.settings())) as url,
+        httpx.Client(base_url=url, timeout=3) as http,
+        _stream_events(http, alice) as stream,
+    ):
+        events = (
+            json.loads(line[5:])["result"] for line in stream.iter_lines() if line[:5] == "data:"
+        )
+        task = next(events)["task"]  # a read timeout here: the task waited for the model
+        assert task["status"]["state"] == "TASK_STATE_SUBMITTED"
+        assert next(events)["statusUpdate"]["status"]["state"] == "TASK_STATE_WORKING"
+        assert not release.is_set()
+        release.set()
+        rest = list(events)
+    assert [r["artifactUpdate"]["artifact"]["parts"][0]["text"] for r in rest[:2]] == ["Hello", ""]
+    assert rest[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert rest[-1]["statusUpdate"]["taskId"] == task["id"]
+    assert [m.content for m in asyncio.run(store.get_messages("alice", "chat"))] == ["hi", "Hello"]
+
+
+def test_a_model_failing_before_its_first_delta_ends_the_started_task_with_an_error(
+    tenants: Tenants, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    release.set()
+    store = InMemoryStore()
+    agent = Agent(model=ThinkingModel(release, RuntimeError("CANARY provider text")), store=store)
+    alice = {**tenants.headers("alice"), **V1}
+    with (
+        serve(create_app(agent, tenants.settings())) as url,
+        httpx.Client(base_url=url, timeout=3) as http,
+    ):
+        with _stream_events(http, alice) as stream:
+            stream.read()
+        error = error_of(stream)
+        assert error["code"] == -32603  # InternalError, with the public text only
+        assert "CANARY" not in stream.text
+        assert "request id" in error["message"]
+        first = json.loads(next(ln for ln in stream.text.splitlines() if ln[:5] == "data:")[5:])
+        task_id = first["result"]["task"]["id"]
+        got = http.post("/a2a/jsonrpc", json=rpc("GetTask", {"id": task_id}), headers=alice)
+        assert got.json()["result"]["status"]["state"] == "TASK_STATE_FAILED"
+    assert "CANARY" in caplog.text  # the detail is in the log
+    assert asyncio.run(store.get_messages("alice", "chat")) == []
+
+
+def test_a_streamed_turn_refused_before_the_model_is_a_plain_error(
+    tenants: Tenants,
+) -> None:
+    release = threading.Event()
+    budgets = Budgets(Budget(requests_per_day=0))
+    agent = Agent(model=ThinkingModel(release), store=InMemoryStore(), budgets=budgets)
+    alice = {**tenants.headers("alice"), **V1}
+    with (
+        serve(create_app(agent, tenants.settings())) as url,
+        httpx.Client(base_url=url, timeout=3) as http,
+    ):
+        with _stream_events(http, alice) as stream:
+            stream.read()
+        # a plain JSON-RPC error, not a stream that began with a task
+        assert stream.headers["content-type"].startswith("application/json"), stream.text
+        assert error_of(stream)["data"][0]["reason"] == "RESOURCE_EXHAUSTED"

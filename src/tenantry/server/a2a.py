@@ -211,9 +211,15 @@ class TenantryExecutor(AgentExecutor):
         """Answer with a task whose `reply` artifact grows by one chunk per text delta, each
         sent as soon as the model gave it; an empty chunk marks the last one (holding each
         delta back until the next arrived, to mark the last one with it, would delay every
-        delta by the model's time to the next). An error before the first delta is a plain
-        A2A error (no task is created)."""
-        stream = await start_stream(self.state, turn)
+        delta by the model's time to the next).
+
+        The task is created, and set working, once the turn was admitted and its model is
+        called: the client sees it while the model thinks, and the first delta then travels
+        alone through the SDK's queues (not behind the task's first two events). A refusal
+        before the model (busy scope, over budget, store down, bad input) is a plain A2A
+        error, not a stream; a model's failure, before or after its first delta, ends the
+        started stream with an error. (Either way the SDK keeps the task as failed.)"""
+        stream = await start_stream(self.state, turn, early=True)
         updater = await self._start_task(context, event_queue)
         chunks = 0
         async for event in stream:

@@ -26,6 +26,14 @@ from tenantry.types import RunOutput
 TurnEvent = str | RunOutput
 """What a streamed turn gives: text deltas (str), then the finished turn (RunOutput)."""
 
+
+class _Started:
+    """Queued by a streamed turn once it was admitted, as its model is about to be called."""
+
+
+STARTED = _Started()
+_Item = TurnEvent | _Started | Exception
+
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 """The request header that names a turn for retries (chat and OpenAI-compatible routes)."""
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -70,9 +78,10 @@ async def run_turn(state: ServerState, turn: TurnRequest) -> RunOutput:
 
 
 async def _produce(
-    state: ServerState, turn: TurnRequest, queue: asyncio.Queue[TurnEvent | Exception]
+    state: ServerState, turn: TurnRequest, queue: asyncio.Queue[_Item], early: bool = False
 ) -> None:
-    """Stream the turn into `queue`: its events, or the exception that ended it."""
+    """Stream the turn into `queue`: its events (after STARTED when `early`), or the exception
+    that ended it."""
     try:
         async with _every_turn(state, turn):
             async for event in state.agent.astream(
@@ -80,6 +89,7 @@ async def _produce(
                 user_id=turn.scope.user_id,
                 session_id=turn.scope.session_id,
                 idempotency_key=turn.idempotency_key,
+                on_start=(lambda: queue.put_nowait(STARTED)) if early else None,
             ):
                 if isinstance(event, RunOutput) and not event.replayed:
                     state.metrics.count_usage(turn.transport, event.usage)
@@ -100,30 +110,35 @@ class TurnStream:
     """A streamed turn running in its own task. Iterating gives its events up to and
     including the RunOutput; a failure after the first event is raised from the iteration."""
 
-    def __init__(self, first: TurnEvent, queue: asyncio.Queue[TurnEvent | Exception]) -> None:
+    def __init__(self, first: TurnEvent | _Started, queue: asyncio.Queue[_Item]) -> None:
         self._first = first
         self._queue = queue
 
     async def __aiter__(self) -> AsyncIterator[TurnEvent]:
         event = self._first
         while True:
-            yield event
-            if isinstance(event, RunOutput):
-                return
+            if not isinstance(event, _Started):
+                yield event
+                if isinstance(event, RunOutput):
+                    return
             item = await self._queue.get()
             if isinstance(item, Exception):
                 raise item
             event = item
 
 
-async def start_stream(state: ServerState, turn: TurnRequest) -> TurnStream:
+async def start_stream(state: ServerState, turn: TurnRequest, *, early: bool = False) -> TurnStream:
     """Start a streamed turn in its own task, so a client that goes away does not cut it
     short and shutdown waits for it; give the stream once its first event is there.
 
-    An error before the first event (busy scope, store down, model refused) is raised here,
-    so the transport can still answer with a plain error instead of a broken stream."""
-    queue: asyncio.Queue[TurnEvent | Exception] = asyncio.Queue()
-    state.spawn(_produce(state, turn, queue))
+    An error before the first event (busy scope, store down, over budget, model refused) is
+    raised here, so the transport can still answer with a plain error instead of a broken
+    stream. With `early`, the stream is given as soon as the turn was admitted, before its
+    model is called (`Agent.astream`'s `on_start`), for a transport that tells its client at
+    once that the turn started and can report a model's failure in the stream (A2A's task):
+    only the refusals before the model are raised here then."""
+    queue: asyncio.Queue[_Item] = asyncio.Queue()
+    state.spawn(_produce(state, turn, queue, early))
     first = await queue.get()
     if isinstance(first, Exception):
         raise first
