@@ -22,9 +22,10 @@ async def test_sqlite_urls_give_paths_like_sqlalchemy(tmp_path: Path) -> None:
     await absolute.add(Message.user("x"), user_id="u")
     assert (tmp_path / "a.db").exists()
     await absolute.close()
-    relative = open_store("sqlite:///relative.db")
+    relative = open_store("sqlite:///relative.db?window_cache=0")
     assert isinstance(relative, SQLiteStore)
     assert relative.path == "relative.db"
+    assert relative._windows is None
     await relative.close()
     in_memory = open_store("sqlite://", max_messages=2)
     assert isinstance(in_memory, SQLiteStore)
@@ -44,6 +45,7 @@ async def test_sqlite_urls_give_paths_like_sqlalchemy(tmp_path: Path) -> None:
         ("memory://?colour=blue", "unknown store option(s) colour"),
         ("sqlite:///x.db?synchronous=sometimes", "synchronous must be"),
         ("sqlite:///x.db?readers=0", "readers must be at least 1"),
+        ("sqlite:///x.db?window_cache=-1", "window_cache must be"),
         ("memory://?max_messages=0", "max_messages must be a positive integer"),
     ],
 )

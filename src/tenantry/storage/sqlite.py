@@ -17,6 +17,10 @@ turn's write, when the writer thread is idle and SQLite's write lock free, commi
 event loop's thread instead (`loopwrite`; only with synchronous NORMAL or OFF, where a COMMIT
 does not wait for the disk): no thread hop, and no contention for the GIL with the writer.
 
+A turn's window is usually not read at all: `sqlite_windows` keeps the newest messages of
+recently used scopes in memory, given only while the scope's row (read anyway, for the
+state) shows that nothing wrote to its messages since, in any process.
+
 Durability: with the default `synchronous=NORMAL`, a committed turn survives a crash of the
 process; after a power loss the last transactions may be lost. Pass `synchronous="FULL"` (or
 `?synchronous=FULL` in the URL) to survive that too, at a cost per write.
@@ -43,6 +47,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import date
 from typing import Literal, TypeVar
 
+from tenantry._checks import check_int
 from tenantry.errors import InvalidInput, StoreClosed, StoreError, StoreUnavailable
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
@@ -59,6 +64,8 @@ from tenantry.storage.sqlite_memories import (
 from tenantry.storage.sqlite_sql import (
     COLUMNS,
     DELETE_EXPIRED,
+    FIND_WINDOW,
+    IDENTITY,
     INSERT_MESSAGE,
     RECORD,
     SCHEMA_VERSION,
@@ -74,6 +81,13 @@ from tenantry.storage.sqlite_usage import (
     delete_all_usage,
     read_admission,
 )
+from tenantry.storage.sqlite_windows import (
+    DEFAULT_WINDOW_CACHE,
+    Identity,
+    Window,
+    WindowCache,
+    new_version,
+)
 from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Admission, Memory, Message
@@ -85,7 +99,11 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
 class SQLiteStore(SQLiteUsage, SQLiteMemories):
-    """Conversations in one SQLite file (`":memory:"` for a throwaway database)."""
+    """Conversations in one SQLite file (`":memory:"` for a throwaway database).
+
+    `window_cache`: how many scopes' newest messages (their history windows) this store
+    keeps in memory, so that a turn of a busy scope does not read them again (0: none; see
+    `sqlite_windows`)."""
 
     def __init__(
         self,
@@ -98,6 +116,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         readers: int = 2,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 5.0,
+        window_cache: int = DEFAULT_WINDOW_CACHE,
     ) -> None:
         super().__init__(
             max_messages=max_messages,
@@ -109,6 +128,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             raise InvalidInput(f"synchronous must be OFF, NORMAL, FULL or EXTRA: {synchronous!r}")
         if readers < 1:
             raise InvalidInput(f"readers must be at least 1, got {readers}")
+        check_int("window_cache", window_cache, minimum=0)
         self.path = os.fspath(path)
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout * 1000)
@@ -133,6 +153,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             else LoopWrites(self._group, self._loop_connection)
         )
         self._locks = LocalScopeLocks()
+        self._windows = WindowCache(window_cache) if window_cache > 0 else None
 
     # --- threads and connections --------------------------------------------------------------
 
@@ -285,14 +306,19 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
     async def _append(self, scope: Scope, write: TurnWrite) -> None:
         batch, state, now, usage = write.messages, write.state, write.now, write.usage
         cap = self._max_messages
+        key = (scope.user_id, scope.session_id)
+        windows = self._windows
+        tracked = windows is not None and windows.holds(key)  # its window is to be extended
+        version = new_version()
 
-        def append(conn: sqlite3.Connection) -> None:
+        def append(conn: sqlite3.Connection) -> tuple[Identity | None, Identity]:
             if write.idempotency is not None:  # first: a reused key writes nothing
                 claim_key(conn, scope.user_id, write.idempotency, now)
-            # One statement marks the scope active, counts the new messages and sets the
-            # state; the trim runs only when the count went over the cap.
-            scope_id, count = conn.execute(
-                UPSERT_SCOPE, (scope.user_id, scope.session_id, state, len(batch), now)
+            before = conn.execute(IDENTITY, key).fetchone() if tracked else None
+            # One statement marks the scope active, counts the new messages, sets the state
+            # and the version; the trim runs only when the count went over the cap.
+            scope_id, count, updated_at = conn.execute(
+                UPSERT_SCOPE, (*key, state, len(batch), now, version)
             ).fetchone()
             if len(batch) == 1:
                 conn.execute(INSERT_MESSAGE, to_row(scope_id, batch[0]))
@@ -307,10 +333,14 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
                 conn.execute(
                     "UPDATE scopes SET message_count = ? WHERE scope_id = ?", (cap, scope_id)
                 )
+                count = cap
             if usage is not None:
                 count_usage(conn, scope.user_id, usage_day(now), usage)
+            return before, (scope_id, version, count, updated_at)
 
-        await self._write_small(append)
+        before, after = await self._write_small(append)
+        if windows is not None and before is not None:  # committed: extend what it found
+            windows.extend(key, before, after, batch)
 
     @staticmethod
     def _newest(
@@ -322,6 +352,29 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         ).fetchall()
         rows.reverse()
         return [from_row(row) for row in rows]
+
+    def _window(
+        self, conn: sqlite3.Connection, scope: Scope, limit: int | None
+    ) -> tuple[list[Message], str | None]:
+        """Give the scope's newest `limit` messages and its state, the messages from the
+        window cache when the scope's row shows they did not change since they were read."""
+        key = (scope.user_id, scope.session_id)
+        row = conn.execute(FIND_WINDOW, key).fetchone()
+        if row is None:
+            return [], None
+        scope_id, state = row[0], row[1]
+        if limit == 0:
+            return [], state
+        windows = self._windows
+        if windows is None or limit is None or limit > LOOP_READ_ROWS:
+            return self._newest(conn, scope_id, limit), state
+        identity: Identity = (scope_id, row[2], row[3], row[4])
+        cached = windows.get(key, identity, limit)
+        if cached is not None:
+            return cached, state
+        messages = self._newest(conn, scope_id, limit)
+        windows.put(key, Window(identity, tuple(messages), limit))
+        return messages, state
 
     @staticmethod
     def _find(conn: sqlite3.Connection, scope: Scope) -> tuple[int, str | None] | None:
@@ -349,11 +402,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
 
     async def _snapshot(self, scope: Scope, limit: int | None) -> Snapshot:
         def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None]:
-            found = self._find(conn, scope)
-            if found is None:
-                return [], None
-            messages = [] if limit == 0 else self._newest(conn, found[0], limit)
-            return messages, found[1]
+            return self._window(conn, scope, limit)
 
         small = limit is not None and limit <= LOOP_READ_ROWS
         messages, state = await (self._query_small(read) if small else self._query(read))
@@ -366,10 +415,9 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         memories of one moment, for one thread hop."""
 
         def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, list[Memory]]:
-            found = self._find(conn, scope)
-            messages = [] if found is None or limit == 0 else self._newest(conn, found[0], limit)
+            messages, state = self._window(conn, scope, limit)
             memories = self._search_rows(conn, scope.user_id, terms, wanted) if terms else []
-            return messages, None if found is None else found[1], memories
+            return messages, state, memories
 
         messages, state, memories = await self._query(read)
         return Snapshot(messages, decode_state(state)), memories
@@ -382,13 +430,9 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         small window is read on the loop's thread, as `_snapshot` does)."""
 
         def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, Admission]:
-            found = self._find(conn, scope)
-            messages = [] if found is None or limit == 0 else self._newest(conn, found[0], limit)
-            return (
-                messages,
-                None if found is None else found[1],
-                read_admission(conn, scope.user_id, day, budgeted_only=budgeted_only),
-            )
+            messages, state = self._window(conn, scope, limit)
+            admission = read_admission(conn, scope.user_id, day, budgeted_only=budgeted_only)
+            return messages, state, admission
 
         small = limit is not None and limit <= LOOP_READ_ROWS
         messages, state, admission = await (self._query_small(read) if small else self._query(read))
@@ -422,6 +466,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             )
 
         await self._write(clear)
+        if self._windows is not None:
+            self._windows.forget((scope.user_id, scope.session_id))
 
     async def _clear_user(self, user_id: str) -> None:
         def clear(conn: sqlite3.Connection) -> None:
@@ -435,6 +481,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             delete_user_memories(conn, user_id)
 
         await self._write(clear)
+        if self._windows is not None:
+            self._windows.forget_user(user_id)
 
     async def _clear_all(self) -> None:
         def clear(conn: sqlite3.Connection) -> None:
@@ -445,6 +493,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             delete_all_usage(conn)
 
         await self._write(clear)
+        if self._windows is not None:
+            self._windows.clear()
 
     async def _get_summary(self, scope: Scope) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
@@ -496,6 +546,8 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
             return conn.execute(DELETE_EXPIRED, (self._clock(), PRUNE_BATCH)).rowcount
 
         pruned = await self._in_batches(lambda: self._write(prune_batch))
+        if pruned and self._windows is not None:
+            self._windows.clear()  # pruned scopes are inactive ones: few windows to read again
         await self._in_batches(lambda: self._write(expire_batch))
         return pruned
 

@@ -1,8 +1,9 @@
 """The SQL of `SQLiteStore`: its schema, its write statements and a message's row.
 
 - `scopes`: one row per (user_id, session_id), holding the session state, the message count
-  (so `size` reads one row), the time of the last write (indexed, for pruning) and the
-  session's summary (so it goes with the session).
+  (so `size` reads one row), the time of the last write (indexed, for pruning), the
+  session's summary (so it goes with the session) and the version of its messages (a new
+  random value on every write of them, for `sqlite_windows`; schema version 5).
 - `messages`: one row per message, numbered by `seq` in the order written and indexed by
   (scope_id, seq), so reading a scope's newest N walks that scope's index entries only.
 - `memories` and `memory_terms`: the users' memories (see `sqlite_memories`).
@@ -12,7 +13,7 @@
   `idempotency`; schema version 4), indexed by expiry for pruning.
 - `tenantry_schema`: the schema version; a file of an older version is upgraded in place on
   first use (version 1 had no summaries and no memories, version 2 no usage, version 3 no
-  idempotency records), a file of a newer one is refused.
+  idempotency records, version 4 no scope versions), a file of a newer one is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tenantry.storage.idempotency import IdempotencyRecord, reused
 from tenantry.storage.sqlite_usage import USAGE_SCHEMA
 from tenantry.types import Message
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS tenantry_schema (version INTEGER NOT NULL);
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS scopes (
     message_count INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
     summary TEXT,
+    version INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, session_id)
 );
 CREATE INDEX IF NOT EXISTS scopes_by_activity ON scopes (updated_at);
@@ -82,9 +84,15 @@ CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency (expires_at);
 """
     + USAGE_SCHEMA
 )
-UPGRADES = {1: "ALTER TABLE scopes ADD COLUMN summary TEXT", 2: "", 3: ""}
-"""What brings a file of version N to N + 1 (beside the tables SCHEMA creates if missing:
-version 3's usage tables and version 4's `idempotency` are only that)."""
+UPGRADES: dict[int, tuple[str, str] | None] = {
+    1: ("scopes", "summary TEXT"),
+    2: None,
+    3: None,
+    4: ("scopes", "version INTEGER NOT NULL DEFAULT 0"),
+}
+"""The column (table, definition) that brings a file of version N to N + 1, beside the tables
+SCHEMA creates if missing (version 3's usage tables and version 4's `idempotency` are only
+that). A row of version 4 has version 0 until its next write."""
 
 
 def install_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -102,14 +110,23 @@ def install_schema(conn: sqlite3.Connection, path: str) -> None:
             conn.execute("INSERT INTO tenantry_schema (version) VALUES (?)", (SCHEMA_VERSION,))
         elif version < SCHEMA_VERSION:
             for step in range(version, SCHEMA_VERSION):
-                if UPGRADES[step]:
-                    conn.execute(UPGRADES[step])
+                column = UPGRADES[step]
+                if column is not None:
+                    _add_column(conn, *column)
             conn.execute("UPDATE tenantry_schema SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _add_column(conn: sqlite3.Connection, table: str, definition: str) -> None:
+    """Add the column unless the table has it (a file written by this version and then
+    marked older, as the upgrade tests do, has it already)."""
+    name = definition.split()[0]
+    if all(row[1] != name for row in conn.execute(f"PRAGMA table_info({table})")):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
 
 
 def _version(conn: sqlite3.Connection, path: str) -> int | None:
@@ -126,12 +143,21 @@ def _version(conn: sqlite3.Connection, path: str) -> int | None:
 COLUMNS = "id, role, content, tool_calls, tool_call_id, name, created_at"
 Row = tuple[str, str, str, str | None, str | None, str | None, float]
 UPSERT_SCOPE = (
-    "INSERT INTO scopes (user_id, session_id, state, message_count, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO scopes (user_id, session_id, state, message_count, updated_at, version) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (user_id, session_id) DO UPDATE SET updated_at = excluded.updated_at, "
     "message_count = message_count + excluded.message_count, "
-    "state = coalesce(excluded.state, state) "
-    "RETURNING scope_id, message_count"
+    "state = coalesce(excluded.state, state), version = excluded.version "
+    "RETURNING scope_id, message_count, updated_at"
+)
+FIND_WINDOW = (
+    "SELECT scope_id, state, version, message_count, updated_at FROM scopes "
+    "WHERE user_id = ? AND session_id = ?"
+)
+"""A scope's row as a window read needs it: its id, its state and its identity."""
+IDENTITY = (
+    "SELECT scope_id, version, message_count, updated_at FROM scopes "
+    "WHERE user_id = ? AND session_id = ?"
 )
 INSERT_MESSAGE = f"INSERT INTO messages (scope_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 CLAIM_KEY = (
@@ -192,6 +218,8 @@ __all__ = [
     "CLAIM_KEY",
     "COLUMNS",
     "DELETE_EXPIRED",
+    "FIND_WINDOW",
+    "IDENTITY",
     "INSERT_MESSAGE",
     "RECORD",
     "SCHEMA",

@@ -29,6 +29,7 @@ DEFAULT_STORE_URL = "sqlite:///tenantry.db"
 
 _INT_OPTIONS = frozenset(
     {"max_messages", "max_memories", "usage_retention_days", "readers", "pool_size"}
+    | {"window_cache"}
     | {"wait_replicas"}
 )
 _FLOAT_OPTIONS = frozenset(
@@ -101,7 +102,7 @@ def _sqlite(url: str, overrides: dict[str, Any]) -> Store:
             f"got {url!r}"
         )
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path) or ":memory:"
-    allowed = _COMMON_OPTIONS | {"readers", "synchronous", "busy_timeout"}
+    allowed = _COMMON_OPTIONS | {"readers", "synchronous", "busy_timeout", "window_cache"}
     options = _options(parts.query, overrides, allowed)
     if "synchronous" in options:
         options["synchronous"] = str(options["synchronous"]).upper()
