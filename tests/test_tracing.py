@@ -242,6 +242,45 @@ def _python(code: str) -> str:
     return done.stdout.strip()
 
 
+def test_with_a_global_provider_the_instrumentations_span_is_the_only_http_span() -> None:
+    """FastAPI's own telemetry (newer FastAPI) would add an HTTP span of its own, in a trace
+    of its own, and take the turn from the instrumentation's span: it is off."""
+    out = _python(
+        """
+        import asyncio, httpx
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+        from tenantry.server import ServerSettings, create_app
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        settings = ServerSettings(_env_file=None, store_url="memory://", rate_limit_per_minute=0)
+        app = create_app(settings=settings)
+
+        async def main():
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=OpenTelemetryMiddleware(app))
+                async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                    assert (await c.post("/v1/chat", json={"message": "hi"})).status_code == 200
+
+        asyncio.run(main())
+        spans = exporter.get_finished_spans()
+        servers = [s for s in spans if s.kind == trace.SpanKind.SERVER and "a2a" not in s.name]
+        turn = next(s for s in spans if s.name.startswith("invoke_agent"))
+        print(len(servers), servers[0].name)
+        print(turn.parent.span_id == servers[0].context.span_id)
+        """
+    )
+    assert out.splitlines() == ["1 POST /v1/chat", "True"]
+
+
 def test_without_opentelemetry_installed_turns_run_untraced() -> None:
     out = _python(
         """

@@ -8,7 +8,8 @@ import base64
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -299,6 +300,22 @@ def _stream_events(http: httpx.Client, headers: dict[str, str]) -> Any:
     return http.stream("POST", "/a2a/jsonrpc", json=sent, headers=headers)
 
 
+@contextmanager
+def _served(agent: Agent, tenants: Tenants) -> Iterator[httpx.Client]:
+    with (
+        serve(create_app(agent, tenants.settings())) as url,
+        httpx.Client(base_url=url, timeout=3) as http,
+    ):
+        yield http
+
+
+def _streamed(http: httpx.Client, headers: dict[str, str]) -> httpx.Response:
+    """Send one streamed message and read the whole answer."""
+    with _stream_events(http, headers) as stream:
+        stream.read()
+    return stream
+
+
 def test_a_streamed_task_is_working_while_the_model_thinks(tenants: Tenants) -> None:
     """The task and its working state reach the client once the turn was admitted, before
     the model gives anything (they do not wait for, nor travel with, the first delta)."""
@@ -306,11 +323,7 @@ def test_a_streamed_task_is_working_while_the_model_thinks(tenants: Tenants) -> 
     store = InMemoryStore()
     agent = Agent(model=ThinkingModel(release), store=store)
     alice = {**tenants.headers("alice"), **V1}
-    with (
-        serve(create_app(agent, tenants.settings())) as url,
-        httpx.Client(base_url=url, timeout=3) as http,
-        _stream_events(http, alice) as stream,
-    ):
+    with _served(agent, tenants) as http, _stream_events(http, alice) as stream:
         events = (
             json.loads(line[5:])["result"] for line in stream.iter_lines() if line[:5] == "data:"
         )
@@ -334,12 +347,8 @@ def test_a_model_failing_before_its_first_delta_ends_the_started_task_with_an_er
     store = InMemoryStore()
     agent = Agent(model=ThinkingModel(release, RuntimeError("CANARY provider text")), store=store)
     alice = {**tenants.headers("alice"), **V1}
-    with (
-        serve(create_app(agent, tenants.settings())) as url,
-        httpx.Client(base_url=url, timeout=3) as http,
-    ):
-        with _stream_events(http, alice) as stream:
-            stream.read()
+    with _served(agent, tenants) as http:
+        stream = _streamed(http, alice)
         error = error_of(stream)
         assert error["code"] == -32603  # InternalError, with the public text only
         assert "CANARY" not in stream.text
@@ -359,12 +368,8 @@ def test_a_streamed_turn_refused_before_the_model_is_a_plain_error(
     budgets = Budgets(Budget(requests_per_day=0))
     agent = Agent(model=ThinkingModel(release), store=InMemoryStore(), budgets=budgets)
     alice = {**tenants.headers("alice"), **V1}
-    with (
-        serve(create_app(agent, tenants.settings())) as url,
-        httpx.Client(base_url=url, timeout=3) as http,
-    ):
-        with _stream_events(http, alice) as stream:
-            stream.read()
+    with _served(agent, tenants) as http:
+        stream = _streamed(http, alice)
         # a plain JSON-RPC error, not a stream that began with a task
         assert stream.headers["content-type"].startswith("application/json"), stream.text
         assert error_of(stream)["data"][0]["reason"] == "RESOURCE_EXHAUSTED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
@@ -278,6 +279,7 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
         lifespan=lifespan,
         docs_url=None,  # served by docs_router from installed files, not a CDN
         redoc_url=None,
+        **_without_fastapi_telemetry(),
     )
     app.state.tenantry = state
     watch_memory_jobs(state.metrics.registry, agent.memory_jobs)
@@ -295,6 +297,18 @@ def create_app(agent: Agent | None = None, settings: ServerSettings | None = Non
     _install_error_handlers(app, state)
     _install_middleware(app, state)
     return app
+
+
+def _without_fastapi_telemetry() -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry (in newer FastAPI versions) off: with a global tracer
+    provider it makes an HTTP span of its own on every request, in a trace of its own, which
+    becomes the turns' parent instead of the span of the ASGI instrumentation the README
+    shows (two server spans, two traces for one request), and checking the providers on
+    every request costs about 4 % of the server's CPU. HTTP spans come from the
+    instrumentation of your choice."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 __all__ = ["create_app"]
