@@ -4,6 +4,7 @@ file, with a cache of its own) or an older tenantry wrote or deleted meanwhile."
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -16,6 +17,7 @@ from tenantry.errors import InvalidInput
 from tenantry.models import ModelResponse
 from tenantry.storage.idempotency import IdempotencyRecord, request_hash
 from tenantry.storage.sqlite_sql import SCHEMA_VERSION
+from tenantry.storage.sqlite_windows import new_version
 from tests.conftest import FakeClock
 
 
@@ -192,3 +194,21 @@ async def test_a_version_4_file_is_upgraded_and_its_rows_get_versions(tmp_path: 
     assert SCHEMA_VERSION >= 5  # version 5 brought the scope versions
     assert conn.execute("SELECT version FROM scopes").fetchone()[0] != 0  # set by the write
     conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_worker_draws_other_versions_than_its_parent() -> None:
+    """Workers forked from one server (uvicorn --workers, gunicorn) write one file: their
+    scope versions must not repeat each other's."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next versions, then exit at once
+        os.write(write, " ".join(str(new_version()) for _ in range(4)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = [int(v) for v in os.read(read, 4096).split()]
+    os.close(read)
+    os.close(write)
+    mine = [new_version() for _ in range(4)]
+    assert len(child) == 4
+    assert not set(child) & set(mine)
