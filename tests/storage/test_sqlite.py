@@ -181,8 +181,13 @@ def _trace(store: SQLiteStore) -> list[str]:
     return statements
 
 
+# With synchronous=FULL every write goes through the writer thread's group commit (with
+# NORMAL a turn's write that finds the writer busy waits and then commits on the loop's
+# thread: tests/storage/test_sqlite_loopwrite.py).
+
+
 async def test_a_failing_write_in_a_group_fails_alone(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "t.db") as store:
+    async with SQLiteStore(tmp_path / "t.db", synchronous="FULL") as store:
         await store.add(Message.user("first"), user_id="a")
         statements = _trace(store)
 
@@ -226,7 +231,7 @@ async def test_a_failing_write_in_a_group_fails_alone(tmp_path: Path) -> None:
 
 
 async def test_a_failed_group_commit_fails_every_write_of_the_group(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "t.db") as store:
+    async with SQLiteStore(tmp_path / "t.db", synchronous="FULL") as store:
 
         def deferred_check(conn: sqlite3.Connection) -> None:
             conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
@@ -259,7 +264,7 @@ async def test_a_failed_group_commit_fails_every_write_of_the_group(tmp_path: Pa
 
 
 async def test_a_write_cancelled_before_the_writer_took_it_is_not_stored(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "t.db") as store:
+    async with SQLiteStore(tmp_path / "t.db", synchronous="FULL") as store:
         async with _BusyWriter(store) as busy:
             cancelled, kept = await busy.queued(
                 store.add(Message.user("never"), user_id="a"),
@@ -273,7 +278,7 @@ async def test_a_write_cancelled_before_the_writer_took_it_is_not_stored(tmp_pat
 
 
 async def test_a_group_answers_writers_on_different_event_loops(tmp_path: Path) -> None:
-    async with SQLiteStore(tmp_path / "t.db") as store:
+    async with SQLiteStore(tmp_path / "t.db", synchronous="FULL") as store:
         await store.ping()
         other_loop = SyncStore(store)  # tenantry's background loop
         queued = threading.Event()

@@ -60,6 +60,7 @@ class GroupCommit:
         self._guard = threading.Lock()
         self._draining = False  # a _drain is queued or running on the writer thread
         self._checkpoint_due = False
+        self._idle_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
     def idle(self) -> bool:
@@ -71,6 +72,17 @@ class GroupCommit:
         commits: with no write between the two, that group's transaction starts the WAL over
         instead of growing it (see `loopwrite`)."""
         self._checkpoint_due = True
+
+    async def wait_idle(self) -> None:
+        """Return once the writer thread has committed everything queued (at once when
+        nothing is)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            if not self._draining:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._idle_waiters.append((loop, waiter))
+        await waiter
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Give `work(conn)`'s result once the transaction that ran it has committed."""
@@ -92,7 +104,9 @@ class GroupCommit:
                 stranded = list(self._jobs)
                 self._jobs.clear()
                 self._draining = False
+                waiters, self._idle_waiters = self._idle_waiters, []
             _settle(stranded, [(None, exc)] * len(stranded))
+            _wake(waiters)
 
     def _drain(self) -> None:
         """On the writer thread: commit queued functions, a group at a time, until none is
@@ -102,7 +116,8 @@ class GroupCommit:
                 taken = min(len(self._jobs), self._max_group)
                 if not taken:
                     self._draining = False
-                    return
+                    waiters, self._idle_waiters = self._idle_waiters, []
+                    break
                 group = [self._jobs.popleft() for _ in range(taken)]
             group = [job for job in group if not job.done.cancelled()]
             if not group:
@@ -112,6 +127,7 @@ class GroupCommit:
             except BaseException as exc:  # a bug: still answer every caller
                 outcomes = [(None, exc)] * len(group)
             _settle(group, outcomes)
+        _wake(waiters)
 
     def _commit(self, group: list[_Job]) -> list[Outcome]:
         conn = self._connection()
@@ -170,6 +186,16 @@ def _settle(jobs: list[_Job], outcomes: list[Outcome]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
     for job, outcome in zip(jobs, outcomes, strict=True):
         by_loop.setdefault(job.loop, []).append((job.done, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+            loop.call_soon_threadsafe(_resolve, settled)
+
+
+def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    """Resolve `wait_idle`'s futures, each on its own event loop: one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+    for loop, waiter in waiters:
+        by_loop.setdefault(loop, []).append((waiter, (None, None)))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
             loop.call_soon_threadsafe(_resolve, settled)

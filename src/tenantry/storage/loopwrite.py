@@ -14,10 +14,16 @@ and can run where its caller runs. Here it does when it can start at once:
 
 Durability is the same as through the writer thread: the caller hears of its write only after
 its COMMIT returned. The loop's connection never checkpoints (a checkpoint waits for the
-disk): after every `CHECKPOINT_EVERY` loop commits the next write goes to the writer thread,
-which checkpoints first, so that write starts the WAL over, as SQLite's automatic checkpoint
-in the committing connection would (a checkpoint running beside a stream of loop commits
-would never catch up with them, and the WAL would only grow).
+disk): after every `CHECKPOINT_EVERY` loop commits the writer thread checkpoints while the
+loop's writes wait for it, so the next write starts the WAL over, as SQLite's automatic
+checkpoint in the committing connection would (a checkpoint running beside a stream of loop
+commits would never catch up with them, and the WAL would only grow).
+
+A write that finds the writer thread busy (a checkpoint, another caller's write) waits for
+it to finish and then commits on the loop, rather than joining the writer's queue: once
+writes join it, those arriving meanwhile join too, under load it never falls idle again, and
+its Python contends with the loop's for the GIL (measured: 5 % of writes on the loop, 1,600
+turns/s; waiting instead, 85 %, 2,350 turns/s).
 """
 
 from __future__ import annotations
@@ -42,23 +48,42 @@ CHECKPOINT_EVERY = 200
 turn writes a handful)."""
 
 
+def _nothing(conn: sqlite3.Connection) -> None:
+    """The writer thread's job that only carries its checkpoint."""
+
+
 class LoopWrites:
     """Runs write functions on the calling thread's own connection (`connection()` gives it)
     when SQLite lets them start at once, else through `group`."""
 
-    def __init__(self, group: GroupCommit, connection: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(
+        self,
+        group: GroupCommit,
+        connection: Callable[[], sqlite3.Connection],
+        closed: Callable[[], bool],
+    ) -> None:
         self._group = group
         self._connection = connection
+        self._closed = closed  # whether the store's close began (it closes `connection()`)
         self._commits = 0  # loop commits since the last checkpoint (a hint: not locked)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Give `work(conn)`'s result once the transaction that ran it has committed."""
         if not self._group.idle:
-            return await self._group.run(work)
+            # Wait for the writer thread's group rather than join it: once a write joins the
+            # writer thread, those arriving meanwhile join it too, and under load it never
+            # falls idle again; its Python then contends with the loop's for the GIL. Only
+            # once: when it is busy again at once, queue behind it.
+            await self._group.wait_idle()
+            if not self._free():
+                return await self._group.run(work)
         if self._commits >= CHECKPOINT_EVERY:
             self._commits = 0
             self._group.checkpoint_first()
-            return await self._group.run(work)
+            await self._group.run(_nothing)  # the checkpoint, and the writes waiting for it
+            await self._group.wait_idle()  # its drain may not have ended when it answered
+            if not self._free():
+                return await self._group.run(work)
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -76,6 +101,11 @@ class LoopWrites:
             raise
         self._commits += 1
         return result
+
+    def _free(self) -> bool:
+        """Whether, after a wait, the loop may still write: the writer thread idle (nothing
+        to overtake) and the store not closing (its close closes the loop's connection)."""
+        return self._group.idle and not self._closed()
 
 
 __all__ = ["CHECKPOINT_EVERY", "LoopWrites", "is_busy"]

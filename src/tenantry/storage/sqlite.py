@@ -150,7 +150,7 @@ class SQLiteStore(SQLiteUsage, SQLiteMemories):
         self._loop_writes = (
             None
             if self._in_memory or synchronous not in ("OFF", "NORMAL")
-            else LoopWrites(self._group, self._loop_connection)
+            else LoopWrites(self._group, self._loop_connection, lambda: self._closed)
         )
         self._locks = LocalScopeLocks()
         self._windows = WindowCache(window_cache) if window_cache > 0 else None
