@@ -43,9 +43,11 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-CHECKPOINT_EVERY = 200
-"""Loop commits between two checkpoints (SQLite's own default is every ~1,000 WAL pages; a
-turn writes a handful)."""
+CHECKPOINT_EVERY = 1000
+"""Loop commits between two checkpoints. SQLite's own default is every ~1,000 WAL pages (a
+turn writes a handful); each checkpoint stalls the writes for its fsync (about 10 ms here),
+so 1,000 turns, a WAL of about 30 MB at most, gave 13 % more turns/s under load than 200
+(6.6 MB)."""
 
 
 def _nothing(conn: sqlite3.Connection) -> None:

@@ -13,9 +13,10 @@ a read it cannot start at once (a file being switched to WAL, another process ho
 exclusively) goes to the reader threads, which wait up to the busy timeout.
 Writes queued while the writer is busy are committed together, each in a savepoint of its own
 (`groupcommit`), so many writers pay for one COMMIT and one wake-up instead of one each. A
-turn's write, when the writer thread is idle and SQLite's write lock free, commits on the
-event loop's thread instead (`loopwrite`; only with synchronous NORMAL or OFF, where a COMMIT
-does not wait for the disk): no thread hop, and no contention for the GIL with the writer.
+turn's write, when SQLite's write lock is free, commits on the event loop's thread instead,
+after waiting for the writer thread if it is busy (`loopwrite`; only with synchronous NORMAL
+or OFF, where a COMMIT does not wait for the disk): no thread hop, and no contention for the
+GIL with the writer.
 
 A turn's window is usually not read at all: `sqlite_windows` keeps the newest messages of
 recently used scopes in memory, given only while the scope's row (read anyway, for the
