@@ -183,19 +183,21 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _settle(jobs: list[_Job], outcomes: list[Outcome]) -> None:
     """Hand each job its outcome on its own event loop: one wake-up per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.done, outcome))
-    for loop, settled in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
-            loop.call_soon_threadsafe(_resolve, settled)
+    _hand_out([(job.loop, job.done, outcome) for job, outcome in zip(jobs, outcomes, strict=True)])
 
 
 def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
-    """Resolve `wait_idle`'s futures, each on its own event loop: one wake-up per loop."""
+    """Resolve `wait_idle`'s futures, each on its own event loop."""
+    _hand_out([(loop, waiter, (None, None)) for loop, waiter in waiters])
+
+
+def _hand_out(
+    futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Outcome]],
+) -> None:
+    """Resolve each future with its outcome on its own event loop: one wake-up per loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
-    for loop, waiter in waiters:
-        by_loop.setdefault(loop, []).append((waiter, (None, None)))
+    for loop, future, outcome in futures:
+        by_loop.setdefault(loop, []).append((future, outcome))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
             loop.call_soon_threadsafe(_resolve, settled)
