@@ -30,7 +30,8 @@ from tenantry.types import ToolSpec
 from tests.server.conftest import open_settings
 
 # Each secret is what real failures carry: provider text with a key fragment and an internal
-# host, a store's address, SQL, a file path, a traceback. None may reach a client.
+# host, a store's address, SQL, a file path, a traceback. None may reach a client. Ports keep
+# their colon: a bare "6379" also turns up in random task ids (hex) and request ids.
 LEAKS = [
     "CANARY",
     "sk-live",
@@ -38,7 +39,7 @@ LEAKS = [
     "10.20.30.40",
     "127.0.0.1",
     ":5432",
-    "6379",
+    ":6379",
     "tenantry_prod",
     "/srv/",
     "SELECT",
