@@ -15,7 +15,7 @@ import pytest
 
 from tenantry import InvalidSessionId, InvalidUserId, Message, SyncStore, ToolCall
 from tenantry.errors import InvalidInput, InvalidMessage, InvalidState, ScopeBusy, StoreClosed
-from tenantry.storage.base import Store
+from tenantry.storage.base import PRUNE_BATCH, Store
 from tests.conftest import PERSISTENT, FakeClock, MakeStore
 
 # --- the seed's cases -------------------------------------------------------------------------
@@ -317,6 +317,27 @@ async def test_prune_works_through_more_than_one_batch(
     await store.add(Message.user("y"), user_id="survivor")
     assert await store.prune_inactive(timedelta(seconds=5)) == 1203
     assert await store.list_users() == ["survivor"]
+
+
+async def test_prune_finds_idle_scopes_behind_pages_of_active_ones(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    # More active scopes than one batch come first in key order, then active and idle ones
+    # alternate: a prune that stops at a batch without idle scopes, or skips a key at a page's
+    # edge, leaves some idle scope or deletes an active one.
+    store = make_store(clock=clock)
+    idle = [f"b-{i:04d}" for i in range(0, 300, 2)]
+    for user_id in idle:
+        await store.add(Message.user("old"), user_id=user_id, session_id="s")
+    clock.advance(10)
+    active = [f"a-{i:04d}" for i in range(PRUNE_BATCH + 100)]
+    active += [f"b-{i:04d}" for i in range(1, 300, 2)]
+    for user_id in active:
+        await store.add(Message.user("new"), user_id=user_id, session_id="s")
+    assert await store.prune_inactive(timedelta(seconds=5)) == len(idle)
+    assert await store.list_users() == sorted(active)
+    assert [await store.size(user_id, "s") for user_id in idle[:3]] == [0, 0, 0]
+    assert [m.content for m in await store.get_messages("b-0001", "s")] == ["new"]
 
 
 async def test_prune_rejects_a_negative_age(store: Store) -> None:
