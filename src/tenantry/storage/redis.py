@@ -26,11 +26,8 @@ re-checks each scope's last activity inside it, so a scope written meanwhile sur
 Commands are never retried by the client: a retried append could store a turn twice
 (`redis_client`).
 
-Turn lock: `SET key token NX PX lock_ttl` after the in-process lock (see `locks`), renewed
-every third of lock_ttl while the turn runs (a slow model call keeps its lock), released by a
-compare-and-delete script. A process that dies frees its locks after at most lock_ttl. The
-append script checks that the lock still holds the turn's token and refuses the write
-otherwise (`ScopeLockLost`), so a turn that lost its lock can never interleave with the next.
+Turn lock: one key per scope, `SET NX PX` with a random token, renewed while the turn runs, and
+checked by the append script (`redis_locks`, `RedisLocks`, a base of the store).
 
 Durability is Redis's: a turn is acknowledged once the primary applied it in memory. With
 `appendonly yes` and `appendfsync always` it survives a crash of the Redis server; with
@@ -45,15 +42,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from tenantry.errors import InvalidInput, MissingDependency, StoreClosed, StoreError
+from tenantry.errors import InvalidInput, MissingDependency, StoreError
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_message, decode_state, encode_message
 from tenantry.storage.idempotency import IdempotencyRecord, reused
@@ -68,6 +64,7 @@ from tenantry.storage.redis_client import (
     translate,
 )
 from tenantry.storage.redis_keys import KeyLayout, encode_id
+from tenantry.storage.redis_locks import RedisLock, RedisLocks
 from tenantry.storage.redis_lua import (
     APPEND,
     DELETE,
@@ -111,18 +108,7 @@ class _Keys:
     member: str
 
 
-@dataclass(slots=True)
-class _Lock:
-    key: str
-    token: str
-    renewal: asyncio.Task[None] | None = field(default=None, repr=False)
-    released: bool = False
-    """Set by `_unlock` before it cancels the renewal: the renewal stops on it even if the
-    driver turned the cancellation into an error of its own (closing a broken connection
-    can fail), which would otherwise look like a failed renewal to retry."""
-
-
-class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
+class RedisStore(RedisUsage[RedisLock], RedisMemories[RedisLock], RedisLocks):
     """`RedisStore("redis://localhost:6379/0", prefix="tenantry", max_messages=100)`;
     `RedisStore("redis://h1:7000,h2:7001/", cluster=True)` for Redis Cluster."""
 
@@ -468,36 +454,8 @@ class RedisStore(RedisUsage[_Lock], RedisMemories[_Lock]):
 
     # --- the turn lock ------------------------------------------------------------------------
 
-    async def _try_lock(self, scope: Scope) -> _Lock | None:
-        key = self._keys(scope).lock
-        token = secrets.token_hex(16)
-        ttl_ms = round(self.lock_ttl * 1000)
-        if not await self._ready().set(key, token, nx=True, px=ttl_ms):
-            return None
-        lock = _Lock(key, token)
-        lock.renewal = asyncio.ensure_future(self._renew(lock, ttl_ms))
-        return lock
-
-    async def _renew(self, lock: _Lock, ttl_ms: int) -> None:
-        """Push the lock's expiry forward every third of its TTL until released or lost; a
-        failed renewal is retried, and a lost lock is caught by the append's fence."""
-        while not lock.released:
-            await asyncio.sleep(self.lock_ttl / 3)
-            try:
-                if not await self._run(
-                    lambda: self._script("renew", [lock.key], [lock.token, ttl_ms])
-                ):
-                    return
-            except StoreClosed:
-                return
-            except StoreError:
-                continue
-
-    async def _unlock(self, lock: _Lock) -> None:
-        lock.released = True
-        if lock.renewal is not None:
-            lock.renewal.cancel()
-        await self._script("release", [lock.key], [lock.token])
+    def _lock_key(self, scope: Scope) -> str:
+        return self._keys(scope).lock
 
     # --- lifecycle ----------------------------------------------------------------------------
 
