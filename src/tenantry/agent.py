@@ -31,19 +31,14 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import timedelta
 from typing import Any, NoReturn
 
 from tenantry._checks import check_int
 from tenantry._runner import run_sync
-from tenantry.errors import (
-    InvalidInput,
-    InvalidMessage,
-    MaxLoopsExceeded,
-    ModelError,
-    TenantryError,
-)
+from tenantry.agent_steps import call_model, opening_window, run_tools, stream_model, turn_tools
+from tenantry.errors import InvalidInput, InvalidMessage, MaxLoopsExceeded
 from tenantry.memory.config import MemoryConfig, memory_config
 from tenantry.memory.jobs import BackgroundJobs
 from tenantry.memory.runtime import AgentMemory
@@ -59,19 +54,10 @@ from tenantry.storage.idempotency import (
 )
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
-from tenantry.toolsets import RunTool, Toolset, tools_for_turn
+from tenantry.toolsets import Toolset
 from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
-from tenantry.types import Message, RunOutput, ToolSpec, Usage, new_id
+from tenantry.types import Message, RunOutput, Usage, new_id
 from tenantry.usage import Budgets, admit, admitted_snapshot
-
-
-def _window(history: list[Message]) -> list[Message]:
-    """Drop leading messages that cannot open a conversation (a tool result whose call fell
-    outside the window would be rejected by the model's API)."""
-    for start, message in enumerate(history):
-        if message.role == "user":
-            return history[start:] if start else history
-    return []
 
 
 def _renamed_user_id(user_id: str, default_user_id: str, where: str) -> str:
@@ -390,10 +376,10 @@ class Agent:
                 turn_memory.system_prompt(self.instructions) if turn_memory else self.instructions
             )
             prompt = [Message.system(system)] if system else []
-            prompt.extend(_window(snapshot.messages))
+            prompt.extend(opening_window(snapshot.messages))
             turn = [Message.user(text)]
             usage = Usage()
-            tools = await self._tools_for(ctx)
+            tools = await turn_tools(self.tools, self.toolsets, ctx)
             specs = [t.spec for t in tools.values()]
             if on_start is not None:
                 on_start()
@@ -401,20 +387,20 @@ class Agent:
                 response: ModelResponse | None = None
                 with trace.chat(attach=not streaming) as call:  # never current across a yield
                     if streaming:
-                        async for item in self._stream_model(prompt + turn, specs):
+                        async for item in stream_model(self.model, prompt + turn, specs):
                             if isinstance(item, str):
                                 yield item
                             else:
                                 response = item
                     else:
-                        response = await self._call_model(prompt + turn, specs)
+                        response = await call_model(self.model, prompt + turn, specs)
                     assert response is not None
                     call.done(response)
                 usage += response.usage
                 turn.append(Message.assistant(response.content, response.tool_calls))
                 if not response.tool_calls:
                     break
-                turn.extend(await self._run_tools(response, ctx, tools, trace))
+                turn.extend(await run_tools(response, ctx, tools, trace))
                 usage += Usage(tool_calls=len(response.tool_calls))
             else:
                 raise MaxLoopsExceeded(
@@ -451,65 +437,6 @@ class Agent:
         """Refuse the turn (BudgetExceeded) when the user's usage reached its budget."""
         if self.accounting:
             await admit(self.store, self.budgets, user_id)
-
-    async def _call_model(
-        self, messages: Sequence[Message], specs: Sequence[ToolSpec]
-    ) -> ModelResponse:
-        try:
-            return await self.model.complete(messages, specs)
-        except TenantryError:
-            raise
-        except Exception as exc:
-            self._model_failed(exc)
-
-    async def _stream_model(
-        self, messages: Sequence[Message], specs: Sequence[ToolSpec]
-    ) -> AsyncIterator[str | ModelResponse]:
-        response: ModelResponse | None = None
-        try:
-            async for item in self.model.stream(messages, specs):
-                if isinstance(item, ModelResponse):
-                    response = item
-                else:
-                    yield item
-        except TenantryError:
-            raise
-        except Exception as exc:
-            self._model_failed(exc)
-        if response is None:
-            raise ModelError(f"model {self.model.name!r} ended its stream without a response")
-        yield response
-
-    def _model_failed(self, exc: Exception) -> NoReturn:
-        raise ModelError(
-            f"model {self.model.name!r} failed: {type(exc).__name__}: {exc}; "
-            "nothing of this turn was stored"
-        ) from exc
-
-    async def _tools_for(self, ctx: RunContext) -> Mapping[str, RunTool]:
-        """The turn's tools by name: the agent's own, and what its toolsets give this run."""
-        if not self.toolsets:
-            return {t.name: t for t in self.tools}
-        return await tools_for_turn(self.tools, self.toolsets, ctx)
-
-    async def _run_tools(
-        self,
-        response: ModelResponse,
-        ctx: RunContext,
-        by_name: Mapping[str, RunTool],
-        trace: NoTrace = NO_TRACE,
-    ) -> list[Message]:
-        results = []
-        for call in response.tool_calls:
-            found = by_name.get(call.name)
-            if found is None:
-                known = ", ".join(sorted(by_name)) or "none"
-                content = f"Unknown tool {call.name!r}; available tools: {known}."
-            else:
-                with trace.tool(call):
-                    content = await found.run(call.arguments, ctx)
-            results.append(Message.tool(content, tool_call_id=call.id, name=call.name))
-        return results
 
 
 __all__ = ["Agent"]
