@@ -76,11 +76,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 # After the driver: these modules run psycopg too.
 from tenantry.storage.postgres_pool import Connection, PostgresConnections, server_lost
+from tenantry.storage.postgres_queries import Queries
 from tenantry.storage.postgres_sql import (
     KEY_TAKEN_SQLSTATE,
     LOCK_LOST_SQLSTATE,
     SCHEMA_VERSION,
-    Queries,
     check_identifier,
 )
 
