@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from tenantry import Agent, FunctionModel, IdempotencyKeyReused, Message, SQLiteStore
+from tenantry import (
+    Agent,
+    Budget,
+    BudgetExceeded,
+    FunctionModel,
+    IdempotencyKeyReused,
+    Message,
+    SQLiteStore,
+)
 from tenantry.errors import InvalidInput
 from tenantry.models import ModelResponse
 from tenantry.storage.idempotency import IdempotencyRecord, request_hash
@@ -56,6 +64,30 @@ async def test_a_busy_scopes_turns_read_no_messages_after_the_first(
     assert seen == ["turn 4", "reply 5", "turn 5", "reply 5"]  # the model saw 4 + 1 messages
     async with SQLiteStore(tmp_path / "t.db", window_cache=0) as plain:
         assert await _window(plain, "alice", "default", 4) == seen
+
+
+async def test_a_budget_set_after_the_window_was_cached_refuses_the_next_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn of a user without a budget override reads its scope's row and the fact that
+    there is no override in one statement; an override set since, here or by another
+    process, is seen, and the user's usage is read with it."""
+    reads = CountedReads(monkeypatch)
+    path = tmp_path / "t.db"
+    async with SQLiteStore(path) as store, SQLiteStore(path) as admin:
+        agent = Agent(model=FunctionModel(lambda m, t: "ok"), store=store, history_window=4)
+        for n in range(3):
+            await agent.arun(f"turn {n}", user_id="alice")
+        assert reads.count == 1  # the window cached since the first turn
+        await admin.set_budget("alice", Budget(requests_per_day=4))
+        await agent.arun("turn 3", user_id="alice")  # the 4th request of the day
+        with pytest.raises(BudgetExceeded):
+            await agent.arun("turn 4", user_id="alice")
+        await admin.set_budget("alice", None)
+        output = await agent.arun("turn 5", user_id="alice")
+        assert [m.content for m in output.messages] == ["turn 5", "ok"]
+        assert reads.count == 1  # the window stayed cached through all of it
+        assert await _window(store, "alice", "default", 4) == ["turn 3", "ok", "turn 5", "ok"]
 
 
 async def test_a_write_by_another_process_is_seen(tmp_path: Path) -> None:
@@ -167,11 +199,20 @@ async def test_windows_always_match_the_file_under_random_writes_and_deletions(
                 await store.clear(user)
             elif action < 0.53:
                 await store.set_state({"n": written}, user_id=user, session_id=session)
-            else:
+            elif action < 0.56:  # a turn's read below then needs this user's usage, or not
+                budget = rng.choice([None, Budget(requests_per_day=1000)])
+                await store.set_budget(user, budget)
+            elif action < 0.78:
                 limit = rng.choice([1, 2, 5, 20])
                 got = await store.snapshot(user, session, limit=limit)
                 want = await truth.snapshot(user, session, limit=limit)
                 assert got == want, (user, session, limit)
+            else:  # as a turn reads: with the admission, its usage only under an override
+                limit = rng.choice([1, 2, 5, 20])
+                turn = {"limit": limit, "now": clock(), "budgeted_only": True}
+                got_turn = await store.snapshot_and_admission(user, session, **turn)
+                want_turn = await truth.snapshot_and_admission(user, session, **turn)
+                assert got_turn == want_turn, (user, session, limit)
     finally:
         for s in [*stores, truth]:
             await s.close()

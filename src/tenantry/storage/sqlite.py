@@ -37,6 +37,7 @@ from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
 from tenantry.storage.codec import decode_state
 from tenantry.storage.idempotency import IdempotencyRecord
 from tenantry.storage.locks import LocalScopeLocks
+from tenantry.storage.loopwrite import is_busy
 from tenantry.storage.memories import DEFAULT_MAX_MEMORIES
 from tenantry.storage.sqlite_file import SQLiteFile, Synchronous
 from tenantry.storage.sqlite_memories import (
@@ -48,6 +49,7 @@ from tenantry.storage.sqlite_sql import (
     COLUMNS,
     DELETE_EXPIRED,
     FIND_WINDOW,
+    FIND_WINDOW_AND_BUDGETED,
     IDENTITY,
     INSERT_MESSAGE,
     RECORD,
@@ -70,7 +72,7 @@ from tenantry.storage.sqlite_windows import (
     WindowCache,
     new_version,
 )
-from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, usage_day
+from tenantry.storage.usage import DEFAULT_USAGE_RETENTION_DAYS, UNREAD_ADMISSION, usage_day
 from tenantry.tenancy import Scope
 from tenantry.types import Admission, Memory, Message
 
@@ -246,8 +248,36 @@ class SQLiteStore(SQLiteFile, SQLiteUsage, SQLiteMemories):
             return messages, state, admission
 
         small = limit is not None and limit <= LOOP_READ_ROWS
+        if small and budgeted_only and limit and self._windows is not None and not self._in_memory:
+            cached = await self._run(lambda: self._cached_turn_read(scope, limit))
+            if cached is not None:  # the usual turn: its window cached, no budget override
+                return Snapshot(cached[0], decode_state(cached[1])), UNREAD_ADMISSION
         messages, state, admission = await (self._query_small(read) if small else self._query(read))
         return Snapshot(messages, decode_state(state)), admission
+
+    async def _cached_turn_read(
+        self, scope: Scope, limit: int
+    ) -> tuple[list[Message], str | None] | None:
+        """The read of a turn whose user has no budget override and whose window is cached,
+        as one statement on the loop's thread: the scope's window (from the cache) and state,
+        or None when the user has an override (its usage is read with the window, in one
+        transaction) or the window is not cached as of the scope's row, or the loop's
+        connection cannot read now (then the full read follows)."""
+        assert self._windows is not None
+        key = (scope.user_id, scope.session_id)
+        try:
+            row = self._loop_connection().execute(FIND_WINDOW_AND_BUDGETED, key).fetchone()
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return None
+            raise
+        scope_id, state, version, count, updated_at, budgeted = row
+        if budgeted:
+            return None
+        if scope_id is None:
+            return [], None
+        cached = self._windows.get(key, (scope_id, version, count, updated_at), limit)
+        return None if cached is None else (cached, state)
 
     async def _size(self, scope: Scope) -> int:
         def count(conn: sqlite3.Connection) -> int:

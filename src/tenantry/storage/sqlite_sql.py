@@ -155,6 +155,13 @@ FIND_WINDOW = (
     "WHERE user_id = ? AND session_id = ?"
 )
 """A scope's row as a window read needs it: its id, its state and its identity."""
+FIND_WINDOW_AND_BUDGETED = (
+    "SELECT scope_id, state, version, message_count, updated_at, "
+    "EXISTS (SELECT 1 FROM budgets WHERE budgets.user_id = ?1) "
+    "FROM (SELECT 1) LEFT JOIN scopes ON scopes.user_id = ?1 AND scopes.session_id = ?2"
+)
+"""FIND_WINDOW's columns (NULLs for no scope) and whether the user has a budget override, in
+one row: one statement, so one snapshot without a transaction of its own."""
 IDENTITY = (
     "SELECT scope_id, version, message_count, updated_at FROM scopes "
     "WHERE user_id = ? AND session_id = ?"
