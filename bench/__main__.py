@@ -10,7 +10,8 @@ Suites, one module each, each exposing `run(config) -> list[Report]`:
   against `tenantry serve` on the in-memory store and on SQLite, at 100 and 1000 connections;
 - `first_token`: a streamed turn's first delta from the model to the client, on
   /v1/chat/stream, the OpenAI-compatible stream and A2A's, at 1 and 100 streams;
-- `turn_raw`: the in-process turn on SQLite against the raw sqlite3 work it does;
+- `turn_raw`: the in-process turn on SQLite against the raw sqlite3 work it does, in time and
+  (with valgrind installed; `turn_instructions`) in instructions, which noise cannot move;
 - `memory`: RSS and bytes per stored message of one agent serving many tenants;
 - `tracing`: a turn's cost with OpenTelemetry absent, unconfigured, no-op and recording;
 - `tenants`: tenantry's next turn with up to 1,000,000 other tenants, on SQLite and

@@ -312,12 +312,38 @@ def markdown(results: dict[str, Any], users: int, turns: int, runs: int) -> list
     return lines
 
 
+def instruction_lines(counted: dict[str, int] | str) -> list[str]:
+    """The report's section on instructions per turn (`bench.turn_instructions`), or why it
+    was not counted."""
+    lines = ["", "## Instructions per turn (callgrind)", ""]
+    if isinstance(counted, str):
+        return [*lines, counted]
+    from bench.turn_instructions import TURN_NOTE
+
+    lines += [TURN_NOTE, ""]
+    lines += table(
+        ["side", "instructions per turn", "tenantry ÷ side"],
+        [
+            [side, f"{n:,}", "—" if side == "tenantry" else f"{counted['tenantry'] / n:.2f}×"]
+            for side, n in counted.items()
+        ],
+    )
+    return lines
+
+
 def run(config: Config) -> list[Report]:
     users: int = config.pick(100, 10)
     turns: int = config.pick(20, 3)
-    runs: int = config.pick(3, 1)
+    runs: int = config.pick(5, 1)
     warm = WINDOW // 2
     results = measure(users, turns, warm, runs)
+    counted: dict[str, int] | str
+    if config.smoke:
+        counted = "skipped in the smoke run (each count takes a valgrind run of about 30 s)"
+    else:
+        from bench import turn_instructions
+
+        counted = turn_instructions.available() or turn_instructions.measure()
     workload = {
         "users": users,
         "turns_per_user": turns,
@@ -331,8 +357,8 @@ def run(config: Config) -> list[Report]:
             name="turn_raw",
             title="In-process turn on SQLite against raw sqlite3",
             workload=workload,
-            results={"sides": results, "verdicts": verdicts(results)},
-            lines=markdown(results, users, turns, runs),
+            results={"sides": results, "verdicts": verdicts(results), "instructions": counted},
+            lines=markdown(results, users, turns, runs) + instruction_lines(counted),
         )
     ]
 
