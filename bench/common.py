@@ -94,10 +94,18 @@ def machine() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    """The command that is running, as `python -m <module> <args>`."""
+    """The command that is running, as `python -m <module> <args>`, without `--out DIR`:
+    where the files went is not how they were measured, and a directory outside the
+    checkout is a path of one machine."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
     module = spec.name.removesuffix(".__main__") if spec is not None else "bench"
-    return " ".join(["python -m", module, *sys.argv[1:]])
+    args, kept = iter(sys.argv[1:]), []
+    for arg in args:
+        if arg == "--out":
+            next(args, None)
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return " ".join(["python -m", module, *kept])
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
