@@ -240,7 +240,9 @@ class SQLiteStore(SQLiteFile, SQLiteUsage, SQLiteMemories):
     ) -> tuple[Snapshot, Admission]:
         """One read transaction: the history, the state and the user's usage and budget of
         one moment (at most a month of day rows and one budget row beside the window, so a
-        small window is read on the loop's thread, as `_snapshot` does)."""
+        small window is read on the loop's thread, as `_snapshot` does); for the usual turn
+        (`budgeted_only`, no override, its window cached) one statement instead
+        (`_cached_turn_read`)."""
 
         def read(conn: sqlite3.Connection) -> tuple[list[Message], str | None, Admission]:
             messages, state = self._window(conn, scope, limit)
