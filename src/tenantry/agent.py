@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 from tenantry._checks import check_int
 from tenantry._runner import run_sync
-from tenantry.agent_steps import call_model, opening_window, run_tools, stream_model, turn_tools
+from tenantry.agent_steps import call_model, opening_window, run_tools, stream_model
 from tenantry.errors import InvalidInput, InvalidMessage, MaxLoopsExceeded
 from tenantry.memory.config import MemoryConfig, memory_config
 from tenantry.memory.jobs import BackgroundJobs
@@ -54,7 +54,7 @@ from tenantry.storage.idempotency import (
 )
 from tenantry.tenancy import DEFAULT_USER_ID, Scope, validate_user_id
 from tenantry.tools import RunContext, Tool, ToolFunction, as_tool
-from tenantry.toolsets import Toolset
+from tenantry.toolsets import Toolset, tools_for_turn
 from tenantry.tracing import DEFAULT_TRACING, NO_TRACE, NoTrace, Tracing
 from tenantry.types import Message, RunOutput, Usage, new_id
 from tenantry.usage import Budgets, admit, admitted_snapshot
@@ -379,7 +379,7 @@ class Agent:
             prompt.extend(opening_window(snapshot.messages))
             turn = [Message.user(text)]
             usage = Usage()
-            tools = await turn_tools(self.tools, self.toolsets, ctx)
+            tools = await tools_for_turn(self.tools, self.toolsets, ctx)
             specs = [t.spec for t in tools.values()]
             if on_start is not None:
                 on_start()

@@ -1,6 +1,6 @@
 """The steps of a turn that leave the agent: the model call (its failures become
-`ModelError`, with nothing of the turn stored), the tools of the turn and their runs, and the
-history window a prompt may open with. `Agent._turn` (in `agent`) strings them together
+`ModelError`, with nothing of the turn stored), the runs of the tools the model asks for, and
+the history window a prompt may open with. `Agent._turn` (in `agent`) strings them together
 between its lock, its read and its write."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import NoReturn
 
 from tenantry.errors import ModelError, TenantryError
 from tenantry.models.base import Model, ModelResponse
-from tenantry.tools import RunContext, Tool
-from tenantry.toolsets import RunTool, Toolset, tools_for_turn
+from tenantry.tools import RunContext
+from tenantry.toolsets import RunTool
 from tenantry.tracing import NO_TRACE, NoTrace
 from tenantry.types import Message, ToolSpec
 
@@ -64,15 +64,6 @@ def model_failed(model: Model, exc: Exception) -> NoReturn:
     ) from exc
 
 
-async def turn_tools(
-    tools: Sequence[Tool], toolsets: Sequence[Toolset], ctx: RunContext
-) -> Mapping[str, RunTool]:
-    """The turn's tools by name: the agent's own, and what its toolsets give this run."""
-    if not toolsets:
-        return {t.name: t for t in tools}
-    return await tools_for_turn(tools, toolsets, ctx)
-
-
 async def run_tools(
     response: ModelResponse,
     ctx: RunContext,
@@ -94,4 +85,4 @@ async def run_tools(
     return results
 
 
-__all__ = ["call_model", "opening_window", "run_tools", "stream_model", "turn_tools"]
+__all__ = ["call_model", "opening_window", "run_tools", "stream_model"]

@@ -45,6 +45,8 @@ async def tools_for_turn(
 ) -> Mapping[str, RunTool]:
     """Give the turn's tools by name: the agent's own, then each toolset's (listed together)."""
     by_name: dict[str, RunTool] = {t.name: t for t in tools}
+    if not toolsets:  # most agents: nothing to list, no gather
+        return by_name
     listed = await asyncio.gather(*(t.list_tools(ctx) for t in toolsets), return_exceptions=True)
     for toolset, found in zip(toolsets, listed, strict=True):
         if isinstance(found, BaseException):

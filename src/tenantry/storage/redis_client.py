@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from abc import abstractmethod
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tenantry.errors import InvalidStoreURL, MissingDependency, StoreError, StoreUnavailable
 from tenantry.storage.redis_keys import SLOTS, KeyLayout, slot_tags
+from tenantry.storage.remote import RemoteStore
 
 try:
     import redis
@@ -270,10 +272,27 @@ async def on_every_primary(
         raise
 
 
+P = TypeVar("P")
+
+
+class RedisParts(RemoteStore[P]):
+    """What each part of `RedisStore` (its usage, memories and turn locks, bases of the store)
+    works on: the store's client and its registered scripts."""
+
+    @abstractmethod
+    def _ready(self) -> Any:
+        """Give the store's redis client (created on first use)."""
+
+    @abstractmethod
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run the registered script `name` (a `redis_lua` source) on `keys` and `args`."""
+
+
 __all__ = [
     "BUCKET_IDLE",
     "BUCKET_MEMBERS",
     "Client",
+    "RedisParts",
     "connect",
     "eval_and_wait",
     "on_every_primary",

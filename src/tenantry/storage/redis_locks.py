@@ -14,10 +14,9 @@ import asyncio
 import secrets
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 from tenantry.errors import StoreClosed, StoreError
-from tenantry.storage.remote import RemoteStore
+from tenantry.storage.redis_client import RedisParts
 from tenantry.tenancy import Scope
 
 
@@ -34,7 +33,7 @@ class RedisLock:
     can fail), which would otherwise look like a failed renewal to retry."""
 
 
-class RedisLocks(RemoteStore[RedisLock]):
+class RedisLocks(RedisParts[RedisLock]):
     """The turn-lock primitives of `RedisStore`, on its client and scripts."""
 
     lock_ttl: float
@@ -43,13 +42,6 @@ class RedisLocks(RemoteStore[RedisLock]):
     @abstractmethod
     def _lock_key(self, scope: Scope) -> str:
         """Give the key of the scope's turn lock."""
-
-    @abstractmethod
-    def _ready(self) -> Any:
-        """Give the store's redis client (created on first use)."""
-
-    @abstractmethod
-    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
 
     async def _try_lock(self, scope: Scope) -> RedisLock | None:
         key = self._lock_key(scope)

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from tenantry.storage.codec import encode_vector
 from tenantry.storage.memories import conflict, not_found
-from tenantry.storage.remote import RemoteStore
+from tenantry.storage.redis_client import RedisParts
 from tenantry.storage.search import bm25, tokens
 from tenantry.types import Memory
 
@@ -83,15 +83,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisMemories(RemoteStore[P]):
+class RedisMemories(RedisParts[P]):
     """The memory primitives of `RedisStore`, on its client and scripts."""
 
     @abstractmethod
     def _memory_keys(self, user_id: str) -> MemoryKeys: ...
-
-    @abstractmethod
-    def _ready(self) -> Any:
-        """Give the store's redis client (created on first use)."""
 
     @abstractmethod
     def _registry_key(self, user_id: str) -> str:
@@ -100,9 +96,6 @@ class RedisMemories(RemoteStore[P]):
     @abstractmethod
     async def _registered_users(self) -> list[str]:
         """Give every user in the `memory_users` registry (all its buckets)."""
-
-    @abstractmethod
-    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
 
     async def _call(self, name: str, user_id: str, args: list[Any]) -> Any:
         keys = self._memory_keys(user_id).all()

@@ -30,9 +30,8 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
-from tenantry.storage.redis_client import BUCKET_MEMBERS, on_every_primary
+from tenantry.storage.redis_client import BUCKET_MEMBERS, RedisParts, on_every_primary
 from tenantry.storage.redis_keys import KeyLayout
-from tenantry.storage.remote import RemoteStore
 from tenantry.storage.usage import admission_of, month_start
 from tenantry.types import BUDGET_LIMITS, USAGE_COUNTS, Admission, Budget, Usage, UsageDay
 
@@ -143,18 +142,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisUsage(RemoteStore[P]):
+class RedisUsage(RedisParts[P]):
     """The usage primitives of `RedisStore`, on its client and scripts."""
 
     prefix: str
     layout: KeyLayout
-
-    @abstractmethod
-    def _ready(self) -> Any:
-        """Give the store's redis client (created on first use)."""
-
-    @abstractmethod
-    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
 
     @abstractmethod
     def _user_key(self, kind: str, user_id: str) -> str:

@@ -30,7 +30,7 @@ import sqlite3
 import time
 from contextlib import AbstractAsyncContextManager
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenantry._checks import check_int
 from tenantry.storage.base import PRUNE_BATCH, Clock, Snapshot, TurnWrite
@@ -181,7 +181,7 @@ class SQLiteStore(SQLiteFile, SQLiteUsage, SQLiteMemories):
         windows = self._windows
         if windows is None or limit is None or limit > LOOP_READ_ROWS:
             return self._newest(conn, scope_id, limit), state
-        identity: Identity = (scope_id, row[2], row[3], row[4])
+        identity = _identity(row)
         cached = windows.get(key, identity, limit)
         if cached is not None:
             return cached, state
@@ -273,13 +273,12 @@ class SQLiteStore(SQLiteFile, SQLiteUsage, SQLiteMemories):
             if is_busy(exc):
                 return None
             raise
-        scope_id, state, version, count, updated_at, budgeted = row
-        if budgeted:
+        if row[5]:  # the user has a budget override
             return None
-        if scope_id is None:
+        if row[0] is None:  # no such scope
             return [], None
-        cached = self._windows.get(key, (scope_id, version, count, updated_at), limit)
-        return None if cached is None else (cached, state)
+        cached = self._windows.get(key, _identity(row), limit)
+        return None if cached is None else (cached, row[1])
 
     async def _size(self, scope: Scope) -> int:
         def count(conn: sqlite3.Connection) -> int:
@@ -399,6 +398,12 @@ class SQLiteStore(SQLiteFile, SQLiteUsage, SQLiteMemories):
 
     async def ping(self) -> None:
         await self._query(lambda conn: conn.execute("SELECT 1").fetchone())
+
+
+def _identity(row: tuple[Any, ...]) -> Identity:
+    """The identity of a scope's row read by FIND_WINDOW (or FIND_WINDOW_AND_BUDGETED): what a
+    cached window must have been read with to be given."""
+    return row[0], row[2], row[3], row[4]
 
 
 def _delete_scopes(conn: sqlite3.Connection, scope_ids: list[int]) -> None:
